@@ -1,0 +1,2 @@
+//! skiff-agent: guest /init for VM isolation (placeholder).
+fn main() {}

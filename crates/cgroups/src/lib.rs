@@ -1,0 +1,1 @@
+//! skiff-cgroups: placeholder, see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! skiff-image: placeholder, see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! skiff-registry: placeholder, see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! skiff-runtime: placeholder, see docs/ARCHITECTURE.md.

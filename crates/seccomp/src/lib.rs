@@ -1,0 +1,1 @@
+//! skiff-seccomp: placeholder, see docs/ARCHITECTURE.md.

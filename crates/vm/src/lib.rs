@@ -1,0 +1,1 @@
+//! skiff-vm: placeholder, see docs/ARCHITECTURE.md.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages skiff's build, tests and demo need (idempotent).
+set -euo pipefail
+pkgs=(busybox-static libseccomp-dev pkg-config runc crun skopeo umoci podman containerd
+      docker-registry qemu-system-x86 linux-image-amd64 erofs-utils hyperfine time iproute2 cpio)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

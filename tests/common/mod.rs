@@ -1,0 +1,1 @@
+//! Shared harness for skiff's integration tests (placeholder).

@@ -1,0 +1,2 @@
+//! Runtime integration tests (placeholder).
+mod common;
