@@ -122,3 +122,16 @@ pub fn main(_global: &Global, _cmd: RuntimeCommand) -> anyhow::Result<i32> {
 pub fn log_error(_global: &Global, err: &anyhow::Error) {
     eprintln!("skiff: {err:#}");
 }
+
+/// Runs the bundle at `bundle` as container `id` (what `skiff run -b BUNDLE ID`
+/// does): used by `run --image` once the bundle is prepared. Returns the
+/// container's exit code (0 when detached).
+pub fn run_bundle(
+    _global: &Global,
+    _bundle: &std::path::Path,
+    _id: &str,
+    _detach: bool,
+    _console_socket: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    anyhow::bail!("not implemented yet")
+}

@@ -1,0 +1,1 @@
+//! image integration tests (placeholder).

@@ -1,0 +1,1 @@
+//! vm integration tests (placeholder).
