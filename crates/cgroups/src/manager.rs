@@ -1,0 +1,1246 @@
+//! The cgroupfs manager: one implementation of [`Manager`] for v1, v2 and
+//! hybrid hosts. Each controller is routed once, at construction, to the
+//! hierarchy that carries it (a v1 mount first, else the cgroup2 hierarchy
+//! when the controller is available there); every operation then writes the
+//! v1 or v2 files of that hierarchy.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+
+use crate::fsutil::{self, exists, keyed, Num};
+use crate::mounts::CgroupMount;
+use crate::validate::{subset_of, validate_pure};
+use crate::{devices, stats, Config, Error, Hierarchy, Layout, Manager, MountTable, Stats};
+
+/// Controllers the manager routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum C {
+    Cpu,
+    Cpuacct,
+    Cpuset,
+    Memory,
+    Devices,
+    Freezer,
+    Blkio,
+    Pids,
+    Hugetlb,
+    NetCls,
+    NetPrio,
+    Rdma,
+}
+
+const ALL: [C; 12] = [
+    C::Cpu,
+    C::Cpuacct,
+    C::Cpuset,
+    C::Memory,
+    C::Devices,
+    C::Freezer,
+    C::Blkio,
+    C::Pids,
+    C::Hugetlb,
+    C::NetCls,
+    C::NetPrio,
+    C::Rdma,
+];
+
+impl C {
+    fn v1_name(self) -> &'static str {
+        match self {
+            C::Cpu => "cpu",
+            C::Cpuacct => "cpuacct",
+            C::Cpuset => "cpuset",
+            C::Memory => "memory",
+            C::Devices => "devices",
+            C::Freezer => "freezer",
+            C::Blkio => "blkio",
+            C::Pids => "pids",
+            C::Hugetlb => "hugetlb",
+            C::NetCls => "net_cls",
+            C::NetPrio => "net_prio",
+            C::Rdma => "rdma",
+        }
+    }
+    /// The cgroup2 controller serving this one; `Some("")` when cgroup2 has
+    /// it built in (freezer, device filter, cpu.stat); `None` when cgroup2
+    /// has no equivalent.
+    fn v2_name(self) -> Option<&'static str> {
+        match self {
+            C::Cpu => Some("cpu"),
+            C::Cpuacct | C::Devices | C::Freezer => Some(""),
+            C::Cpuset => Some("cpuset"),
+            C::Memory => Some("memory"),
+            C::Blkio => Some("io"),
+            C::Pids => Some("pids"),
+            C::Hugetlb => Some("hugetlb"),
+            C::Rdma => Some("rdma"),
+            C::NetCls | C::NetPrio => None,
+        }
+    }
+}
+
+/// The manager for cgroupfs (v1, v2, hybrid).
+#[derive(Debug)]
+pub(crate) struct FsManager {
+    layout: Layout,
+    hs: Vec<Hierarchy>,
+    /// Index into `hs` per controller of [`ALL`].
+    route: [Option<u8>; 12],
+    v2: Option<usize>,
+    v2_controllers: String,
+    rootless: bool,
+}
+
+const PATH_FIELD: &str = "linux.cgroupsPath";
+
+/// Normalises a cgroups path: drops `.` and empty components, rejects `..`.
+fn clean(p: &str) -> Result<PathBuf, Error> {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                return Err(Error::invalid(
+                    PATH_FIELD,
+                    format!("{p:?} must not contain \"..\""),
+                ))
+            }
+            Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+impl FsManager {
+    pub(crate) fn new(cfg: &Config, table: &MountTable) -> Result<Self, Error> {
+        let id = cfg.id;
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." || id.contains('\0') {
+            return Err(Error::invalid(
+                "id",
+                format!("{id:?} is not a valid container id"),
+            ));
+        }
+        let layout = table.layout()?;
+        let (inner, relative) = match cfg.cgroups_path.filter(|p| !p.is_empty()) {
+            None => (Path::new("skiff").join(id), false),
+            Some(p) => {
+                let c = clean(p)?;
+                if c.as_os_str().is_empty() {
+                    return Err(Error::invalid(
+                        PATH_FIELD,
+                        format!("{p:?} names the root cgroup"),
+                    ));
+                }
+                (c, !p.starts_with('/'))
+            }
+        };
+        let own = if relative {
+            Some(
+                std::fs::read_to_string("/proc/self/cgroup")
+                    .map_err(|e| Error::io("read", "/proc/self/cgroup", e))?,
+            )
+        } else {
+            None
+        };
+        let path_in = |m: &CgroupMount, v1: bool| -> Result<PathBuf, Error> {
+            let mut p = m.mount_point.clone();
+            if let Some(text) = &own {
+                p.push(own_cgroup(text, m, v1)?);
+            }
+            p.push(&inner);
+            Ok(p)
+        };
+        let mut hs = Vec::with_capacity(table.v1.len() + 1);
+        for m in &table.v1 {
+            hs.push(Hierarchy {
+                version: 1,
+                controllers: m.controllers.clone(),
+                mount_point: m.mount_point.clone(),
+                path: path_in(m, true)?,
+            });
+        }
+        let mut v2 = None;
+        let mut v2_controllers = String::new();
+        if let Some(m) = &table.v2 {
+            v2 = Some(hs.len());
+            v2_controllers = m.controllers.clone();
+            hs.push(Hierarchy {
+                version: 2,
+                controllers: String::new(),
+                mount_point: m.mount_point.clone(),
+                path: path_in(m, false)?,
+            });
+        }
+        let mut route = [None; 12];
+        for (i, c) in ALL.iter().enumerate() {
+            route[i] = table
+                .v1
+                .iter()
+                .position(|m| m.has(c.v1_name()))
+                .or_else(|| match (c.v2_name(), v2) {
+                    (Some(""), Some(ix)) => Some(ix),
+                    (Some(n), Some(ix)) if v2_controllers.split(',').any(|x| x == n) => Some(ix),
+                    _ => None,
+                })
+                .map(|ix| ix as u8);
+        }
+        Ok(FsManager {
+            layout,
+            hs,
+            route,
+            v2,
+            v2_controllers,
+            rootless: cfg.rootless,
+        })
+    }
+
+    /// The directory and version serving `c`, if any.
+    fn dir(&self, c: C) -> Option<(&Path, bool)> {
+        let ix = self.route[c as usize]? as usize;
+        let h = &self.hs[ix];
+        Some((h.path.as_path(), h.version == 2))
+    }
+
+    /// Like [`FsManager::dir`] but a clear error naming `field` when absent.
+    fn need(&self, c: C, field: &str) -> Result<(&Path, bool), Error> {
+        self.dir(c).ok_or_else(|| {
+            Error::unsupported(
+                format!("linux.resources.{field}"),
+                format!(
+                    "the {} controller is not mounted on this host{}",
+                    c.v1_name(),
+                    match (self.v2, c.v2_name()) {
+                        (Some(_), Some(n)) => format!(
+                            " and {n:?} is not available on the cgroup2 hierarchy (available: {:?})",
+                            self.v2_controllers
+                        ),
+                        (Some(_), None) => " and cgroup v2 has no equivalent".to_owned(),
+                        _ => String::new(),
+                    }
+                ),
+            )
+        })
+    }
+
+    fn is_perm(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+        )
+    }
+
+    fn create_one(&self, h: &Hierarchy) -> Result<(), Error> {
+        let rel = h.path.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
+        let cpuset = h.version == 1 && h.controllers.split(',').any(|c| c == "cpuset");
+        let mut cur = h.mount_point.clone();
+        let mut enable = String::new();
+        for comp in rel.components() {
+            if h.version == 2 {
+                self.enable_controllers(&cur, &mut enable);
+            }
+            cur.push(comp);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("mkdir", cur, e)),
+            }
+            if cpuset {
+                inherit_cpuset(&cur)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enables every controller available in `dir` in its
+    /// `cgroup.subtree_control` (one write per missing controller; failures
+    /// are left for `apply` to report against the field that needs it).
+    fn enable_controllers(&self, dir: &Path, buf: &mut String) {
+        let Ok(Some(avail)) = fsutil::read_opt(dir, "cgroup.controllers") else {
+            return;
+        };
+        let on = fsutil::read_opt(dir, "cgroup.subtree_control")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for c in avail.split_whitespace() {
+            if on.split_whitespace().any(|x| x == c) {
+                continue;
+            }
+            buf.clear();
+            buf.push('+');
+            buf.push_str(c);
+            let _ = fsutil::write(dir, "cgroup.subtree_control", buf.as_bytes(), "create");
+        }
+    }
+
+    fn freezer(&self) -> Result<(&Path, bool), Error> {
+        self.dir(C::Freezer).ok_or_else(|| {
+            Error::unsupported(
+                "freeze",
+                "no freezer: neither the v1 freezer nor cgroup2 is mounted",
+            )
+        })
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        let (d, v2) = self.freezer()?;
+        let field = if frozen { "freeze" } else { "thaw" };
+        if v2 {
+            fsutil::write(d, "cgroup.freeze", if frozen { b"1" } else { b"0" }, field)?;
+        } else {
+            fsutil::write(
+                d,
+                "freezer.state",
+                if frozen { b"FROZEN" } else { b"THAWED" },
+                field,
+            )?;
+        }
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(100);
+        loop {
+            if self.is_frozen()? == frozen {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                if frozen {
+                    let _ = self.set_frozen(false);
+                }
+                return Err(Error::io(
+                    "waiting for the freezer",
+                    d,
+                    io::Error::new(io::ErrorKind::TimedOut, "state did not settle within 10s"),
+                ));
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// The directory used to list processes: the unified one when joined
+    /// (it holds every process), else a v1 one.
+    fn procs_dir(&self) -> Option<&Path> {
+        if let Some(ix) = self.v2 {
+            return Some(&self.hs[ix].path);
+        }
+        [C::Freezer, C::Pids, C::Devices, C::Memory]
+            .into_iter()
+            .find_map(|c| self.dir(c).map(|(d, _)| d))
+            .or_else(|| self.hs.first().map(|h| h.path.as_path()))
+    }
+
+    fn apply_cpuset(&self, cpu: &LinuxCpu) -> Result<(), Error> {
+        let cpus = cpu.cpus().as_deref().filter(|s| !s.trim().is_empty());
+        let mems = cpu.mems().as_deref().filter(|s| !s.trim().is_empty());
+        if cpus.is_none() && mems.is_none() {
+            return Ok(());
+        }
+        let field = if cpus.is_some() {
+            "cpu.cpus"
+        } else {
+            "cpu.mems"
+        };
+        let (d, _) = self.need(C::Cpuset, field)?;
+        let parent = d.parent().unwrap_or(d);
+        for (field, list, file, eff) in [
+            ("cpu.cpus", cpus, "cpuset.cpus", "cpuset.effective_cpus"),
+            ("cpu.mems", mems, "cpuset.mems", "cpuset.effective_mems"),
+        ] {
+            let Some(list) = list else { continue };
+            if let Some(avail) = fsutil::read_opt(parent, eff)? {
+                let what = format!("the parent cgroup's {eff} of {}", parent.display());
+                subset_of(field, list, avail.trim(), &what)?;
+            }
+            fsutil::write(
+                d,
+                file,
+                list.as_bytes(),
+                &format!("linux.resources.{field}"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies `cpuset.cpus`/`cpuset.mems` from the parent when empty (a new v1
+/// cpuset cgroup starts empty and cannot take tasks).
+fn inherit_cpuset(dir: &Path) -> Result<(), Error> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let cur = fsutil::read(dir, f)?;
+        if cur.trim().is_empty() {
+            let p = fsutil::read(parent, f)?;
+            fsutil::write(dir, f, p.trim().as_bytes(), "create")?;
+        }
+    }
+    Ok(())
+}
+
+/// The process's own cgroup in `m`, relative to the mount's root.
+fn own_cgroup(text: &str, m: &CgroupMount, v1: bool) -> Result<PathBuf, Error> {
+    for line in text.lines() {
+        let mut it = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let hit = if v1 {
+            ctrls == m.controllers
+        } else {
+            id == "0" && ctrls.is_empty()
+        };
+        if hit {
+            let p = Path::new(path);
+            let rel = p.strip_prefix(&m.root).unwrap_or(p);
+            return Ok(rel.strip_prefix("/").unwrap_or(rel).to_path_buf());
+        }
+    }
+    Err(Error::Mounts(format!(
+        "/proc/self/cgroup has no entry for the hierarchy at {}",
+        m.mount_point.display()
+    )))
+}
+
+fn f(field: &str) -> String {
+    format!("linux.resources.{field}")
+}
+
+fn memory_v1(d: &Path, m: &LinuxMemory) -> Result<(), Error> {
+    let limit = m.limit().filter(|&v| v != 0);
+    let mut swap = m.swap().filter(|&v| v != 0);
+    const MEMSW: &str = "memory.memsw.limit_in_bytes";
+    if m.check_before_update() == Some(true) {
+        if let Some(l) = limit.filter(|&l| l > 0) {
+            let usage = fsutil::read_u64(d, "memory.usage_in_bytes")?;
+            if (l as u64) < usage {
+                return Err(Error::invalid(
+                    f("memory.limit"),
+                    format!("{l} is below the current usage {usage} (checkBeforeUpdate)"),
+                ));
+            }
+        }
+    }
+    let have_swap = exists(d, MEMSW);
+    if limit == Some(-1) && swap.is_none() && have_swap {
+        swap = Some(-1);
+    }
+    if swap.is_some() && !have_swap {
+        return Err(Error::unsupported(
+            f("memory.swap"),
+            format!("swap accounting is off on this host (no {MEMSW})"),
+        ));
+    }
+    let (lf, sf) = (f("memory.limit"), f("memory.swap"));
+    match (limit, swap) {
+        (Some(l), Some(s)) => {
+            let cur = fsutil::read_u64(d, "memory.limit_in_bytes")?;
+            if s == -1 || cur < s as u64 {
+                fsutil::write_i64(d, MEMSW, s, &sf)?;
+                fsutil::write_i64(d, "memory.limit_in_bytes", l, &lf)?;
+            } else {
+                fsutil::write_i64(d, "memory.limit_in_bytes", l, &lf)?;
+                fsutil::write_i64(d, MEMSW, s, &sf)?;
+            }
+        }
+        (Some(l), None) => fsutil::write_i64(d, "memory.limit_in_bytes", l, &lf)?,
+        (None, Some(s)) => fsutil::write_i64(d, MEMSW, s, &sf)?,
+        (None, None) => {}
+    }
+    if let Some(v) = m.reservation().filter(|&v| v != 0) {
+        fsutil::write_i64(d, "memory.soft_limit_in_bytes", v, &f("memory.reservation"))?;
+    }
+    for (v, file, field) in [
+        (m.kernel(), "memory.kmem.limit_in_bytes", "memory.kernel"),
+        (
+            m.kernel_tcp(),
+            "memory.kmem.tcp.limit_in_bytes",
+            "memory.kernelTCP",
+        ),
+    ] {
+        if let Some(v) = v.filter(|&v| v != 0) {
+            if !exists(d, file) {
+                return Err(Error::unsupported(
+                    f(field),
+                    format!("the kernel has no {file}"),
+                ));
+            }
+            fsutil::write_i64(d, file, v, &f(field))?;
+        }
+    }
+    if let Some(s) = m.swappiness() {
+        fsutil::write_u64(d, "memory.swappiness", s, &f("memory.swappiness"))?;
+    }
+    if m.disable_oom_killer() == Some(true) {
+        fsutil::write(d, "memory.oom_control", b"1", &f("memory.disableOOMKiller"))?;
+    }
+    if let Some(h) = m.use_hierarchy() {
+        fsutil::write(
+            d,
+            "memory.use_hierarchy",
+            if h { b"1" } else { b"0" },
+            &f("memory.useHierarchy"),
+        )?;
+    }
+    Ok(())
+}
+
+/// runc's conversion of the OCI memory+swap value to cgroup2's swap-only one.
+pub(crate) fn swap_v2(swap: i64, memory: i64) -> Result<i64, String> {
+    Ok(match (swap, memory) {
+        (0, -1) => -1,
+        (-1, _) | (0, _) => swap,
+        (_, -1) => swap,
+        (_, 0) => return Err("cannot set a swap limit without a memory limit".into()),
+        (_, m) if m < 0 => return Err(format!("invalid memory limit {m}")),
+        (s, m) if s < m => {
+            return Err(format!(
+                "{s} is below memory.limit {m} (swap is memory+swap)"
+            ))
+        }
+        (s, m) => s - m,
+    })
+}
+
+fn memory_v2(d: &Path, m: &LinuxMemory) -> Result<(), Error> {
+    let limit = m.limit().filter(|&v| v != 0);
+    if m.check_before_update() == Some(true) {
+        if let Some(l) = limit.filter(|&l| l > 0) {
+            let usage = fsutil::read_u64(d, "memory.current")?;
+            if (l as u64) < usage {
+                return Err(Error::invalid(
+                    f("memory.limit"),
+                    format!("{l} is below the current usage {usage} (checkBeforeUpdate)"),
+                ));
+            }
+        }
+    }
+    let swap = swap_v2(m.swap().unwrap_or(0), limit.unwrap_or(0))
+        .map_err(|msg| Error::invalid(f("memory.swap"), msg))?;
+    if swap != 0 {
+        if exists(d, "memory.swap.max") {
+            fsutil::write_max(d, "memory.swap.max", swap, &f("memory.swap"))?;
+        } else if swap != -1 {
+            return Err(Error::unsupported(
+                f("memory.swap"),
+                "swap accounting is off on this host (no memory.swap.max)",
+            ));
+        }
+    }
+    if let Some(l) = limit {
+        fsutil::write_max(d, "memory.max", l, &f("memory.limit"))?;
+    }
+    if let Some(r) = m.reservation().filter(|&v| v != 0) {
+        fsutil::write_max(d, "memory.low", r, &f("memory.reservation"))?;
+    }
+    // kernel, kernelTCP, swappiness, disableOOMKiller and useHierarchy have
+    // no cgroup2 files; like runc, they are ignored there.
+    Ok(())
+}
+
+/// runc's conversion of cpu.shares (2..262144) to cpu.weight (1..10000):
+/// a quadratic in log2 that maps 2->1, 1024->100, 262144->10000.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    match shares {
+        0 => 0,
+        s if s <= 2 => 1,
+        s if s >= 262_144 => 10_000,
+        s => {
+            let l = (s as f64).log2();
+            let exp = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            10f64.powf(exp).ceil() as u64
+        }
+    }
+}
+
+/// runc's conversion of blkio.weight (10..1000) to io.weight (1..10000).
+pub fn blkio_weight_to_io(w: u16) -> u64 {
+    if w == 0 {
+        0
+    } else {
+        1 + (w as u64).saturating_sub(10) * 9999 / 990
+    }
+}
+
+fn cpu_v1(d: &Path, c: &LinuxCpu) -> Result<(), Error> {
+    if let Some(s) = c.shares().filter(|&s| s != 0) {
+        fsutil::write_u64(d, "cpu.shares", s, &f("cpu.shares"))?;
+    }
+    let quota = c.quota().filter(|&q| q != 0);
+    let mut period_pending = None;
+    if let Some(p) = c.period().filter(|&p| p != 0) {
+        if let Err(e) = fsutil::write_u64(d, "cpu.cfs_period_us", p, &f("cpu.period")) {
+            // A smaller period can be refused until the quota is lowered.
+            let einval = matches!(&e, Error::Write { source, .. } if source.raw_os_error() == Some(libc::EINVAL));
+            if !einval || quota.is_none() {
+                return Err(e);
+            }
+            period_pending = Some(p);
+        }
+    }
+    if let Some(q) = quota {
+        fsutil::write_i64(d, "cpu.cfs_quota_us", q, &f("cpu.quota"))?;
+        if let Some(p) = period_pending {
+            fsutil::write_u64(d, "cpu.cfs_period_us", p, &f("cpu.period"))?;
+        }
+    }
+    if let Some(b) = c.burst() {
+        if !exists(d, "cpu.cfs_burst_us") {
+            return Err(Error::unsupported(
+                f("cpu.burst"),
+                "the kernel has no cpu.cfs_burst_us",
+            ));
+        }
+        fsutil::write_u64(d, "cpu.cfs_burst_us", b, &f("cpu.burst"))?;
+    }
+    if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
+        fsutil::write_u64(d, "cpu.rt_period_us", p, &f("cpu.realtimePeriod"))?;
+    }
+    if let Some(r) = c.realtime_runtime().filter(|&r| r != 0) {
+        fsutil::write_i64(d, "cpu.rt_runtime_us", r, &f("cpu.realtimeRuntime"))?;
+    }
+    if let Some(i) = c.idle() {
+        if !exists(d, "cpu.idle") {
+            return Err(Error::unsupported(
+                f("cpu.idle"),
+                "the kernel has no cpu.idle",
+            ));
+        }
+        fsutil::write_i64(d, "cpu.idle", i, &f("cpu.idle"))?;
+    }
+    Ok(())
+}
+
+fn cpu_v2(d: &Path, c: &LinuxCpu) -> Result<(), Error> {
+    if c.realtime_period().unwrap_or(0) != 0 || c.realtime_runtime().unwrap_or(0) != 0 {
+        return Err(Error::unsupported(
+            f("cpu.realtimeRuntime"),
+            "cgroup v2 has no realtime scheduling limits",
+        ));
+    }
+    let idle = c.idle();
+    if let Some(i) = idle {
+        fsutil::write_i64(d, "cpu.idle", i, &f("cpu.idle"))?;
+    }
+    if let Some(s) = c.shares().filter(|&s| s != 0) {
+        if idle != Some(1) {
+            fsutil::write_u64(d, "cpu.weight", shares_to_weight(s), &f("cpu.shares"))?;
+        }
+    }
+    let quota = c.quota().filter(|&q| q != 0);
+    let period = c.period().filter(|&p| p != 0);
+    if quota.is_some() || period.is_some() {
+        let mut v = String::with_capacity(32);
+        match quota {
+            Some(q) if q > 0 => {
+                v.push_str(std::str::from_utf8(Num::i(q).as_bytes()).unwrap_or("max"))
+            }
+            Some(_) => v.push_str("max"),
+            None => {
+                // keep the current quota when only the period changes
+                let cur = fsutil::read(d, "cpu.max")?;
+                v.push_str(cur.split_whitespace().next().unwrap_or("max"));
+            }
+        }
+        if let Some(p) = period {
+            v.push(' ');
+            v.push_str(std::str::from_utf8(Num::u(p).as_bytes()).unwrap_or("100000"));
+        }
+        let field = if quota.is_some() {
+            "cpu.quota"
+        } else {
+            "cpu.period"
+        };
+        fsutil::write(d, "cpu.max", v.as_bytes(), &f(field))?;
+    }
+    if let Some(b) = c.burst() {
+        fsutil::write_u64(d, "cpu.max.burst", b, &f("cpu.burst"))?;
+    }
+    Ok(())
+}
+
+fn blkio_v1(d: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
+    let weight_file = if exists(d, "blkio.weight") {
+        Some(("blkio.weight", "blkio.weight_device"))
+    } else if exists(d, "blkio.bfq.weight") {
+        Some(("blkio.bfq.weight", "blkio.bfq.weight_device"))
+    } else {
+        None
+    };
+    let no_weights = |field: &str| {
+        Error::unsupported(
+            f(field),
+            "this host has no blkio weight files (blkio.weight, blkio.bfq.weight): its I/O scheduler has no proportional weights",
+        )
+    };
+    if let Some(w) = b.weight().filter(|&w| w != 0) {
+        let (wf, _) = weight_file.ok_or_else(|| no_weights("blockIO.weight"))?;
+        fsutil::write_u64(d, wf, w as u64, &f("blockIO.weight"))?;
+    }
+    if let Some(w) = b.leaf_weight().filter(|&w| w != 0) {
+        if !exists(d, "blkio.leaf_weight") {
+            return Err(no_weights("blockIO.leafWeight"));
+        }
+        fsutil::write_u64(d, "blkio.leaf_weight", w as u64, &f("blockIO.leafWeight"))?;
+    }
+    let mut line = String::with_capacity(48);
+    for wd in b.weight_device().iter().flatten() {
+        for (v, leaf) in [(wd.weight(), false), (wd.leaf_weight(), true)] {
+            let Some(v) = v.filter(|&v| v != 0) else {
+                continue;
+            };
+            let field = if leaf {
+                "blockIO.weightDevice.leafWeight"
+            } else {
+                "blockIO.weightDevice"
+            };
+            let file = if leaf {
+                if !exists(d, "blkio.leaf_weight_device") {
+                    return Err(no_weights(field));
+                }
+                "blkio.leaf_weight_device"
+            } else {
+                weight_file.ok_or_else(|| no_weights(field))?.1
+            };
+            dev_line(&mut line, wd.major(), wd.minor(), v as u64);
+            fsutil::write(d, file, line.as_bytes(), &f(field))?;
+        }
+    }
+    for (field, file, list) in [
+        (
+            "blockIO.throttleReadBpsDevice",
+            "blkio.throttle.read_bps_device",
+            b.throttle_read_bps_device(),
+        ),
+        (
+            "blockIO.throttleWriteBpsDevice",
+            "blkio.throttle.write_bps_device",
+            b.throttle_write_bps_device(),
+        ),
+        (
+            "blockIO.throttleReadIOPSDevice",
+            "blkio.throttle.read_iops_device",
+            b.throttle_read_iops_device(),
+        ),
+        (
+            "blockIO.throttleWriteIOPSDevice",
+            "blkio.throttle.write_iops_device",
+            b.throttle_write_iops_device(),
+        ),
+    ] {
+        for t in list.iter().flatten() {
+            dev_line(&mut line, t.major(), t.minor(), t.rate());
+            fsutil::write(d, file, line.as_bytes(), &f(field))?;
+        }
+    }
+    Ok(())
+}
+
+fn dev_line(line: &mut String, major: i64, minor: i64, v: u64) {
+    use std::fmt::Write;
+    line.clear();
+    let _ = write!(line, "{major}:{minor} {v}");
+}
+
+fn io_v2(d: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
+    let bfq = exists(d, "io.bfq.weight");
+    let no_weights = |field: &str| {
+        Error::unsupported(
+            f(field),
+            "this host has no io.weight or io.bfq.weight file: its I/O scheduler has no proportional weights",
+        )
+    };
+    let mut line = String::with_capacity(64);
+    if let Some(w) = b.weight().filter(|&w| w != 0) {
+        if bfq {
+            fsutil::write_u64(d, "io.bfq.weight", w as u64, &f("blockIO.weight"))?;
+        } else if exists(d, "io.weight") {
+            fsutil::write_u64(d, "io.weight", blkio_weight_to_io(w), &f("blockIO.weight"))?;
+        } else {
+            return Err(no_weights("blockIO.weight"));
+        }
+    }
+    for wd in b.weight_device().iter().flatten() {
+        let Some(w) = wd.weight().filter(|&w| w != 0) else {
+            continue;
+        };
+        let (file, v) = if bfq {
+            ("io.bfq.weight", w as u64)
+        } else if exists(d, "io.weight") {
+            ("io.weight", blkio_weight_to_io(w))
+        } else {
+            return Err(no_weights("blockIO.weightDevice"));
+        };
+        dev_line(&mut line, wd.major(), wd.minor(), v);
+        fsutil::write(d, file, line.as_bytes(), &f("blockIO.weightDevice"))?;
+    }
+    for (field, key, list) in [
+        (
+            "blockIO.throttleReadBpsDevice",
+            "rbps",
+            b.throttle_read_bps_device(),
+        ),
+        (
+            "blockIO.throttleWriteBpsDevice",
+            "wbps",
+            b.throttle_write_bps_device(),
+        ),
+        (
+            "blockIO.throttleReadIOPSDevice",
+            "riops",
+            b.throttle_read_iops_device(),
+        ),
+        (
+            "blockIO.throttleWriteIOPSDevice",
+            "wiops",
+            b.throttle_write_iops_device(),
+        ),
+    ] {
+        for t in list.iter().flatten() {
+            use std::fmt::Write;
+            line.clear();
+            let _ = write!(line, "{}:{} {key}=", t.major(), t.minor());
+            if t.rate() == 0 {
+                line.push_str("max");
+            } else {
+                let _ = write!(line, "{}", t.rate());
+            }
+            fsutil::write(d, "io.max", line.as_bytes(), &f(field))?;
+        }
+    }
+    Ok(())
+}
+
+impl Manager for FsManager {
+    fn create(&self) -> Result<(), Error> {
+        for h in &self.hs {
+            if let Err(e) = self.create_one(h) {
+                if self.rootless && matches!(&e, Error::Io { source, .. } if Self::is_perm(source))
+                {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, r: &LinuxResources) -> Result<(), Error> {
+        validate_pure(r)?;
+        if let Some(cpu) = r.cpu() {
+            self.apply_cpuset(cpu)?;
+        }
+        if let Some(m) = r.memory() {
+            let any = m.limit().is_some()
+                || m.reservation().is_some()
+                || m.swap().is_some()
+                || m.kernel().is_some()
+                || m.kernel_tcp().is_some()
+                || m.swappiness().is_some()
+                || m.disable_oom_killer().is_some()
+                || m.use_hierarchy().is_some();
+            if any {
+                match self.need(C::Memory, "memory")? {
+                    (d, false) => memory_v1(d, m)?,
+                    (d, true) => memory_v2(d, m)?,
+                }
+            }
+        }
+        if let Some(c) = r.cpu() {
+            let any = c.shares().is_some()
+                || c.quota().is_some()
+                || c.period().is_some()
+                || c.burst().is_some()
+                || c.realtime_period().is_some()
+                || c.realtime_runtime().is_some()
+                || c.idle().is_some();
+            if any {
+                match self.need(C::Cpu, "cpu")? {
+                    (d, false) => cpu_v1(d, c)?,
+                    (d, true) => cpu_v2(d, c)?,
+                }
+            }
+        }
+        if let Some(p) = r.pids() {
+            let (d, _) = self.need(C::Pids, "pids.limit")?;
+            if p.limit() > 0 {
+                fsutil::write_i64(d, "pids.max", p.limit(), &f("pids.limit"))?;
+            } else {
+                fsutil::write(d, "pids.max", b"max", &f("pids.limit"))?;
+            }
+        }
+        if let Some(b) = r.block_io() {
+            let any = b.weight().is_some()
+                || b.leaf_weight().is_some()
+                || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+                || b.throttle_read_bps_device()
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty())
+                || b.throttle_write_bps_device()
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty())
+                || b.throttle_read_iops_device()
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty())
+                || b.throttle_write_iops_device()
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty());
+            if any {
+                match self.need(C::Blkio, "blockIO")? {
+                    (d, false) => blkio_v1(d, b)?,
+                    (d, true) => io_v2(d, b)?,
+                }
+            }
+        }
+        if let Some(limits) = r.hugepage_limits().as_ref().filter(|v| !v.is_empty()) {
+            let (d, v2) = self.need(C::Hugetlb, "hugepageLimits")?;
+            let mut name = String::with_capacity(40);
+            for h in limits {
+                let size = h.page_size();
+                let (lim, rsvd) = if v2 {
+                    ("max", "rsvd.max")
+                } else {
+                    ("limit_in_bytes", "rsvd.limit_in_bytes")
+                };
+                name.clear();
+                name.push_str("hugetlb.");
+                name.push_str(size);
+                name.push('.');
+                let base = name.len();
+                name.push_str(lim);
+                if !exists(d, &name) {
+                    return Err(Error::unsupported(
+                        f("hugepageLimits.pageSize"),
+                        format!(
+                            "page size {size} is not supported by the kernel (no {name} in {})",
+                            d.display()
+                        ),
+                    ));
+                }
+                fsutil::write_i64(d, &name, h.limit(), &f("hugepageLimits.limit"))?;
+                name.truncate(base);
+                name.push_str(rsvd);
+                if exists(d, &name) {
+                    fsutil::write_i64(d, &name, h.limit(), &f("hugepageLimits.limit"))?;
+                }
+            }
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id() {
+                let (d, _) = self.need(C::NetCls, "network.classID")?;
+                fsutil::write_u64(d, "net_cls.classid", id as u64, &f("network.classID"))?;
+            }
+            if let Some(prios) = n.priorities().as_ref().filter(|v| !v.is_empty()) {
+                let (d, _) = self.need(C::NetPrio, "network.priorities")?;
+                let mut line = String::with_capacity(32);
+                for p in prios {
+                    use std::fmt::Write;
+                    line.clear();
+                    let _ = write!(line, "{} {}", p.name(), p.priority());
+                    fsutil::write(
+                        d,
+                        "net_prio.ifpriomap",
+                        line.as_bytes(),
+                        &f("network.priorities"),
+                    )?;
+                }
+            }
+        }
+        if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
+            let (d, _) = self.need(C::Rdma, "rdma")?;
+            let mut line = String::with_capacity(64);
+            for (dev, l) in rdma {
+                use std::fmt::Write;
+                line.clear();
+                line.push_str(dev);
+                if let Some(h) = l.hca_handles() {
+                    let _ = write!(line, " hca_handle={h}");
+                }
+                if let Some(o) = l.hca_objects() {
+                    let _ = write!(line, " hca_object={o}");
+                }
+                if line.len() > dev.len() {
+                    fsutil::write(d, "rdma.max", line.as_bytes(), &f("rdma"))?;
+                }
+            }
+        }
+        if let Some(rules) = r.devices() {
+            match self.need(C::Devices, "devices")? {
+                (d, false) => devices::apply_v1(d, rules)?,
+                (d, true) => devices::apply_v2(d, rules)?,
+            }
+        }
+        if let Some(u) = r.unified().as_ref().filter(|m| !m.is_empty()) {
+            let Some(ix) = self.v2 else {
+                return Err(Error::unsupported(
+                    f("unified"),
+                    "this host has no cgroup2 hierarchy (cgroup v1 only)",
+                ));
+            };
+            let d = &self.hs[ix].path;
+            for (k, v) in u {
+                let ctrl = k.split('.').next().unwrap_or("");
+                if ctrl != "cgroup" && !self.v2_controllers.split(',').any(|c| c == ctrl) {
+                    return Err(Error::unsupported(
+                        f(&format!("unified.{k}")),
+                        format!(
+                            "controller {ctrl:?} is not available on the cgroup2 hierarchy at {} (available: {:?})",
+                            self.hs[ix].mount_point.display(),
+                            self.v2_controllers
+                        ),
+                    ));
+                }
+                fsutil::write(d, k, v.as_bytes(), &f(&format!("unified.{k}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_task(&self, pid: i32) -> Result<(), Error> {
+        let n = Num::i(pid as i64);
+        for h in &self.hs {
+            if let Err(e) = fsutil::write(&h.path, "cgroup.procs", n.as_bytes(), "add task") {
+                if self.rootless
+                    && matches!(&e, Error::Write { source, .. } if Self::is_perm(source))
+                {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, Error> {
+        let Some(d) = self.procs_dir() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![d.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let text = fsutil::read(&dir, "cgroup.procs")?;
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("readdir", &dir, e))?;
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn freeze(&self) -> Result<(), Error> {
+        self.set_frozen(true)
+    }
+
+    fn thaw(&self) -> Result<(), Error> {
+        self.set_frozen(false)
+    }
+
+    fn is_frozen(&self) -> Result<bool, Error> {
+        let (d, v2) = self.freezer()?;
+        if v2 {
+            let ev = fsutil::read(d, "cgroup.events")?;
+            Ok(keyed(&ev, "frozen") == Some(1))
+        } else {
+            Ok(fsutil::read(d, "freezer.state")?.trim() == "FROZEN")
+        }
+    }
+
+    fn stats(&self) -> Result<Stats, Error> {
+        let mut s = Stats::default();
+        if let Some((d, v2)) = self.dir(C::Cpuacct) {
+            if v2 {
+                stats::throttling(d, &mut s, true)?;
+            } else {
+                stats::cpuacct_v1(d, &mut s)?;
+            }
+        }
+        if let Some((d, v2)) = self.dir(C::Cpu) {
+            if !v2 {
+                stats::throttling(d, &mut s, false)?;
+            } else {
+                stats::throttling(d, &mut s, true)?;
+            }
+        }
+        if let Some((d, v2)) = self.dir(C::Memory) {
+            if v2 {
+                stats::memory_v2(d, &mut s)?;
+            } else {
+                stats::memory_v1(d, &mut s)?;
+            }
+        }
+        if let Some((d, _)) = self.dir(C::Pids) {
+            stats::pids(d, &mut s)?;
+        }
+        if let Some((d, v2)) = self.dir(C::Blkio) {
+            if v2 {
+                stats::io_v2(d, &mut s)?;
+            } else {
+                stats::blkio_v1(d, &mut s)?;
+            }
+        }
+        if let Some((d, v2)) = self.dir(C::Hugetlb) {
+            stats::hugetlb(d, &mut s, v2)?;
+        }
+        Ok(s)
+    }
+
+    fn oom_kill_count(&self) -> Result<u64, Error> {
+        let (d, v2) = self.need(C::Memory, "memory")?;
+        let (file, text) = if v2 {
+            ("memory.events", fsutil::read(d, "memory.events")?)
+        } else {
+            ("memory.oom_control", fsutil::read(d, "memory.oom_control")?)
+        };
+        keyed(&text, "oom_kill").ok_or_else(|| Error::Parse {
+            path: d.join(file),
+            msg: "no oom_kill counter (kernel older than 4.13?)".into(),
+        })
+    }
+
+    fn kill_all(&self, signal: i32) -> Result<(), Error> {
+        if signal == libc::SIGKILL {
+            if let Some(ix) = self.v2 {
+                let d = &self.hs[ix].path;
+                if exists(d, "cgroup.kill") {
+                    return match fsutil::write(d, "cgroup.kill", b"1", "kill") {
+                        Err(e) if e.is_not_found() => Ok(()),
+                        r => r,
+                    };
+                }
+            }
+        }
+        let frozen = self.dir(C::Freezer).is_some() && self.freeze().is_ok();
+        let pids = match self.pids() {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => {
+                if frozen {
+                    let _ = self.thaw();
+                }
+                return Err(e);
+            }
+        };
+        for pid in pids {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, signal) };
+        }
+        if frozen {
+            self.thaw()?;
+        }
+        Ok(())
+    }
+
+    fn destroy(&self) -> Result<(), Error> {
+        let mut first_err = None;
+        for h in &self.hs {
+            if let Err(e) = remove_tree(&h.path) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn hierarchies(&self) -> Vec<Hierarchy> {
+        self.hs.clone()
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+}
+
+/// Removes a cgroup directory and its sub-cgroups, deepest first; retries
+/// EBUSY for up to ~1 s (processes that are exiting); ENOENT is success.
+fn remove_tree(dir: &Path) -> Result<(), Error> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&e.path())?;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("readdir", dir, e)),
+    }
+    let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && start.elapsed() < Duration::from_secs(1) =>
+            {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(Error::io("rmdir", dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(shares_to_weight(0), 0);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 100);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(blkio_weight_to_io(10), 1);
+        assert_eq!(blkio_weight_to_io(1000), 10_000);
+        assert_eq!(swap_v2(0, -1), Ok(-1));
+        assert_eq!(swap_v2(-1, 100), Ok(-1));
+        assert_eq!(swap_v2(300, 100), Ok(200));
+        assert!(swap_v2(50, 100).is_err());
+        assert!(swap_v2(50, 0).is_err());
+    }
+
+    #[test]
+    fn paths() {
+        let t = MountTable::parse(
+            "1 0 0:1 / /cg/memory rw - cgroup cgroup rw,memory\n\
+             2 0 0:2 / /cg/unified rw - cgroup2 cgroup2 rw\n",
+        );
+        let cfg = Config {
+            cgroups_path: None,
+            id: "c1",
+            systemd: false,
+            rootless: false,
+        };
+        let m = FsManager::new(&cfg, &t).unwrap();
+        assert_eq!(m.hs[0].path, PathBuf::from("/cg/memory/skiff/c1"));
+        assert_eq!(m.hs[1].path, PathBuf::from("/cg/unified/skiff/c1"));
+        assert_eq!(m.layout, Layout::Hybrid);
+        let cfg = Config {
+            cgroups_path: Some("/a/./b/"),
+            ..cfg
+        };
+        let m = FsManager::new(&cfg, &t).unwrap();
+        assert_eq!(m.hs[0].path, PathBuf::from("/cg/memory/a/b"));
+        let cfg = Config {
+            cgroups_path: Some("/a/../b"),
+            ..cfg
+        };
+        assert!(FsManager::new(&cfg, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("linux.cgroupsPath"));
+        let cfg = Config {
+            cgroups_path: None,
+            id: "../x",
+            ..cfg
+        };
+        assert!(FsManager::new(&cfg, &t).is_err());
+    }
+}
