@@ -1,0 +1,283 @@
+//! Turns a [`Profile`] into a ready-to-load BPF program with libseccomp.
+//!
+//! Semantics follow runc (`libcontainer/seccomp/seccomp_linux.go`), which is what
+//! profiles in the wild are written against:
+//! - a syscall name libseccomp does not know is skipped (debug log), not an error;
+//! - a rule whose resolved action equals the default action is skipped;
+//! - the conditions of one rule are ANDed, except when two of them test the same
+//!   argument index: then each condition becomes its own rule (so they are ORed),
+//!   exactly as runc does;
+//! - every listed architecture is added to the filter (the native one is always in);
+//! - the `-ENOSYS` stub of [`crate::bpf`] is prepended unless the default action is
+//!   permissive (ALLOW, LOG, TRACE) or the default errno already is ENOSYS.
+
+use std::io::{Read, Seek};
+
+use libseccomp::{ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+use crate::bpf::{self, ArchMax};
+use crate::profile::{Action, ActionKind, Flag, Op, Profile, ARCHS, FLAGS, ROOT};
+use crate::Error;
+
+/// Result of compilation.
+pub(crate) struct Compiled {
+    pub prog: Vec<libc::sock_filter>,
+    pub flags: u32,
+}
+
+fn op_to_scmp(op: Op, value: u64) -> ScmpCompareOp {
+    match op {
+        Op::Ne => ScmpCompareOp::NotEqual,
+        Op::Lt => ScmpCompareOp::Less,
+        Op::Le => ScmpCompareOp::LessOrEqual,
+        Op::Eq => ScmpCompareOp::Equal,
+        Op::Ge => ScmpCompareOp::GreaterEqual,
+        Op::Gt => ScmpCompareOp::Greater,
+        Op::MaskedEq => ScmpCompareOp::MaskedEqual(value),
+    }
+}
+
+fn arch_name(a: ScmpArch) -> &'static str {
+    ARCHS.iter().find(|(_, t)| *t == a).map_or("?", |(n, _)| n)
+}
+
+fn flag_name(f: Flag) -> &'static str {
+    FLAGS.iter().find(|(_, t)| *t == f).map_or("?", |(n, _)| n)
+}
+
+/// Kernel flag bit of a spec flag.
+pub(crate) fn flag_bit(f: Flag) -> u32 {
+    match f {
+        Flag::Tsync => bpf::FLAG_TSYNC,
+        Flag::Log => bpf::FLAG_LOG,
+        Flag::SpecAllow => bpf::FLAG_SPEC_ALLOW,
+        Flag::WaitKillableRecv => bpf::FLAG_WAIT_KILLABLE_RECV,
+    }
+}
+
+/// Compiles `p`.
+pub(crate) fn compile(p: &Profile) -> Result<Compiled, Error> {
+    let default = p.default_action;
+    let mut ctx = ScmpFilterContext::new(default.to_scmp()).map_err(|e| {
+        Error::libseccomp(&format!("{ROOT}.defaultAction"), "creating the filter", e)
+    })?;
+
+    // Architectures.
+    let mut archs = vec![ScmpArch::native()];
+    for &(i, arch) in &p.archs {
+        let field = format!("{ROOT}.architectures[{i}]");
+        let arch = if arch == ScmpArch::Native {
+            ScmpArch::native()
+        } else {
+            arch
+        };
+        if archs.contains(&arch) {
+            continue;
+        }
+        let present = ctx.is_arch_present(arch).unwrap_or(false);
+        if !present {
+            ctx.add_arch(arch).map_err(|e| {
+                Error::invalid(
+                    &field,
+                    format!(
+                        "\"{}\" is not supported by the linked libseccomp {} ({e})",
+                        arch_name(arch),
+                        crate::libseccomp_version()
+                    ),
+                )
+            })?;
+        }
+        archs.push(arch);
+    }
+
+    // Flags: checked against the running kernel now, so a container never gets as
+    // far as its init before failing.
+    let notify = p.uses_notify();
+    let mut flags = if notify { bpf::FLAG_NEW_LISTENER } else { 0 };
+    for &(i, f) in &p.flags {
+        let field = format!("{ROOT}.flags[{i}]");
+        if f == Flag::WaitKillableRecv && !notify {
+            // The kernel refuses this flag without a listener; it has no meaning then.
+            log::debug!(
+                "{field}: {} ignored: no rule uses SCMP_ACT_NOTIFY",
+                flag_name(f)
+            );
+            continue;
+        }
+        let bit = flag_bit(f);
+        if !bpf::kernel_supports_flag(bit) {
+            return Err(Error::invalid(
+                &field,
+                format!(
+                    "\"{}\" is not supported by the running kernel",
+                    flag_name(f)
+                ),
+            ));
+        }
+        flags |= bit;
+    }
+    if flags & bpf::FLAG_TSYNC != 0 && notify {
+        // TSYNC failures and NEW_LISTENER both use the return value; the kernel
+        // insists on TSYNC_ESRCH to disambiguate (as libseccomp does).
+        flags |= bpf::FLAG_TSYNC_ESRCH;
+    }
+
+    // Binary-tree dispatch pays off on long profiles; libseccomp <= 2.5.4 misbehaves
+    // with it on tiny ones (same threshold as runc).
+    if p.rules.len() > 32 {
+        if let Err(e) = ctx.set_ctl_optimize(2) {
+            log::debug!("seccomp binary tree optimization not available: {e}");
+        }
+    }
+
+    for (i, rule) in p.rules.iter().enumerate() {
+        add_rule(&mut ctx, i, rule, default)?;
+    }
+
+    // Export the program through a memfd (no reader thread needed, any size).
+    let memfd =
+        nix::sys::memfd::memfd_create(c"skiff-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| Error::Io {
+                what: "creating a memfd for the BPF export",
+                source: e.into(),
+            })?;
+    ctx.export_bpf(&memfd)
+        .map_err(|e| Error::libseccomp(ROOT, "exporting the BPF program", e))?;
+    let mut file = std::fs::File::from(memfd);
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| Error::Io {
+            what: "reading the exported BPF program",
+            source: e,
+        })?;
+    let body = bpf::parse_program(&bytes).ok_or_else(|| {
+        Error::invalid(
+            ROOT,
+            format!(
+                "libseccomp exported a malformed program ({} bytes)",
+                bytes.len()
+            ),
+        )
+    })?;
+
+    let mut prog = if wants_enosys_stub(p) {
+        bpf::enosys_stub(&arch_maxima(p, &archs))
+    } else {
+        Vec::new()
+    };
+    prog.extend_from_slice(&body);
+    if prog.len() > bpf::MAX_INSNS {
+        return Err(Error::invalid(
+            ROOT,
+            format!(
+                "compiles to {} BPF instructions; the kernel accepts at most {}",
+                prog.len(),
+                bpf::MAX_INSNS
+            ),
+        ));
+    }
+    Ok(Compiled { prog, flags })
+}
+
+/// Adds one `syscalls[i]` entry to the filter.
+fn add_rule(
+    ctx: &mut ScmpFilterContext,
+    i: usize,
+    rule: &crate::profile::Rule,
+    default: Action,
+) -> Result<(), Error> {
+    let field = format!("{ROOT}.syscalls[{i}]");
+    if rule.action.to_scmp() == default.to_scmp() {
+        log::debug!("{field}: action equals the default action, rule skipped");
+        return Ok(());
+    }
+    let action = rule.action.to_scmp();
+    let conds: Vec<ScmpArgCompare> = rule
+        .args
+        .iter()
+        .map(|a| {
+            let datum = if a.op == Op::MaskedEq {
+                a.value_two
+            } else {
+                a.value
+            };
+            ScmpArgCompare::new(a.index, op_to_scmp(a.op, a.value), datum)
+        })
+        .collect();
+    let mut seen = [0u8; 6];
+    for a in &rule.args {
+        seen[a.index as usize] += 1;
+    }
+    let split = seen.iter().any(|&n| n > 1);
+    for name in &rule.names {
+        let nr = match ScmpSyscall::from_name(name) {
+            Ok(nr) => nr,
+            Err(_) => {
+                log::debug!("{field}: unknown syscall {name:?} ignored");
+                continue;
+            }
+        };
+        let res = if split {
+            conds.iter().try_for_each(|c| {
+                ctx.add_rule_conditional(action, nr, std::slice::from_ref(c))
+                    .map(|_| ())
+            })
+        } else {
+            ctx.add_rule_conditional(action, nr, &conds).map(|_| ())
+        };
+        res.map_err(|e| Error::libseccomp(&field, &format!("adding the rule for {name:?}"), e))?;
+    }
+    Ok(())
+}
+
+/// Whether the `-ENOSYS` stub applies (see module docs).
+fn wants_enosys_stub(p: &Profile) -> bool {
+    if p.default_errno_ret == Some(libc::ENOSYS as u64) {
+        return false;
+    }
+    !matches!(
+        p.default_action.kind,
+        ActionKind::Allow | ActionKind::Log | ActionKind::Trace
+    )
+}
+
+/// Largest syscall number named by the profile, per kernel audit arch.
+fn arch_maxima(p: &Profile, archs: &[ScmpArch]) -> Vec<(u32, ArchMax)> {
+    let mut out: Vec<(u32, ArchMax)> = Vec::new();
+    for &arch in archs {
+        let Some(audit) = bpf::audit_arch(arch) else {
+            continue;
+        };
+        let mut max: Option<u32> = None;
+        for name in p.rules.iter().flat_map(|r| r.names.iter()) {
+            if let Ok(nr) = ScmpSyscall::from_name_by_arch(name, arch) {
+                let nr = nr.as_raw_syscall();
+                if nr >= 0 {
+                    max = Some(max.map_or(nr as u32, |m| m.max(nr as u32)));
+                }
+            }
+        }
+        let Some(max) = max else {
+            log::debug!(
+                "seccomp: no syscalls of the profile exist on {}",
+                arch_name(arch)
+            );
+            continue;
+        };
+        let entry = match out.iter_mut().find(|(a, _)| *a == audit) {
+            Some((_, m)) => m,
+            None => {
+                out.push((audit, ArchMax::default()));
+                &mut out.last_mut().expect("just pushed").1
+            }
+        };
+        if arch == ScmpArch::X32 {
+            entry.x32 = Some(max);
+        } else {
+            entry.main = Some(max);
+        }
+        entry.s390 = matches!(arch, ScmpArch::S390 | ScmpArch::S390X);
+    }
+    out
+}
