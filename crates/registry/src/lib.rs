@@ -1,1 +1,185 @@
-//! skiff-registry: placeholder, see docs/ARCHITECTURE.md.
+//! skiff-registry: an OCI distribution-spec v1.1 registry server.
+//!
+//! Layers, top to bottom:
+//! - [`server`]: HTTP routing, auth, limits, metrics, access logs, accept loop
+//!   (plain TCP or rustls) with graceful shutdown;
+//! - [`store`]: the registry model (repositories, blobs, uploads, manifests,
+//!   tags, referrers) and the spec's error codes;
+//! - [`storage`]: the [`storage::Driver`] trait and its filesystem backend;
+//! - [`gc`]: mark-and-sweep garbage collection.
+//!
+//! Entry points used by the CLI: [`run`] (blocking server with SIGINT/SIGTERM
+//! handling), [`serve`] (async, caller-supplied shutdown), [`gc_blocking`].
+
+pub mod auth;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod gc;
+pub mod manifest;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod store;
+pub mod tls;
+
+use crate::config::Config;
+use crate::server::App;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// TLS files unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Socket or runtime failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+fn build_app(config: Config) -> Result<(Arc<App>, Option<tokio_rustls::TlsAcceptor>), ServeError> {
+    config.validate()?;
+    let dir = config.storage.clone().ok_or(config::ConfigError::Field {
+        field: "storage",
+        reason: "no storage directory configured".into(),
+    })?;
+    let driver = Arc::new(storage::fs::FsDriver::new(dir)?);
+    let store = store::Store::new(
+        driver,
+        store::Limits {
+            max_manifest_size: config.limits.max_manifest_size,
+            max_blob_size: config.limits.max_blob_size,
+        },
+    );
+    let auth = config.auth.as_ref().map(auth::Auth::new).transpose()?;
+    let acceptor = match &config.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(&t.cert, &t.key)?)),
+        None => None,
+    };
+    let app = Arc::new(App {
+        store,
+        auth,
+        metrics: metrics::Metrics::default(),
+        tls: acceptor.is_some(),
+        config,
+    });
+    Ok((app, acceptor))
+}
+
+/// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
+/// Prints one JSON line `{"msg":"listening","addr":..}` to stderr once bound.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    use hyper_util::rt::TokioIo;
+    let listen = config.listen;
+    let (app, acceptor) = build_app(config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(io_err(format!("binding {listen}")))?;
+    let addr = listener.local_addr().map_err(io_err("local_addr"))?;
+    eprintln!(
+        "{}",
+        serde_json::json!({"msg":"listening","addr":addr.to_string(),"tls":acceptor.is_some()})
+    );
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("{}", serde_json::json!({"msg":"accept failed","error":e.to_string()}));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        server::handle(app, peer, req.map(axum::body::Body::new)).await,
+                    )
+                }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.keep_alive(true);
+            match acceptor {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(tcp), svc);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acc) => {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let conn = http.serve_connection(TokioIo::new(tls), svc);
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    eprintln!("{}", serde_json::json!({"msg":"shutting down"}));
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Runs the server on a new multi-threaded runtime until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("starting runtime"))?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(io_err("installing SIGTERM handler"))?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        };
+        serve(config, shutdown).await
+    })
+}
+
+/// Runs garbage collection on a filesystem store (blocking).
+pub fn gc_blocking(storage: &Path, opts: &gc::GcOptions) -> Result<gc::GcReport, gc::GcError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| storage::StorageError::io("runtime", "", e))?;
+    rt.block_on(async {
+        let driver: Arc<dyn storage::Driver> = Arc::new(storage::fs::FsDriver::new(storage)?);
+        gc::collect(driver, opts).await
+    })
+}

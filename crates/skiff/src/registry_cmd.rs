@@ -1,8 +1,9 @@
-//! `skiff registry ...`: thin CLI over `skiff-registry`.
-//!
-//! Owned by the registry work (issue 6). `main.rs` only dispatches here.
+//! `skiff registry ...`: thin CLI over `skiff-registry` (serve, gc, gen-cert).
 
 use crate::Global;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// `skiff registry <command>`.
 #[derive(clap::Args, Debug)]
@@ -15,10 +16,116 @@ pub struct RegistryArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum RegistryCommand {
     /// Serve the OCI distribution API.
-    Serve,
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:5000, or the config's].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Storage directory [default: <--store>/registry, or the config's].
+        #[arg(long)]
+        storage: Option<PathBuf>,
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// TLS certificate (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Delete unreferenced blobs and untagged manifests.
+    Gc {
+        /// Report what would be deleted without deleting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Storage directory [default: <--store>/registry].
+        #[arg(long)]
+        storage: Option<PathBuf>,
+        /// Keep anything modified less than this many seconds before the start.
+        #[arg(long, default_value_t = 600)]
+        grace_secs: u64,
+        /// Keep untagged manifests.
+        #[arg(long)]
+        keep_untagged: bool,
+    },
+    /// Write a self-signed TLS certificate and key (for development).
+    GenCert {
+        /// Output directory (cert.pem, key.pem).
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names / IPs the certificate is valid for.
+        #[arg(long, default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+        host: Vec<String>,
+    },
 }
 
 /// Runs `skiff registry ...`; returns the process exit code.
-pub fn main(_global: &Global, _args: RegistryArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("skiff registry: not implemented yet")
+pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
+    let default_storage = global.store.join("registry");
+    match args.command {
+        RegistryCommand::Serve {
+            listen,
+            storage,
+            config,
+            tls_cert,
+            tls_key,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => skiff_registry::config::Config::load(p)?,
+                None => skiff_registry::config::Config::default(),
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(s) = storage {
+                cfg.storage = Some(s);
+            }
+            if cfg.storage.is_none() {
+                cfg.storage = Some(default_storage);
+            }
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                cfg.tls = Some(skiff_registry::config::TlsConfig { cert, key });
+            }
+            skiff_registry::run(cfg).context("skiff registry serve")?;
+            Ok(0)
+        }
+        RegistryCommand::Gc {
+            dry_run,
+            storage,
+            grace_secs,
+            keep_untagged,
+        } => {
+            let dir = storage.unwrap_or(default_storage);
+            let opts = skiff_registry::gc::GcOptions {
+                dry_run,
+                grace: std::time::Duration::from_secs(grace_secs),
+                delete_untagged: !keep_untagged,
+            };
+            let r = skiff_registry::gc_blocking(&dir, &opts)
+                .with_context(|| format!("skiff registry gc {}", dir.display()))?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for (repo, d) in &r.manifests_deleted {
+                println!("{verb} manifest {repo}@{d}");
+            }
+            for d in &r.blobs_deleted {
+                println!("{verb} blob {d}");
+            }
+            println!(
+                "gc: {} manifests, {} blobs ({} bytes) {verb}; {} blobs referenced, {} young kept",
+                r.manifests_deleted.len(),
+                r.blobs_deleted.len(),
+                r.bytes_freed,
+                r.blobs_marked,
+                r.blobs_young
+            );
+            Ok(0)
+        }
+        RegistryCommand::GenCert { out, host } => {
+            let (cert, key) = skiff_registry::tls::self_signed(&host)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            std::fs::write(out.join("cert.pem"), cert).context("writing cert.pem")?;
+            std::fs::write(out.join("key.pem"), key).context("writing key.pem")?;
+            Ok(0)
+        }
+    }
 }
