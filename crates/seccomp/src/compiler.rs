@@ -45,6 +45,21 @@ fn flag_name(f: Flag) -> &'static str {
     FLAGS.iter().find(|(_, t)| *t == f).map_or("?", |(n, _)| n)
 }
 
+/// Whether the linked libseccomp knows `arch` (whatever the native arch: a filter
+/// cannot mix endiannesses, so the probe filter holds `arch` alone).
+pub(crate) fn libseccomp_knows(arch: ScmpArch) -> bool {
+    let native = ScmpArch::native();
+    if arch == native || arch == ScmpArch::Native {
+        return true;
+    }
+    ScmpFilterContext::new(libseccomp::ScmpAction::Allow)
+        .and_then(|mut c| {
+            c.remove_arch(native)?;
+            c.add_arch(arch).map(|_| ())
+        })
+        .is_ok()
+}
+
 /// Kernel flag bit of a spec flag.
 pub(crate) fn flag_bit(f: Flag) -> u32 {
     match f {
@@ -77,14 +92,21 @@ pub(crate) fn compile(p: &Profile) -> Result<Compiled, Error> {
         let present = ctx.is_arch_present(arch).unwrap_or(false);
         if !present {
             ctx.add_arch(arch).map_err(|e| {
-                Error::invalid(
-                    &field,
+                let msg = if libseccomp_knows(arch) {
+                    format!(
+                        "\"{}\" cannot share a filter with the native architecture \"{}\" \
+                         (different endianness?): {e}",
+                        arch_name(arch),
+                        arch_name(ScmpArch::native())
+                    )
+                } else {
                     format!(
                         "\"{}\" is not supported by the linked libseccomp {} ({e})",
                         arch_name(arch),
                         crate::libseccomp_version()
-                    ),
-                )
+                    )
+                };
+                Error::invalid(&field, msg)
             })?;
         }
         archs.push(arch);

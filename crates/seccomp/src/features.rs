@@ -1,21 +1,10 @@
 //! The `linux.seccomp` object of `runtime-spec/features-linux.md`.
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpFilterContext};
 use serde_json::{json, Value};
 
 use crate::bpf;
-use crate::compiler::flag_bit;
+use crate::compiler::{flag_bit, libseccomp_knows};
 use crate::profile::{ACTIONS, ARCHS, FLAGS, OPERATORS};
-
-/// Whether the linked libseccomp can put `arch` in a filter.
-fn libseccomp_knows(arch: ScmpArch) -> bool {
-    if arch == ScmpArch::native() {
-        return true;
-    }
-    ScmpFilterContext::new(ScmpAction::Allow)
-        .and_then(|mut c| c.add_arch(arch).map(|_| ()))
-        .is_ok()
-}
 
 /// See [`crate::features`].
 pub(crate) fn features() -> Value {
