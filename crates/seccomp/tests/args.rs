@@ -126,7 +126,9 @@ fn every_operator() {
     // Rule on umask(mask); probe values 0o000..0o077 step 0o011; bit i of the exit
     // code = probe i was blocked.
     let probes: [u64; 8] = [0o000, 0o011, 0o022, 0o033, 0o044, 0o055, 0o066, 0o077];
-    let cases: &[(&str, u64, Option<u64>, fn(u64) -> bool)] = &[
+    /// (op, value, valueTwo, which probes the rule should block)
+    type Case = (&'static str, u64, Option<u64>, fn(u64) -> bool);
+    let cases: &[Case] = &[
         ("SCMP_CMP_EQ", 0o022, None, |v| v == 0o022),
         ("SCMP_CMP_NE", 0o022, None, |v| v != 0o022),
         ("SCMP_CMP_LT", 0o033, None, |v| v < 0o033),
