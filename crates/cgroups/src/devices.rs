@@ -139,7 +139,8 @@ const JNE32_X: u8 = 0x5e; // BPF_JMP32 | BPF_JNE | BPF_X
 const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 
 /// Generates the filter: rules are checked from the last to the first, the
-/// first match (i.e. the last matching rule) decides; no match denies.
+/// first match (i.e. the last matching rule) decides; no match denies. A rule
+/// that matches everything ends the program (what precedes it is shadowed).
 pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, Error> {
     // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
     let mut p = vec![
@@ -200,6 +201,11 @@ pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, Error> {
             }
         }
         p.extend_from_slice(&block);
+        if n == 2 {
+            // matches every access: earlier rules and the default are
+            // unreachable (and the verifier refuses unreachable code)
+            return Ok(p);
+        }
     }
     p.push(insn(MOV32_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
@@ -286,6 +292,13 @@ fn query(fd: RawFd) -> Result<Vec<u32>, Error> {
     bpf(BPF_PROG_QUERY, &mut attr).map_err(|e| bpf_err("BPF_PROG_QUERY", e))?;
     let n = (attr[3] & 0xffff_ffff) as usize;
     Ok(ids[..n.min(ids.len())].to_vec())
+}
+
+/// The number of device-filter programs attached to the cgroup2 directory
+/// `dir` (`BPF_PROG_QUERY`), for diagnostics and tests.
+pub fn attached_device_filters(dir: &Path) -> Result<usize, Error> {
+    let f = File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    Ok(query(f.as_raw_fd())?.len())
 }
 
 /// Loads the program for `rules` and attaches it to the cgroup directory
@@ -380,6 +393,7 @@ mod tests {
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 136, 5), 0);
         let all = program(&rules(r#"[{"allow":true,"access":"rwm"}]"#)).unwrap();
         assert_eq!(run(&all, DEV_BLOCK, ACC_WRITE, 8, 0), 1);
+        assert_eq!(all.len(), 6 + 2, "no unreachable default after a catch-all");
         assert_eq!(run(&program(&[]).unwrap(), DEV_CHAR, ACC_READ, 1, 3), 0);
     }
 }

@@ -32,7 +32,7 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use devices::default_device_rules;
+pub use devices::{attached_device_filters, default_device_rules};
 pub use error::Error;
 pub use manager::{blkio_weight_to_io, shares_to_weight};
 pub use mounts::{CgroupMount, MountTable};
