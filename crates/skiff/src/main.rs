@@ -29,13 +29,18 @@ pub struct Global {
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
     /// Directory for image content and snapshots.
-    #[arg(long, global = true, default_value = "/var/lib/skiff", env = "SKIFF_STORE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/skiff",
+        env = "SKIFF_STORE"
+    )]
     pub store: PathBuf,
 }
 

@@ -3,7 +3,12 @@
 //!
 //! Each command parses its flags and calls `skiff-runtime`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use skiff_runtime::{CreateOptions, ExecOptions, Runtime};
 
 use crate::{image_cmd, Global};
 
@@ -105,33 +110,787 @@ pub enum RuntimeCommand {
         /// Path to the bundle directory.
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
-        /// Generate a config for a rootless container.
-        #[arg(long)]
-        rootless: bool,
     },
     /// Print the runtime's features as JSON (runtime-spec features.md).
     Features,
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps {
+        /// Output format: table or json.
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Options passed to ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print container events: resource stats and OOM notifications.
+    Events {
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Stats interval (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Update the resource limits of a container.
+    Update(UpdateArgs),
+    /// Checkpointing is not supported.
+    #[command(hide = true)]
+    Checkpoint {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+}
+
+/// `skiff exec` options (runc's).
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Current working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set environment variables (KEY=VALUE).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// User as uid[:gid].
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Additional gids.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Path to a process.json (overrides args and the flags above).
+    #[arg(short = 'p', long)]
+    pub process: Option<PathBuf>,
+    /// Detach from the process.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// File to write the process pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label for the process.
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// AppArmor profile for the process.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Add a capability.
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    /// Pass N extra fds.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Sub-cgroup to run in.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Allow exec in a paused container.
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Container id.
+    pub id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `skiff update` options (runc's).
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// Read linux.resources JSON from a file ("-" for stdin).
+    #[arg(short = 'r', long)]
+    pub resources: Option<String>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long, hide = true)]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long, hide = true)]
+    pub mem_bw_schema: Option<String>,
+    /// Container id.
+    pub id: String,
+}
+
+fn runtime(g: &Global) -> anyhow::Result<Runtime> {
+    let mut rt = Runtime::new(&g.root);
+    rt.systemd_cgroup = g.systemd_cgroup;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    rt.rootless = match g.rootless.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        None | Some("auto") => euid != 0,
+        Some(v) => bail!("--rootless: \"{v}\" is not true, false or auto"),
+    };
+    Ok(rt)
 }
 
 /// Runs one runtime command; returns the process exit code.
-pub fn main(_global: &Global, _cmd: RuntimeCommand) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+pub fn main(g: &Global, cmd: RuntimeCommand) -> anyhow::Result<i32> {
+    let rt = runtime(g)?;
+    match cmd {
+        RuntimeCommand::Create { flags, id } => {
+            let opts = create_opts(&flags, &id, None);
+            rt.create(&opts)?;
+            Ok(0)
+        }
+        RuntimeCommand::Start { id } => {
+            let mut c = rt.load(&id)?;
+            c.start(&rt)?;
+            Ok(0)
+        }
+        RuntimeCommand::Run {
+            flags,
+            detach,
+            keep,
+            no_subreaper: _,
+            image,
+            image_args,
+            id,
+            cmd,
+        } => {
+            if let Some(image) = image {
+                return image_cmd::run_image(g, &image, id, cmd, detach, image_args);
+            }
+            let id = id.context("run: a container id is required")?;
+            if !cmd.is_empty() {
+                bail!("run: a command after `--` needs --image (a bundle's command is in its config.json)");
+            }
+            run(g, &rt, &flags, &id, detach, keep)
+        }
+        RuntimeCommand::State { id } => {
+            let c = rt.load(&id)?;
+            println!("{}", serde_json::to_string_pretty(&c.state(&rt))?);
+            Ok(0)
+        }
+        RuntimeCommand::Kill { all, id, signal } => {
+            let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            let c = rt.load(&id)?;
+            c.kill(&rt, sig, all)?;
+            Ok(0)
+        }
+        RuntimeCommand::Delete { force, id } => delete(&rt, &id, force),
+        RuntimeCommand::List { format, quiet } => list(&rt, &format, quiet),
+        RuntimeCommand::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("File {} exists. Remove it first", path.display());
+            }
+            // SAFETY: getuid/getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let spec = if g.rootless.as_deref() == Some("true") {
+                skiff_runtime::spec::rootless_spec(uid, gid)
+            } else {
+                skiff_runtime::spec::default_spec()
+            };
+            std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(0)
+        }
+        RuntimeCommand::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&skiff_runtime::features::features())?
+            );
+            Ok(0)
+        }
+        RuntimeCommand::Exec(a) => exec(&rt, a),
+        RuntimeCommand::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &format, &id, ps_args),
+        RuntimeCommand::Events {
+            stats,
+            interval,
+            id,
+        } => events(&rt, stats, &interval, &id),
+        RuntimeCommand::Pause { id } => {
+            rt.load(&id)?.pause(&rt)?;
+            Ok(0)
+        }
+        RuntimeCommand::Resume { id } => {
+            rt.load(&id)?.resume(&rt)?;
+            Ok(0)
+        }
+        RuntimeCommand::Update(a) => update(&rt, a),
+        RuntimeCommand::Checkpoint { .. } => bail!("checkpoint/restore is not supported by skiff"),
+    }
 }
 
-/// Reports an error the way runc does: to `--log` (text or JSON lines) and stderr.
-pub fn log_error(_global: &Global, err: &anyhow::Error) {
-    eprintln!("skiff: {err:#}");
+fn create_opts<'a>(f: &'a CreateFlags, id: &'a str, conn: Option<OwnedFd>) -> CreateOptions<'a> {
+    CreateOptions {
+        id,
+        bundle: &f.bundle,
+        console_socket: f.console_socket.as_deref(),
+        pid_file: f.pid_file.as_deref(),
+        no_pivot: f.no_pivot,
+        no_new_keyring: f.no_new_keyring,
+        preserve_fds: f.preserve_fds,
+        console_conn: conn,
+    }
+}
+
+/// A socketpair whose far end receives the pty master: used when a terminal
+/// is wanted in the foreground without --console-socket.
+fn console_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair().context("console socketpair")?;
+    Ok((OwnedFd::from(a), OwnedFd::from(b)))
+}
+
+fn wants_terminal(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
+        .unwrap_or(false)
+}
+
+fn run(
+    g: &Global,
+    rt: &Runtime,
+    flags: &CreateFlags,
+    id: &str,
+    detach: bool,
+    keep: bool,
+) -> anyhow::Result<i32> {
+    let _ = g;
+    let proxy = !detach && flags.console_socket.is_none() && wants_terminal(&flags.bundle);
+    let (ours, theirs) = if proxy {
+        let (a, b) = console_pair()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    if !detach {
+        skiff_runtime::container::set_subreaper();
+    }
+    let mut c = rt.create(&create_opts(flags, id, theirs))?;
+    let master = match &ours {
+        Some(sock) => Some(skiff_runtime::linux::console::recv_fd(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+        )?),
+        None => None,
+    };
+    if let Err(e) = c.start(rt) {
+        let _ = c.delete(rt, true);
+        return Err(e.into());
+    }
+    if detach {
+        return Ok(0);
+    }
+    let pid = c.pid();
+    drop(c);
+    let code = skiff_runtime::container::wait_forwarding(pid, master)?;
+    if !keep {
+        if let Ok(c) = rt.load(id) {
+            c.delete(rt, true)?;
+        }
+    }
+    Ok(code)
 }
 
 /// Runs the bundle at `bundle` as container `id` (what `skiff run -b BUNDLE ID`
 /// does): used by `run --image` once the bundle is prepared. Returns the
 /// container's exit code (0 when detached).
 pub fn run_bundle(
-    _global: &Global,
-    _bundle: &std::path::Path,
-    _id: &str,
-    _detach: bool,
-    _console_socket: Option<PathBuf>,
+    global: &Global,
+    bundle: &std::path::Path,
+    id: &str,
+    detach: bool,
+    console_socket: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+    let rt = runtime(global)?;
+    let flags = CreateFlags {
+        bundle: bundle.to_path_buf(),
+        console_socket,
+        pid_file: None,
+        no_pivot: false,
+        no_new_keyring: false,
+        preserve_fds: 0,
+    };
+    run(global, &rt, &flags, id, detach, false)
+}
+
+fn delete(rt: &Runtime, id: &str, force: bool) -> anyhow::Result<i32> {
+    match rt.load(id) {
+        Ok(c) => {
+            c.delete(rt, force)?;
+            Ok(0)
+        }
+        Err(skiff_runtime::Error::NotFound(_)) => {
+            // A directory without state (an aborted create) is removed.
+            let dir = rt.root().dir(id);
+            if skiff_runtime::config::validate_id(id).is_ok()
+                && dir.is_dir()
+                && !dir.join("state.json").exists()
+            {
+                std::fs::remove_dir_all(&dir).ok();
+                return Ok(0);
+            }
+            if force {
+                return Ok(0);
+            }
+            bail!("container \"{id}\" does not exist")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn list(rt: &Runtime, format: &str, quiet: bool) -> anyhow::Result<i32> {
+    let all = rt.list()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for s in &all {
+            writeln!(out, "{}", s["id"].as_str().unwrap_or(""))?;
+        }
+        return Ok(0);
+    }
+    if format == "json" {
+        writeln!(out, "{}", serde_json::to_string(&all)?)?;
+        return Ok(0);
+    }
+    let rows: Vec<[String; 6]> = all
+        .iter()
+        .map(|s| {
+            let f = |k: &str| {
+                s[k].as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| s[k].to_string())
+            };
+            [
+                f("id"),
+                f("pid"),
+                f("status"),
+                f("bundle"),
+                f("created"),
+                f("owner"),
+            ]
+        })
+        .collect();
+    let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"];
+    let mut w = [0usize; 6];
+    for (i, h) in head.iter().enumerate() {
+        w[i] = rows
+            .iter()
+            .map(|r| r[i].len())
+            .max()
+            .unwrap_or(0)
+            .max(h.len());
+    }
+    let line = |cells: &[&str]| -> String {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 < cells.len() {
+                l.push_str(&format!("{:width$}   ", c, width = w[i]));
+            } else {
+                l.push_str(c);
+            }
+        }
+        l
+    };
+    writeln!(out, "{}", line(&head))?;
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
+    }
+    Ok(0)
+}
+
+/// Parses a signal name (`KILL`, `SIGKILL`) or number.
+pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if n > 0 && n <= libc::SIGRTMAX() {
+            return Ok(n);
+        }
+        bail!("invalid signal \"{s}\"");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    if let Some(rt) = name.strip_prefix("RTMIN") {
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+').parse().unwrap_or(-1)
+        };
+        if off >= 0 && libc::SIGRTMIN() + off <= libc::SIGRTMAX() {
+            return Ok(libc::SIGRTMIN() + off);
+        }
+    }
+    if let Some(rt) = name.strip_prefix("RTMAX") {
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('-').parse().unwrap_or(-1)
+        };
+        if off >= 0 && libc::SIGRTMAX() - off >= libc::SIGRTMIN() {
+            return Ok(libc::SIGRTMAX() - off);
+        }
+    }
+    let full = format!("SIG{name}");
+    match full.parse::<nix::sys::signal::Signal>() {
+        Ok(sig) => Ok(sig as i32),
+        Err(_) => bail!("invalid signal \"{s}\""),
+    }
+}
+
+fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
+    let c = rt.load(&a.id)?;
+    let mut process: oci_spec::runtime::Process = match &a.process {
+        Some(p) => {
+            let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_slice(&data)
+                .with_context(|| format!("{}: invalid process JSON", p.display()))?
+        }
+        None => {
+            if a.command.is_empty() {
+                bail!("exec: a command is required");
+            }
+            let mut p = c
+                .saved
+                .spec
+                .process()
+                .clone()
+                .context("container has no process")?;
+            p.set_args(Some(a.command.clone()));
+            p.set_terminal(Some(a.tty));
+            p.set_console_size(None);
+            if let Some(cwd) = &a.cwd {
+                p.set_cwd(cwd.clone());
+            }
+            let mut env = p.env().clone().unwrap_or_default();
+            for e in &a.env {
+                let key = e.split('=').next().unwrap_or("");
+                env.retain(|x| x.split('=').next() != Some(key));
+                env.push(e.clone());
+            }
+            p.set_env(Some(env));
+            if let Some(u) = &a.user {
+                let (uid, gid) = match u.split_once(':') {
+                    Some((u, g)) => (u.parse()?, g.parse()?),
+                    None => (u.parse()?, 0),
+                };
+                let user = p.user_mut();
+                user.set_uid(uid);
+                user.set_gid(gid);
+            }
+            if !a.additional_gids.is_empty() {
+                p.user_mut()
+                    .set_additional_gids(Some(a.additional_gids.clone()));
+            }
+            if a.no_new_privs {
+                p.set_no_new_privileges(Some(true));
+            }
+            if let Some(ap) = &a.apparmor {
+                p.set_apparmor_profile(Some(ap.clone()));
+            }
+            if let Some(l) = &a.process_label {
+                p.set_selinux_label(Some(l.clone()));
+            }
+            if !a.cap.is_empty() {
+                let mut caps = p.capabilities().clone().unwrap_or_default();
+                let add = |set: &Option<oci_spec::runtime::Capabilities>| -> anyhow::Result<oci_spec::runtime::Capabilities> {
+                    let mut s = set.clone().unwrap_or_default();
+                    for c in &a.cap {
+                        let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
+                            .map_err(|_| anyhow::anyhow!("--cap: unknown capability \"{c}\""))?;
+                        s.insert(cap);
+                    }
+                    Ok(s)
+                };
+                caps.set_bounding(Some(add(caps.bounding())?));
+                caps.set_effective(Some(add(caps.effective())?));
+                caps.set_permitted(Some(add(caps.permitted())?));
+                p.set_capabilities(Some(caps));
+            }
+            p
+        }
+    };
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("exec: process.args must name a program");
+    }
+    let proxy = !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false);
+    let mut sock_path = a.console_socket.clone();
+    let mut listener = None;
+    let mut tmpdir = None;
+    if proxy {
+        // A private socket for the pty master: exec connects by path.
+        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("console.sock");
+        listener = Some(std::os::unix::net::UnixListener::bind(&path)?);
+        sock_path = Some(path);
+        tmpdir = Some(dir);
+    }
+    if !a.detach {
+        skiff_runtime::container::set_subreaper();
+    }
+    process.set_cwd(process.cwd().clone());
+    let opts = ExecOptions {
+        console_socket: sock_path.as_deref(),
+        pid_file: a.pid_file.as_deref(),
+        preserve_fds: a.preserve_fds,
+        cgroup: a.cgroup.as_deref(),
+    };
+    let res = c.exec(rt, &process, &opts);
+    let master = match (&listener, &res) {
+        (Some(l), Ok(_)) => {
+            let (s, _) = l.accept()?;
+            Some(skiff_runtime::linux::console::recv_fd(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+            )?)
+        }
+        _ => None,
+    };
+    if let Some(d) = tmpdir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let pid = res?;
+    drop(c);
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(skiff_runtime::container::wait_forwarding(pid, master)?)
+}
+
+fn ps(rt: &Runtime, format: &str, id: &str, ps_args: Vec<String>) -> anyhow::Result<i32> {
+    let c = rt.load(id)?;
+    let pids = c.pids(rt)?;
+    if format == "json" {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(0);
+    }
+    let args = if ps_args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        ps_args
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for l in lines {
+        if let Some(p) = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            if pids.contains(&p) {
+                println!("{l}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid duration \"{s}\""))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("invalid duration \"{s}\""),
+    };
+    if secs <= 0.0 {
+        bail!("duration must be positive: \"{s}\"");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn events(rt: &Runtime, stats: bool, interval: &str, id: &str) -> anyhow::Result<i32> {
+    let every = parse_duration(interval)?;
+    let stat_event = |c: &skiff_runtime::Container| -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({"type": "stats", "id": id, "data": c.stats(rt)?}))
+    };
+    if stats {
+        let c = rt.load(id)?;
+        println!("{}", serde_json::to_string(&stat_event(&c)?)?);
+        return Ok(0);
+    }
+    let mut ooms = rt.load(id)?.oom_kills(rt).unwrap_or(0);
+    let mut next = std::time::Instant::now();
+    loop {
+        let c = rt.load(id)?;
+        if c.status(rt) == skiff_runtime::Status::Stopped {
+            return Ok(0);
+        }
+        let now_ooms = c.oom_kills(rt).unwrap_or(ooms);
+        let mut out = std::io::stdout().lock();
+        if now_ooms > ooms {
+            ooms = now_ooms;
+            writeln!(out, "{}", serde_json::json!({"type": "oom", "id": id}))?;
+        }
+        if std::time::Instant::now() >= next {
+            writeln!(out, "{}", serde_json::to_string(&stat_event(&c)?)?)?;
+            next += every;
+        }
+        out.flush()?;
+        drop(c);
+        std::thread::sleep(std::time::Duration::from_millis(200).min(every));
+    }
+}
+
+/// Parses sizes like 100, 64k, 100M, 1g (as runc's RAMInBytes); -1 = unlimited.
+fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid size \"{s}\""))?;
+    Ok((n * mult as f64) as i64)
+}
+
+fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<i32> {
+    let mut c = rt.load(&a.id)?;
+    let mut v: serde_json::Value = match a.resources.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            serde_json::from_str(&s).context("--resources -: invalid JSON")?
+        }
+        Some(f) => {
+            let d = std::fs::read(f).with_context(|| format!("reading {f}"))?;
+            serde_json::from_slice(&d).with_context(|| format!("{f}: invalid JSON"))?
+        }
+        None => serde_json::json!({}),
+    };
+    let obj = v
+        .as_object_mut()
+        .context("resources must be a JSON object")?;
+    let mut set = |section: &str, key: &str, val: serde_json::Value| {
+        let s = obj.entry(section).or_insert_with(|| serde_json::json!({}));
+        s[key] = val;
+    };
+    if let Some(x) = a.blkio_weight {
+        set("blockIO", "weight", x.into());
+    }
+    if let Some(x) = a.cpu_period {
+        set("cpu", "period", x.into());
+    }
+    if let Some(x) = a.cpu_quota {
+        set("cpu", "quota", x.into());
+    }
+    if let Some(x) = a.cpu_share {
+        set("cpu", "shares", x.into());
+    }
+    if let Some(x) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", x.into());
+    }
+    if let Some(x) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", x.into());
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        set("cpu", "cpus", x.clone().into());
+    }
+    if let Some(x) = &a.cpuset_mems {
+        set("cpu", "mems", x.clone().into());
+    }
+    if let Some(x) = &a.memory {
+        set("memory", "limit", parse_bytes(x)?.into());
+    }
+    if let Some(x) = &a.memory_reservation {
+        set("memory", "reservation", parse_bytes(x)?.into());
+    }
+    if let Some(x) = &a.memory_swap {
+        set("memory", "swap", parse_bytes(x)?.into());
+    }
+    if let Some(x) = a.pids_limit {
+        set("pids", "limit", x.into());
+    }
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(v).context("resources: invalid linux.resources")?;
+    c.update(rt, &res)?;
+    Ok(0)
+}
+
+/// Reports an error the way runc does: to `--log` (text or JSON lines) and stderr.
+pub fn log_error(g: &Global, err: &anyhow::Error) {
+    let msg = format!("{err:#}");
+    if let Some(path) = &g.log {
+        let line = if g.log_format == "json" {
+            serde_json::json!({
+                "level": "error",
+                "msg": msg,
+                "time": skiff_runtime::state::now_rfc3339(),
+            })
+            .to_string()
+        } else {
+            format!(
+                "time=\"{}\" level=error msg={:?}",
+                skiff_runtime::state::now_rfc3339(),
+                msg
+            )
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    eprintln!("skiff: {msg}");
 }

@@ -1,0 +1,1141 @@
+//! Container lifecycle on the runtime side: create, start, state, kill,
+//! delete, exec, pause/resume, and waiting for a foreground container.
+//!
+//! `create` validates everything before touching the host, then builds the
+//! state directory, cgroup and init process; any failure tears all of it
+//! down again (see [`Guard`]), so a failed `create` leaves nothing behind.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxNamespaceType, LinuxResources, Process, Spec};
+
+use crate::config;
+use crate::error::Context;
+use crate::linux::{self, caps::CapSets, sync, Join, Kind, Plan};
+use crate::state::{self, Lock, Root, Saved, Status};
+use crate::{hooks, Error, Result};
+
+/// Options of `create` (and `run`).
+#[derive(Debug)]
+pub struct CreateOptions<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// Bundle directory.
+    pub bundle: &'a Path,
+    /// Unix socket that receives the pty master when process.terminal is set.
+    pub console_socket: Option<&'a Path>,
+    /// File to write the init pid to.
+    pub pid_file: Option<&'a Path>,
+    /// MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Number of extra fds (from 3) to pass to the container.
+    pub preserve_fds: u32,
+    /// An already connected console socket (used by `run` with a terminal).
+    pub console_conn: Option<OwnedFd>,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions<'a> {
+    /// Unix socket that receives the pty master when process.terminal is set.
+    pub console_socket: Option<&'a Path>,
+    /// File to write the process pid to.
+    pub pid_file: Option<&'a Path>,
+    /// Number of extra fds (from 3) to pass.
+    pub preserve_fds: u32,
+    /// Sub-cgroup (relative to the container's) to join.
+    pub cgroup: Option<&'a str>,
+}
+
+/// The runtime: a state root plus global settings.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: Root,
+    /// Drive cgroups through systemd.
+    pub systemd_cgroup: bool,
+    /// Rootless mode.
+    pub rootless: bool,
+}
+
+/// A loaded container, locked for the lifetime of this value.
+#[derive(Debug)]
+pub struct Container {
+    /// What is stored about it.
+    pub saved: Saved,
+    dir: PathBuf,
+    _lock: Lock,
+}
+
+/// Tears down a half-created container unless disarmed.
+struct Guard {
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn skiff_cgroups::Manager>>,
+    pid: i32,
+}
+
+impl Guard {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pid = 0;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill + waitpid on our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Parent-side namespace setup: what to create, what to join (child side),
+/// and what the runtime itself must enter before cloning (pid, time).
+struct NsSetup {
+    new_ns: libc::c_int,
+    join: Vec<Join>,
+    parent_join: Vec<Join>,
+}
+
+fn open_ns(path: &Path, t: LinuxNamespaceType) -> Result<OwnedFd> {
+    let fd =
+        nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+            Error::Config(format!(
+                "config.json: linux.namespaces: {} namespace path {}: {e}",
+                config::ns_name(t),
+                path.display()
+            ))
+        })?;
+    // NS_GET_NSTYPE checks that the file really is a namespace of this type.
+    // SAFETY: ioctl without arguments on a valid fd.
+    let got = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703) };
+    if got >= 0 && got != ns_flag(t) {
+        return Err(Error::Config(format!(
+            "config.json: linux.namespaces: {} is not a {} namespace",
+            path.display(),
+            config::ns_name(t)
+        )));
+    }
+    if got < 0 {
+        return Err(Error::Config(format!(
+            "config.json: linux.namespaces: {} is not a namespace file",
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+fn ns_setup(spec: &Spec) -> Result<NsSetup> {
+    let mut s = NsSetup {
+        new_ns: 0,
+        join: Vec::new(),
+        parent_join: Vec::new(),
+    };
+    let nss = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in &nss {
+        let flag = ns_flag(ns.typ());
+        match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            None => s.new_ns |= flag,
+            Some(p) => {
+                let j = Join {
+                    flag,
+                    name: config::ns_name(ns.typ()),
+                    fd: open_ns(p, ns.typ())?,
+                };
+                if flag == libc::CLONE_NEWPID || flag == libc::CLONE_NEWTIME {
+                    s.parent_join.push(j);
+                } else if flag == libc::CLONE_NEWUSER {
+                    s.join.insert(0, j);
+                } else {
+                    s.join.push(j);
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Builds argv/envp C strings for a process.
+fn c_strings(process: &Process, extra_env: &[String]) -> Result<(Vec<CString>, Vec<CString>)> {
+    let to_c = |s: &str, what: &str| {
+        CString::new(s)
+            .map_err(|_| Error::Config(format!("config.json: {what} contains a NUL byte")))
+    };
+    let argv = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| to_c(a, "process.args"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut envp = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|a| to_c(a, "process.env"))
+        .collect::<Result<Vec<_>>>()?;
+    for e in extra_env {
+        envp.push(to_c(e, "env")?);
+    }
+    if argv.is_empty() {
+        return Err(Error::Config(
+            "config.json: process.args must name a program (it is empty)".into(),
+        ));
+    }
+    Ok((argv, envp))
+}
+
+/// Default device cgroup rules (runc's): the devices every container gets.
+fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let rule =
+        |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| -> LinuxDeviceCgroup {
+            serde_json::from_value(serde_json::json!({
+                "allow": true, "type": typ, "major": major, "minor": minor, "access": access
+            }))
+            .expect("static device rule")
+        };
+    vec![
+        rule("c", None, None, "m"),
+        rule("b", None, None, "m"),
+        rule("c", Some(1), Some(3), "rwm"),
+        rule("c", Some(1), Some(5), "rwm"),
+        rule("c", Some(1), Some(7), "rwm"),
+        rule("c", Some(1), Some(8), "rwm"),
+        rule("c", Some(1), Some(9), "rwm"),
+        rule("c", Some(5), Some(0), "rwm"),
+        rule("c", Some(5), Some(1), "rwm"),
+        rule("c", Some(5), Some(2), "rwm"),
+        rule("c", Some(136), None, "rwm"),
+        rule("c", Some(10), Some(200), "rwm"),
+    ]
+}
+
+/// The resources to apply: the config's, with device rules completed as runc
+/// does (config rules first, then the default devices and linux.devices).
+fn effective_resources(spec: &Spec) -> LinuxResources {
+    let linux = spec.linux().as_ref();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    if rules.is_empty() {
+        rules.push(
+            serde_json::from_value(serde_json::json!({"allow": false, "access": "rwm"}))
+                .expect("static"),
+        );
+    }
+    rules.extend(default_device_rules());
+    for d in linux.and_then(|l| l.devices().clone()).unwrap_or_default() {
+        let typ = serde_json::to_value(d.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or("c".into());
+        if let Ok(r) = serde_json::from_value(serde_json::json!({
+            "allow": true, "type": typ, "major": d.major(), "minor": d.minor(), "access": "rwm"
+        })) {
+            rules.push(r);
+        }
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
+fn write_id_maps(pid: i32, spec: &Spec, rootless: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid = fmt(&linux.and_then(|l| l.uid_mappings().clone()));
+    let gid = fmt(&linux.and_then(|l| l.gid_mappings().clone()));
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 || rootless {
+        // Unprivileged: deny setgroups first (needed to write gid_map);
+        // multi-range maps need the setuid helpers.
+        let single = uid.lines().count() <= 1 && gid.lines().count() <= 1;
+        if !single {
+            for (tool, maps) in [("newuidmap", &uid), ("newgidmap", &gid)] {
+                let mut cmd = std::process::Command::new(tool);
+                cmd.arg(pid.to_string());
+                for l in maps.lines() {
+                    cmd.args(l.split_whitespace());
+                }
+                let st = cmd
+                    .status()
+                    .ctx(|| format!("running {tool} (install the uidmap package)"))?;
+                if !st.success() {
+                    return Err(Error::Other(format!("{tool} failed: {st}")));
+                }
+            }
+            return Ok(());
+        }
+        let _ = std::fs::write(format!("/proc/{pid}/setgroups"), "deny");
+    }
+    std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
+        .ctx(|| "config.json: linux.uidMappings: writing uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
+        .ctx(|| "config.json: linux.gidMappings: writing gid_map")?;
+    Ok(())
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offs) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
+        return Ok(());
+    };
+    let mut s = String::new();
+    for (clock, o) in offs {
+        s.push_str(&format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", s)
+        .ctx(|| "config.json: linux.timeOffsets: writing timens_offsets")
+}
+
+/// Writes a pid file atomically (temp file + rename), as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .ctx(|| format!("connecting to console socket {}", path.display()))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// Extra fds from systemd socket activation (LISTEN_FDS), as runc passes them.
+fn listen_fds() -> (u32, Vec<String>) {
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        Some(n) if n > 0 => (n, vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".into()]),
+        _ => (0, Vec::new()),
+    }
+}
+
+/// Drives the setup conversation with a spawned child until it is READY.
+/// Returns the pid of the process that will exec (differs from the cloned
+/// pid after an extra fork).
+fn converse(
+    chan: &sync::Chan,
+    mut pid: i32,
+    spec: &Spec,
+    rootless: bool,
+    mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
+    seccomp_state: impl Fn(i32) -> serde_json::Value,
+) -> Result<i32> {
+    loop {
+        let (tag, payload, fd) = chan.recv().ctx(|| "reading from the container init")?;
+        match tag {
+            sync::READY => return Ok(pid),
+            sync::ERROR => return Err(Error::Init(String::from_utf8_lossy(&payload).into_owned())),
+            sync::MAPS => {
+                write_id_maps(pid, spec, rootless)?;
+                chan.send(sync::MAPS_DONE, &[]).ctx(|| "setup channel")?;
+            }
+            sync::PID => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&payload[..4]);
+                let child = pid;
+                pid = i32::from_ne_bytes(b);
+                // Reap the intermediate process.
+                // SAFETY: waitpid on our own child.
+                unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+            }
+            sync::HOOKS => {
+                let st = on_hooks(pid)?;
+                chan.send(sync::HOOKS_DONE, &st).ctx(|| "setup channel")?;
+            }
+            sync::SECCOMP_FD => {
+                let fd = fd.ok_or_else(|| Error::Init("seccomp fd missing".into()))?;
+                if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                    if let Some(path) = s.listener_path() {
+                        skiff_seccomp::send_to_listener(
+                            path,
+                            fd.as_fd(),
+                            pid,
+                            s.listener_metadata().as_deref().unwrap_or(""),
+                            &seccomp_state(pid),
+                        )?;
+                    }
+                }
+                chan.send(sync::SECCOMP_DONE, &[]).ctx(|| "setup channel")?;
+            }
+            0 => return Err(Error::Init("container init exited during setup".into())),
+            t => {
+                return Err(Error::Init(format!(
+                    "unexpected message {t} from the container init"
+                )))
+            }
+        }
+    }
+}
+
+/// runtime-spec `state` JSON for a container.
+fn state_json(saved: &Saved, status: Status) -> serde_json::Value {
+    let pid = if matches!(status, Status::Stopped) {
+        0
+    } else {
+        saved.pid
+    };
+    serde_json::json!({
+        "ociVersion": config::OCI_VERSION_MAX,
+        "id": saved.id,
+        "status": status.as_str(),
+        "pid": pid,
+        "bundle": saved.bundle,
+        "rootfs": saved.rootfs,
+        "created": saved.created,
+        "owner": saved.owner,
+        "annotations": saved.annotations(),
+    })
+}
+
+impl Runtime {
+    /// A runtime keeping state under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            root: Root::new(root),
+            systemd_cgroup: false,
+            rootless: false,
+        }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    fn cgroup(
+        &self,
+        saved_path: Option<&str>,
+        id: &str,
+    ) -> Result<Box<dyn skiff_cgroups::Manager>> {
+        Ok(skiff_cgroups::new_manager(&skiff_cgroups::Config {
+            cgroups_path: saved_path,
+            id,
+            systemd: self.systemd_cgroup,
+            rootless: self.rootless,
+        })?)
+    }
+
+    /// Loads the bundle's config.json (validated).
+    pub fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec)> {
+        let bundle = std::fs::canonicalize(bundle)
+            .map_err(|e| Error::Config(format!("bundle {}: {e}", bundle.display())))?;
+        let spec = config::load(&bundle)?;
+        Ok((bundle, spec))
+    }
+
+    /// `create`: sets up the container; its process waits for [`Container::start`].
+    pub fn create(&self, o: &CreateOptions) -> Result<Container> {
+        let (bundle, spec) = Self::load_bundle(o.bundle)?;
+        self.create_with(o, bundle, spec)
+    }
+
+    /// `create` with an already loaded config.
+    pub fn create_with(&self, o: &CreateOptions, bundle: PathBuf, spec: Spec) -> Result<Container> {
+        config::validate_id(o.id)?;
+        let rootfs = config::rootfs_path(&spec, &bundle)?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::Config("config.json: process is missing".into()))?;
+        let linux = spec.linux().as_ref();
+        if !linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
+        {
+            return Err(Error::Config(
+                "config.json: linux.namespaces must include a mount namespace".into(),
+            ));
+        }
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(skiff_seccomp::compile(s)?),
+            None => None,
+        };
+        let caps = CapSets::from_spec(process.capabilities().as_ref())?;
+        let (lfds, lenv) = listen_fds();
+        let (argv, envp) = c_strings(process, &lenv)?;
+        let ns = ns_setup(&spec)?;
+        if process.terminal().unwrap_or(false)
+            && o.console_socket.is_none()
+            && o.console_conn.is_none()
+        {
+            return Err(Error::Config(
+                "config.json: process.terminal is true but no --console-socket was given".into(),
+            ));
+        }
+
+        let (dir, lock) = self.root.create_dir(o.id)?;
+        let mut guard = Guard {
+            dir: Some(dir.clone()),
+            cgroup: None,
+            pid: 0,
+        };
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned());
+        let mut saved = Saved {
+            id: o.id.to_string(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: state::owner_name(),
+            creating: true,
+            cgroups_path: cgroups_path.clone(),
+            systemd_cgroup: self.systemd_cgroup,
+            rootless: self.rootless,
+            isolation: "namespace".into(),
+            spec: spec.clone(),
+        };
+        state::write_saved(&dir, &saved)?;
+        let fifo_path = dir.join(state::EXEC_FIFO);
+        nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+            .ctx(|| "creating exec fifo")?;
+        let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| "opening exec fifo")?;
+
+        let cg = self.cgroup(cgroups_path.as_deref(), o.id)?;
+        cg.create()?;
+        guard.cgroup = Some(cg);
+        let cg = guard.cgroup.as_ref().expect("set above");
+        cg.apply(&effective_resources(&spec))?;
+
+        let console_socket = match &o.console_conn {
+            Some(fd) => Some(fd.try_clone().ctx(|| "console socket")?),
+            None => o.console_socket.map(connect_console).transpose()?,
+        };
+        let new_user = ns.new_ns & libc::CLONE_NEWUSER != 0;
+        let joins_user = ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
+        let fork_again = joins_user || (new_user && !ns.join.is_empty());
+        let plan = Plan {
+            kind: Kind::Init,
+            id: o.id,
+            spec: &spec,
+            process,
+            rootfs: rootfs.clone(),
+            new_ns: ns.new_ns,
+            join: ns.join,
+            console_socket,
+            fifo: Some(fifo),
+            no_pivot: o.no_pivot,
+            no_new_keyring: o.no_new_keyring,
+            extra_fds: o.preserve_fds + lfds,
+            extra_env: Vec::new(),
+            seccomp,
+            caps,
+            cgroups: cg.hierarchies(),
+            argv,
+            envp,
+            fork_again,
+        };
+        std::env::set_current_dir(&bundle)
+            .ctx(|| format!("chdir to bundle {}", bundle.display()))?;
+        let spawned = with_parent_ns(
+            &ns.parent_join,
+            ns.new_ns & libc::CLONE_NEWTIME != 0,
+            &spec,
+            || linux::spawn(plan),
+        )?;
+        guard.pid = spawned.pid;
+        cg.add_task(spawned.pid)?;
+        if let Some(adj) = process.oom_score_adj() {
+            std::fs::write(
+                format!("/proc/{}/oom_score_adj", spawned.pid),
+                adj.to_string(),
+            )
+            .ctx(|| format!("config.json: process.oomScoreAdj {adj}"))?;
+        }
+        if new_user && !fork_again {
+            write_id_maps(spawned.pid, &spec, self.rootless)?;
+        }
+        spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
+        let hooks = spec.hooks().clone();
+        let for_seccomp = saved.clone();
+        let pid = converse(
+            &spawned.chan,
+            spawned.pid,
+            &spec,
+            self.rootless,
+            |pid| {
+                saved.pid = pid;
+                saved.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
+                state::write_saved(&dir, &saved)?;
+                let st =
+                    serde_json::to_vec(&state_json(&saved, Status::Creating)).unwrap_or_default();
+                if let Some(h) = &hooks {
+                    hooks::run_all("prestart", h.prestart().as_ref(), &st)?;
+                    hooks::run_all("createRuntime", h.create_runtime().as_ref(), &st)?;
+                }
+                Ok(serde_json::to_vec(&state_json(&saved, Status::Created)).unwrap_or_default())
+            },
+            |pid| {
+                let mut s = for_seccomp.clone();
+                s.pid = pid;
+                state_json(&s, Status::Creating)
+            },
+        )?;
+        if pid != guard.pid {
+            guard.pid = pid;
+        }
+        saved.pid = pid;
+        saved.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
+        saved.creating = false;
+        state::write_saved(&dir, &saved)?;
+        if let Some(p) = o.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        guard.disarm();
+        Ok(Container {
+            saved,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// Loads (and locks) container `id`.
+    pub fn load(&self, id: &str) -> Result<Container> {
+        let (saved, lock) = self.root.load(id)?;
+        let dir = self.root.dir(id);
+        Ok(Container {
+            saved,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// State of every container (for `list`).
+    pub fn list(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for id in self.root.ids()? {
+            if let Ok(c) = self.load(&id) {
+                out.push(c.state(self));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `f` (the clone) with the runtime's pid/time namespace for children
+/// switched as the config asks, and restores them afterwards.
+fn with_parent_ns<T>(
+    joins: &[Join],
+    new_time: bool,
+    spec: &Spec,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if joins.is_empty() && !new_time {
+        return f();
+    }
+    let mut restore = Vec::new();
+    for j in joins {
+        let own = if j.flag == libc::CLONE_NEWPID {
+            "/proc/self/ns/pid"
+        } else {
+            "/proc/self/ns/time"
+        };
+        restore.push((
+            j.flag,
+            std::fs::File::open(own).ctx(|| format!("opening {own}"))?,
+        ));
+        nix::sched::setns(
+            j.fd.as_fd(),
+            nix::sched::CloneFlags::from_bits_retain(j.flag),
+        )
+        .ctx(|| format!("joining {} namespace", j.name))?;
+    }
+    if new_time {
+        restore.push((
+            libc::CLONE_NEWTIME,
+            std::fs::File::open("/proc/self/ns/time").ctx(|| "opening time ns")?,
+        ));
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+            libc::CLONE_NEWTIME,
+        ))
+        .ctx(|| "creating time namespace")?;
+        write_time_offsets(spec)?;
+    }
+    let r = f();
+    for (flag, file) in restore {
+        let _ = nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::from_bits_retain(flag));
+    }
+    r
+}
+
+impl Container {
+    /// Container id.
+    pub fn id(&self) -> &str {
+        &self.saved.id
+    }
+
+    /// Init pid.
+    pub fn pid(&self) -> i32 {
+        self.saved.pid
+    }
+
+    /// The container's directory under the state root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn cgroup(&self, rt: &Runtime) -> Result<Box<dyn skiff_cgroups::Manager>> {
+        Ok(skiff_cgroups::new_manager(&skiff_cgroups::Config {
+            cgroups_path: self.saved.cgroups_path.as_deref(),
+            id: &self.saved.id,
+            systemd: self.saved.systemd_cgroup,
+            rootless: self.saved.rootless || rt.rootless,
+        })?)
+    }
+
+    /// Current status (including `paused` from the freezer).
+    pub fn status(&self, rt: &Runtime) -> Status {
+        let s = self.saved.base_status(&self.dir);
+        if s == Status::Running
+            && self.cgroup(rt).ok().and_then(|c| c.is_frozen().ok()) == Some(true)
+        {
+            return Status::Paused;
+        }
+        s
+    }
+
+    /// runtime-spec state JSON.
+    pub fn state(&self, rt: &Runtime) -> serde_json::Value {
+        state_json(&self.saved, self.status(rt))
+    }
+
+    fn bad_state(&self, status: Status, msg: &str) -> Error {
+        Error::BadState {
+            id: self.saved.id.clone(),
+            status: status.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// `start`: lets the created container's process exec the user program,
+    /// then runs poststart hooks.
+    pub fn start(&mut self, rt: &Runtime) -> Result<()> {
+        let status = self.status(rt);
+        if status != Status::Created {
+            return Err(self.bad_state(status, "cannot start a container that is not created"));
+        }
+        let fifo_path = self.dir.join(state::EXEC_FIFO);
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| "opening exec fifo")?;
+        let mut b = [0u8; 1];
+        loop {
+            let mut pfd = [nix::poll::PollFd::new(
+                fifo.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
+            match nix::unistd::read(&fifo, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
+                    if !self.saved.init_alive() {
+                        let _ = std::fs::remove_file(&fifo_path);
+                        return Err(Error::Init("container init exited before start".into()));
+                    }
+                }
+                Err(e) => return Err(e).ctx(|| "reading exec fifo"),
+            }
+        }
+        let _ = std::fs::remove_file(&fifo_path);
+        if let Some(h) = self.saved.spec.hooks() {
+            let st =
+                serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+            hooks::run_all_warn("poststart", h.poststart().as_ref(), &st);
+        }
+        Ok(())
+    }
+
+    /// `kill`: sends `sig` to the init (or every process with `all`).
+    pub fn kill(&self, rt: &Runtime, sig: i32, all: bool) -> Result<()> {
+        let status = self.status(rt);
+        if all {
+            if status == Status::Stopped && sig != libc::SIGKILL {
+                return Err(self.bad_state(status, "container not running"));
+            }
+            return Ok(self.cgroup(rt)?.kill_all(sig)?);
+        }
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(self.bad_state(status, "container not running"));
+        }
+        // SAFETY: kill with a pid we verified (start time) to be the init.
+        if unsafe { libc::kill(self.saved.pid, sig) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("kill {} {sig}", self.saved.pid));
+        }
+        Ok(())
+    }
+
+    /// `delete`: removes a stopped container (or, with `force`, kills it first).
+    pub fn delete(self, rt: &Runtime, force: bool) -> Result<()> {
+        let status = self.status(rt);
+        let cg = self.cgroup(rt).ok();
+        if status != Status::Stopped {
+            if !force {
+                return Err(self.bad_state(
+                    status,
+                    "cannot delete a container that is not stopped (use --force)",
+                ));
+            }
+            if let Some(cg) = &cg {
+                let _ = cg.thaw();
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
+            // SAFETY: kill of the verified init pid.
+            unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.saved.init_alive() && Instant::now() < deadline {
+                // SAFETY: reaps the init if it happens to be our child.
+                unsafe { libc::waitpid(self.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        if let Some(cg) = &cg {
+            if cg.pids().map(|p| !p.is_empty()).unwrap_or(false) {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
+            cg.destroy()?;
+        }
+        if let Some(h) = self.saved.spec.hooks() {
+            let st =
+                serde_json::to_vec(&state_json(&self.saved, Status::Stopped)).unwrap_or_default();
+            hooks::run_all_warn("poststop", h.poststop().as_ref(), &st);
+        }
+        std::fs::remove_dir_all(&self.dir).ctx(|| format!("removing {}", self.dir.display()))
+    }
+
+    /// `pause`: freezes every process of the container.
+    pub fn pause(&self, rt: &Runtime) -> Result<()> {
+        let status = self.status(rt);
+        if status != Status::Running && status != Status::Created {
+            return Err(self.bad_state(status, "cannot pause a container that is not running"));
+        }
+        Ok(self.cgroup(rt)?.freeze()?)
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume(&self, rt: &Runtime) -> Result<()> {
+        let status = self.status(rt);
+        if status != Status::Paused {
+            return Err(self.bad_state(status, "cannot resume a container that is not paused"));
+        }
+        Ok(self.cgroup(rt)?.thaw()?)
+    }
+
+    /// Pids of every process in the container's cgroup.
+    pub fn pids(&self, rt: &Runtime) -> Result<Vec<i32>> {
+        Ok(self.cgroup(rt)?.pids()?)
+    }
+
+    /// Resource usage (runc `events --stats` data).
+    pub fn stats(&self, rt: &Runtime) -> Result<skiff_cgroups::Stats> {
+        Ok(self.cgroup(rt)?.stats()?)
+    }
+
+    /// OOM kills so far in the container's cgroup.
+    pub fn oom_kills(&self, rt: &Runtime) -> Result<u64> {
+        Ok(self.cgroup(rt)?.oom_kill_count()?)
+    }
+
+    /// `update`: applies new resources and records them in the state.
+    pub fn update(&mut self, rt: &Runtime, res: &LinuxResources) -> Result<()> {
+        skiff_cgroups::validate(res).map_err(|e| Error::Config(format!("resources: {e}")))?;
+        let status = self.status(rt);
+        if status == Status::Stopped {
+            return Err(self.bad_state(status, "cannot update a stopped container"));
+        }
+        self.cgroup(rt)?.apply(res)?;
+        Ok(())
+    }
+
+    /// `exec`: starts `process` inside the running container. Returns the pid
+    /// (our child) once it is about to exec.
+    pub fn exec(&self, rt: &Runtime, process: &Process, o: &ExecOptions) -> Result<i32> {
+        let status = self.status(rt);
+        if !matches!(status, Status::Created | Status::Running) {
+            return Err(self.bad_state(status, "cannot exec in a container that is not running"));
+        }
+        let spec = &self.saved.spec;
+        let linux = spec.linux().as_ref();
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(skiff_seccomp::compile(s)?),
+            None => None,
+        };
+        let caps = CapSets::from_spec(process.capabilities().as_ref())?;
+        let (argv, envp) = c_strings(process, &[])?;
+        let mut join = Vec::new();
+        let mut parent_join = Vec::new();
+        for ns in linux
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+        {
+            let path = PathBuf::from(format!(
+                "/proc/{}/ns/{}",
+                self.saved.pid,
+                proc_ns_name(ns.typ())
+            ));
+            let flag = ns_flag(ns.typ());
+            let j = Join {
+                flag,
+                name: config::ns_name(ns.typ()),
+                fd: open_ns(&path, ns.typ())?,
+            };
+            match flag {
+                libc::CLONE_NEWPID | libc::CLONE_NEWTIME => parent_join.push(j),
+                libc::CLONE_NEWUSER => join.insert(0, j),
+                _ => join.push(j),
+            }
+        }
+        let in_userns = join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
+        if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
+            return Err(Error::Config(
+                "process.terminal is true but no --console-socket was given".into(),
+            ));
+        }
+        let console_socket = o.console_socket.map(connect_console).transpose()?;
+        let cg = self.cgroup(rt)?;
+        let plan = Plan {
+            kind: Kind::Exec,
+            id: &self.saved.id,
+            spec,
+            process,
+            rootfs: self.saved.rootfs.clone(),
+            new_ns: 0,
+            join,
+            console_socket,
+            fifo: None,
+            no_pivot: false,
+            no_new_keyring: true,
+            extra_fds: o.preserve_fds,
+            extra_env: Vec::new(),
+            seccomp,
+            caps,
+            cgroups: Vec::new(),
+            argv,
+            envp,
+            fork_again: false,
+        };
+        let _ = in_userns;
+        let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan))?;
+        let pid = spawned.pid;
+        let fail = |e: Error| {
+            // SAFETY: kill + reap our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            e
+        };
+        let add = match o.cgroup {
+            Some(sub) => cg
+                .hierarchies()
+                .iter()
+                .try_for_each(|h| {
+                    std::fs::write(h.path.join(sub).join("cgroup.procs"), pid.to_string())
+                })
+                .ctx(|| format!("--cgroup {sub}")),
+            None => cg.add_task(pid).map_err(Error::from),
+        };
+        add.map_err(fail)?;
+        if let Some(adj) = process.oom_score_adj() {
+            let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string());
+        }
+        spawned
+            .chan
+            .send(sync::GO, &[])
+            .ctx(|| "setup channel")
+            .map_err(fail)?;
+        let saved = &self.saved;
+        converse(
+            &spawned.chan,
+            pid,
+            spec,
+            rt.rootless,
+            |_| Ok(Vec::new()),
+            |p| {
+                let mut s = saved.clone();
+                s.pid = p;
+                state_json(&s, Status::Running)
+            },
+        )
+        .map_err(fail)?;
+        if let Some(p) = o.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        Ok(pid)
+    }
+}
+
+/// Waits for `pid` (a child of this process) while forwarding signals to it;
+/// returns its exit code (128+signal when killed), as `run` reports it.
+pub fn wait_forwarding(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    for s in Signal::iterator() {
+        if !matches!(
+            s,
+            Signal::SIGKILL
+                | Signal::SIGSTOP
+                | Signal::SIGSEGV
+                | Signal::SIGBUS
+                | Signal::SIGILL
+                | Signal::SIGFPE
+                | Signal::SIGTSTP
+                | Signal::SIGTTIN
+                | Signal::SIGTTOU
+        ) {
+            mask.add(s);
+        }
+    }
+    mask.thread_block().ctx(|| "blocking signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .ctx(|| "signalfd")?;
+    let mut proxy = console.map(crate::tty::Proxy::new).transpose()?;
+    let code = loop {
+        // Reap everything (we may be a subreaper); stop when the init is gone.
+        let mut st = 0;
+        let mut done = None;
+        loop {
+            // SAFETY: waitpid with a valid status pointer.
+            let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            if r == pid {
+                done = Some(if libc::WIFEXITED(st) {
+                    libc::WEXITSTATUS(st)
+                } else {
+                    128 + libc::WTERMSIG(st)
+                });
+            }
+        }
+        if let Some(c) = done {
+            break c;
+        }
+        let mut fds = vec![nix::poll::PollFd::new(
+            sfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if let Some(p) = &proxy {
+            fds.extend(p.poll_fds());
+        }
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        while let Ok(Some(si)) = sfd.read_signal() {
+            let sig = si.ssi_signo as i32;
+            if sig == libc::SIGCHLD {
+                continue;
+            }
+            if sig == libc::SIGWINCH {
+                if let Some(p) = &proxy {
+                    p.resize();
+                }
+            }
+            // SAFETY: forwarding a signal to our child.
+            unsafe { libc::kill(pid, sig) };
+        }
+        if let Some(p) = &mut proxy {
+            p.pump(&ready[1..]);
+        }
+    };
+    if let Some(p) = &mut proxy {
+        p.drain();
+    }
+    let _ = mask.thread_unblock();
+    Ok(code)
+}
+
+/// Becomes a child subreaper, so that a container init forked twice (joined
+/// namespaces) is still reaped by `run`.
+pub fn set_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Writes `msg` to stderr (helper for CLI warnings).
+pub fn warn(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "skiff: warning: {msg}");
+}
+
+/// Path as bytes for diagnostics.
+pub fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}

@@ -1,0 +1,614 @@
+//! The child side: runs in the freshly cloned process, turns it into the
+//! container process step by step (namespaces, rootfs, console, limits,
+//! identity, capabilities, seccomp) and finally `execve`s the user program.
+//!
+//! Order follows runc: everything privileged first, seccomp last (or before
+//! dropping capabilities when `noNewPrivileges` is false). Errors before the
+//! init reports READY go to the runtime over the setup channel; later ones to
+//! the container's stderr.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use oci_spec::runtime::{LinuxSchedulerPolicy, PosixRlimitType};
+
+use super::sync::{self, Chan};
+use super::{console, fs, rootfs, Kind, Plan};
+
+type R<T> = std::result::Result<T, String>;
+
+fn os(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn last_err(what: impl std::fmt::Display) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn main(plan: Plan, chan: Chan) -> ! {
+    let Err(msg) = run(&plan, &chan);
+    if chan.send(sync::ERROR, msg.as_bytes()).is_err() {
+        let _ = writeln!(std::io::stderr(), "skiff: {msg}");
+    }
+    // SAFETY: _exit never returns and skips atexit handlers of the runtime.
+    unsafe { libc::_exit(127) }
+}
+
+fn expect(chan: &Chan, tag: u8) -> R<Vec<u8>> {
+    match chan.recv() {
+        Ok((t, payload, _)) if t == tag => Ok(payload),
+        Ok((0, ..)) => Err("runtime went away during setup".into()),
+        Ok((t, ..)) => Err(format!("unexpected setup message {t}")),
+        Err(e) => Err(format!("setup channel: {e}")),
+    }
+}
+
+fn prctl(op: libc::c_int, a: libc::c_ulong) -> R<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(op, a, 0, 0, 0) } != 0 {
+        return Err(last_err(format_args!("prctl({op})")));
+    }
+    Ok(())
+}
+
+fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
+    // Die with the runtime during setup; not dumpable until execve, so the
+    // container cannot ptrace us or open /proc/<pid>/exe, mem, fds.
+    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
+    prctl(libc::PR_SET_DUMPABLE, 0)?;
+    // SAFETY: umask cannot fail; signal/sigprocmask reset what the runtime
+    // changed (Rust ignores SIGPIPE; `run` blocks signals) so the container
+    // process starts with default dispositions and an empty mask.
+    unsafe {
+        libc::umask(0);
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    let process = plan.process;
+    if let Some(aff) = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().clone())
+    {
+        set_affinity(&aff)?;
+    }
+    expect(chan, sync::GO)?;
+    let mut in_userns = plan.new_ns & libc::CLONE_NEWUSER != 0;
+    for j in &plan.join {
+        nix::sched::setns(
+            j.fd.as_fd(),
+            nix::sched::CloneFlags::from_bits_retain(j.flag),
+        )
+        .map_err(|e| format!("joining {} namespace: {e}", j.name))?;
+        if j.flag == libc::CLONE_NEWUSER {
+            in_userns = true;
+        }
+    }
+    if plan.fork_again {
+        if plan.new_ns & libc::CLONE_NEWUSER != 0 {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| format!("creating user namespace: {e}"))?;
+            chan.send(sync::MAPS, &[]).map_err(os("setup channel"))?;
+            expect(chan, sync::MAPS_DONE)?;
+        }
+        let rest = plan.new_ns & !(libc::CLONE_NEWUSER | libc::CLONE_NEWTIME);
+        if rest != 0 {
+            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
+                .map_err(|e| format!("creating namespaces: {e}"))?;
+        }
+        // SAFETY: fork in a single-threaded process.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(last_err("fork"));
+        }
+        if pid > 0 {
+            let _ = chan.send(sync::PID, &pid.to_ne_bytes());
+            // SAFETY: the intermediate process is done.
+            unsafe { libc::_exit(0) };
+        }
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
+    if in_userns {
+        // Become root of the new user namespace (if 0 is mapped).
+        // SAFETY: plain id syscalls.
+        unsafe {
+            libc::setresgid(0, 0, 0);
+            libc::setresuid(0, 0, 0);
+        }
+    }
+    let spec = plan.spec;
+    let linux = spec.linux().as_ref();
+    if plan.kind == Kind::Init {
+        // SAFETY: setsid has no memory effects.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(last_err("setsid"));
+        }
+        if plan.new_ns & libc::CLONE_NEWUTS != 0 {
+            if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+                nix::unistd::sethostname(h).map_err(|e| format!("setting hostname: {e}"))?;
+            }
+            if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+                let c = CString::new(d).map_err(|_| "domainname contains NUL")?;
+                // SAFETY: setdomainname with a valid buffer and length.
+                if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+                    return Err(last_err("setting domainname"));
+                }
+            }
+        }
+    }
+    let mut hook_state = Vec::new();
+    let terminal = process.terminal().unwrap_or(false);
+    if plan.kind == Kind::Init {
+        let empty = Vec::new();
+        let rplan = rootfs::RootfsPlan {
+            rootfs: &plan.rootfs,
+            mounts: spec.mounts().as_deref().unwrap_or(&empty),
+            devices: linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+            propagation: linux.and_then(|l| l.rootfs_propagation().as_deref()),
+            cgroups: &plan.cgroups,
+            cgroupns: plan.new_ns & libc::CLONE_NEWCGROUP != 0,
+            userns: in_userns,
+            terminal,
+            cwd: process.cwd(),
+        };
+        let _root = rootfs::prepare(&rplan)?;
+        chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
+        hook_state = expect(chan, sync::HOOKS_DONE)?;
+        if let Some(h) = spec.hooks() {
+            crate::hooks::run_all(
+                "createContainer",
+                h.create_container().as_ref(),
+                &hook_state,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+        let masked = linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default();
+        let ro = linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default();
+        let root_ro = spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false);
+        if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+            write_sysctls(sysctl)?;
+        }
+        if terminal {
+            setup_console(plan, true)?;
+        }
+        rootfs::finish(&masked, &ro, rplan.propagation, root_ro)?;
+    } else if terminal {
+        setup_console(plan, false)?;
+    }
+    if let Some(p) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        apply_apparmor(p)?;
+    }
+    if let Some(rl) = process.rlimits() {
+        for r in rl {
+            let res = rlimit_resource(r.typ());
+            let lim = libc::rlimit {
+                rlim_cur: r.soft(),
+                rlim_max: r.hard(),
+            };
+            // SAFETY: setrlimit with a valid struct.
+            if unsafe { libc::setrlimit(res, &lim) } != 0 {
+                return Err(last_err(format_args!(
+                    "setting rlimit {:?} to {}/{}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                )));
+            }
+        }
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        let dom = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            _ => 0,
+        };
+        // SAFETY: personality with an integer persona.
+        if unsafe { libc::personality(dom) } < 0 {
+            return Err(last_err("personality"));
+        }
+    }
+    if let Some(io) = process.io_priority() {
+        let class = match io.class() {
+            oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
+            oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
+            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+        };
+        let prio = (class << 13) | (io.priority() as i64 & 0x1fff);
+        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, prio).
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } != 0 {
+            return Err(last_err("setting ioPriority"));
+        }
+    }
+    if let Some(s) = process.scheduler() {
+        set_scheduler(s)?;
+    }
+    if plan.kind == Kind::Init && !plan.no_new_keyring {
+        let name = CString::new(format!("_ses.{}", plan.id)).map_err(|_| "bad id")?;
+        // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name).
+        let rc = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            // Keyrings may be unavailable (ENOSYS) or restricted (EACCES in
+            // user namespaces): runc ignores those too.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)
+            ) {
+                return Err(format!("joining a session keyring: {e}"));
+            }
+        }
+    }
+    let exe = resolve_exe(plan)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let notify = plan.seccomp.as_ref().is_some_and(|f| f.uses_notify());
+    let mut seccomp_loaded = false;
+    if let (Some(f), true) = (&plan.seccomp, notify) {
+        if nnp {
+            prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+        }
+        let fd = f
+            .load()
+            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+        if let Some(fd) = fd {
+            chan.send_fd(sync::SECCOMP_FD, fd.as_raw_fd())
+                .map_err(os("sending seccomp fd"))?;
+            expect(chan, sync::SECCOMP_DONE)?;
+        }
+        seccomp_loaded = true;
+    }
+    prctl(libc::PR_SET_PDEATHSIG, 0)?;
+    chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
+    if let Some(fifo) = &plan.fifo {
+        wait_fifo(fifo.as_fd())?;
+        if let Some(h) = spec.hooks() {
+            crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if let (Some(f), false, false) = (&plan.seccomp, nnp, seccomp_loaded) {
+        f.load()
+            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+        seccomp_loaded = true;
+    }
+    plan.caps
+        .drop_bounding()
+        .map_err(os("dropping bounding capabilities"))?;
+    set_user(process.user(), in_userns)?;
+    plan.caps.apply().map_err(os("setting capabilities"))?;
+    if nnp {
+        prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    }
+    let umask = process.user().umask().unwrap_or(0o022);
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    nix::unistd::chdir(process.cwd())
+        .map_err(|e| format!("chdir to process.cwd {}: {e}", process.cwd().display()))?;
+    if let Some(aff) = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().clone())
+    {
+        set_affinity(&aff)?;
+    }
+    prepare_fds(plan.extra_fds)?;
+    if let (Some(f), false) = (&plan.seccomp, seccomp_loaded) {
+        f.load()
+            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+    }
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: execve with NUL-terminated strings and NULL-terminated arrays
+    // that outlive the call (it only returns on failure).
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(last_err(format_args!("exec {:?}", plan.argv[0])))
+}
+
+fn setup_console(plan: &Plan, bind_console: bool) -> R<()> {
+    let (rows, cols) = plan
+        .process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16))
+        .unwrap_or((0, 0));
+    let (master, slave, slave_path) = console::open_pty(rows, cols).map_err(os("creating pty"))?;
+    if bind_console {
+        nix::mount::mount(
+            Some(slave_path.as_str()),
+            "/dev/console",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind-mounting {slave_path} on /dev/console: {e}"))?;
+    }
+    let sock = plan
+        .console_socket
+        .as_ref()
+        .ok_or("process.terminal is set but no --console-socket was given")?;
+    console::send_fd(sock.as_raw_fd(), master.as_raw_fd(), &slave_path)
+        .map_err(os("sending pty master to the console socket"))?;
+    drop(master);
+    console::make_stdio(&slave).map_err(os("making the pty the process's terminal"))
+}
+
+fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> R<()> {
+    let proc = fs::open_path(Path::new("/proc/sys")).map_err(os("opening /proc/sys"))?;
+    fs::check_fs_magic(proc.as_fd(), fs::PROC_SUPER_MAGIC, "/proc/sys")
+        .map_err(os("checking /proc/sys"))?;
+    for (k, v) in sysctl {
+        let rel = k.replace('.', "/");
+        let fd = fs::open_in_root(
+            proc.as_fd(),
+            Path::new(&rel),
+            OFlag::O_WRONLY | OFlag::O_TRUNC,
+        )
+        .map_err(|e| format!("linux.sysctl \"{k}\": {e}"))?;
+        fs::check_fs_magic(fd.as_fd(), fs::PROC_SUPER_MAGIC, k).map_err(os(k))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(v.as_bytes())
+            .map_err(|e| format!("linux.sysctl \"{k}\" = \"{v}\": {e}"))?;
+    }
+    Ok(())
+}
+
+fn apply_apparmor(profile: &str) -> R<()> {
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false);
+    if !enabled {
+        if profile == "unconfined" {
+            return Ok(());
+        }
+        return Err(format!(
+            "process.apparmorProfile \"{profile}\" was requested but AppArmor is not enabled on this host"
+        ));
+    }
+    let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+        "/proc/self/attr/apparmor/exec"
+    } else {
+        "/proc/self/attr/exec"
+    };
+    let fd = fs::open_path(Path::new(attr)).map_err(os(attr))?;
+    fs::check_fs_magic(fd.as_fd(), fs::PROC_SUPER_MAGIC, attr).map_err(os(attr))?;
+    std::fs::write(attr, format!("exec {profile}"))
+        .map_err(|e| format!("applying AppArmor profile \"{profile}\": {e}"))
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> R<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let policy = match s.policy() {
+        LinuxSchedulerPolicy::SchedOther => 0,
+        LinuxSchedulerPolicy::SchedFifo => 1,
+        LinuxSchedulerPolicy::SchedRr => 2,
+        LinuxSchedulerPolicy::SchedBatch => 3,
+        LinuxSchedulerPolicy::SchedIso => 4,
+        LinuxSchedulerPolicy::SchedIdle => 5,
+        LinuxSchedulerPolicy::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        use oci_spec::runtime::LinuxSchedulerFlag::*;
+        flags |= match f {
+            SchedResetOnFork => 0x01,
+            SchedFlagReclaim => 0x02,
+            SchedFlagDLOverrun => 0x04,
+            SchedFlagKeepPolicy => 0x08,
+            SchedFlagKeepParams => 0x10,
+            SchedFlagUtilClampMin => 0x20,
+            SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: sched_setattr(self, attr, 0) with a correctly sized struct.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
+        return Err(last_err("process.scheduler (sched_setattr)"));
+    }
+    Ok(())
+}
+
+/// Parses a cpu list ("0-3,6") and sets the affinity of the calling process.
+fn set_affinity(list: &str) -> R<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let bad = || format!("process.execCPUAffinity: \"{list}\" is not a cpu list");
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        for c in a..=b {
+            set.set(c).map_err(|_| bad())?;
+        }
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| format!("process.execCPUAffinity \"{list}\": {e}"))
+}
+
+fn set_user(user: &oci_spec::runtime::User, in_userns: bool) -> R<()> {
+    prctl(libc::PR_SET_KEEPCAPS, 1)?;
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: setgroups with a valid array and its length.
+    let rc = unsafe { libc::setgroups(gids.len(), gids.as_ptr()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        // setgroups is denied in user namespaces set up without privilege.
+        if !(in_userns && e.raw_os_error() == Some(libc::EPERM) && gids.is_empty()) {
+            return Err(format!("setting additionalGids {gids:?}: {e}"));
+        }
+    }
+    // SAFETY: plain id syscalls.
+    if unsafe { libc::setresgid(user.gid(), user.gid(), user.gid()) } != 0 {
+        return Err(last_err(format_args!("setting gid {}", user.gid())));
+    }
+    // SAFETY: plain id syscalls.
+    if unsafe { libc::setresuid(user.uid(), user.uid(), user.uid()) } != 0 {
+        return Err(last_err(format_args!("setting uid {}", user.uid())));
+    }
+    prctl(libc::PR_SET_KEEPCAPS, 0)
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then signals it.
+fn wait_fifo(fifo: BorrowedFd) -> R<()> {
+    let path = CString::new(fs::fd_path(fifo)).map_err(|_| "bad fifo path")?;
+    // SAFETY: open of /proc/self/fd/N (our own O_PATH fifo fd).
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last_err(
+            "opening exec fifo (is /proc mounted in the container?)",
+        ));
+    }
+    let b = [b'0'];
+    // SAFETY: write of one byte from a valid buffer, then close.
+    unsafe {
+        let n = libc::write(fd, b.as_ptr().cast(), 1);
+        libc::close(fd);
+        if n != 1 {
+            return Err(last_err("writing exec fifo"));
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd above the preserved ones close-on-exec and clears it on
+/// the preserved ones (3..3+extra).
+fn prepare_fds(extra: u32) -> R<()> {
+    let first = 3 + extra;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        // Older kernels: walk /proc/self/fd.
+        for fd in 3..first + 1024 {
+            if fd >= first {
+                // SAFETY: fcntl on an fd number; EBADF is harmless.
+                unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+    for fd in 3..first {
+        // SAFETY: fcntl on an fd number; EBADF is harmless.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// Finds the program of args[0] inside the container (PATH of the
+/// process's env), refusing paths through magic links like /proc/self/exe.
+fn resolve_exe(plan: &Plan) -> R<CString> {
+    let arg0 = plan.argv[0].as_bytes();
+    let name = std::ffi::OsStr::from_bytes(arg0);
+    let root = fs::open_path(Path::new("/")).map_err(os("opening /"))?;
+    let check = |p: &Path| -> Option<CString> {
+        let fd = fs::open_in_root(root.as_fd(), p, OFlag::O_PATH).ok()?;
+        let st = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0 {
+            CString::new(p.as_os_str().as_bytes()).ok()
+        } else {
+            None
+        }
+    };
+    if arg0.contains(&b'/') {
+        let p = if arg0.starts_with(b"/") {
+            PathBuf::from(name)
+        } else {
+            plan.process.cwd().join(name)
+        };
+        return check(&p)
+            .ok_or_else(|| format!("exec: {:?}: no such executable file in the container", name));
+    }
+    let path_env = plan
+        .envp
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path_env.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let p = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
+        let p = if p.is_absolute() {
+            p
+        } else {
+            plan.process.cwd().join(p)
+        };
+        if let Some(c) = check(&p) {
+            return Ok(c);
+        }
+    }
+    Err(format!(
+        "exec: {:?}: executable file not found in $PATH",
+        name
+    ))
+}

@@ -1,0 +1,127 @@
+//! Linux process creation for containers: the runtime side ([`spawn`]) and
+//! the init side ([`init`]) of building a container process.
+//!
+//! One `clone` creates the init directly in its new namespaces (no re-exec of
+//! the runtime binary). The init and the runtime talk over a socketpair
+//! ([`sync`]) until the init is set up and blocks on the exec fifo.
+
+pub mod caps;
+pub mod console;
+pub mod fs;
+pub mod init;
+pub mod mount_opts;
+pub mod rootfs;
+pub mod sync;
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub use skiff_cgroups::Hierarchy;
+
+use crate::error::Context;
+use crate::Result;
+
+/// A namespace to join by path, opened by the runtime.
+#[derive(Debug)]
+pub struct Join {
+    /// CLONE_NEW* flag of the namespace.
+    pub flag: libc::c_int,
+    /// Its name for error messages.
+    pub name: &'static str,
+    /// Open fd of the namespace file.
+    pub fd: OwnedFd,
+}
+
+/// What kind of process is being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A container's init: sets up the rootfs, waits on the exec fifo.
+    Init,
+    /// `exec` into an existing container: joins everything, no rootfs work.
+    Exec,
+}
+
+/// Everything the child needs, prepared by the runtime before cloning so the
+/// child does little more than syscalls.
+pub struct Plan<'a> {
+    /// Init or exec.
+    pub kind: Kind,
+    /// Container id (keyring name).
+    pub id: &'a str,
+    /// The config.
+    pub spec: &'a oci_spec::runtime::Spec,
+    /// The process to run (the spec's, or exec's).
+    pub process: &'a oci_spec::runtime::Process,
+    /// Absolute host rootfs path.
+    pub rootfs: PathBuf,
+    /// CLONE_NEW* flags to create.
+    pub new_ns: libc::c_int,
+    /// Namespaces to join, user first.
+    pub join: Vec<Join>,
+    /// Connected console socket (terminal).
+    pub console_socket: Option<OwnedFd>,
+    /// O_PATH fd of the exec fifo (init only).
+    pub fifo: Option<OwnedFd>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not create a session keyring.
+    pub no_new_keyring: bool,
+    /// Fds 3..3+extra_fds are passed to the process.
+    pub extra_fds: u32,
+    /// Extra environment (LISTEN_FDS...).
+    pub extra_env: Vec<String>,
+    /// Compiled seccomp filter.
+    pub seccomp: Option<skiff_seccomp::Filter>,
+    /// Capability sets.
+    pub caps: caps::CapSets,
+    /// cgroup hierarchies for `cgroup` mounts.
+    pub cgroups: Vec<Hierarchy>,
+    /// argv as C strings.
+    pub argv: Vec<CString>,
+    /// envp as C strings.
+    pub envp: Vec<CString>,
+    /// Fork once more after joining/creating namespaces (so that a joined or
+    /// new pid namespace applies to the process).
+    pub fork_again: bool,
+}
+
+/// The spawned child and the runtime's end of the setup channel.
+pub struct Spawned {
+    /// Pid of the (first) child in the runtime's pid namespace.
+    pub pid: i32,
+    /// Runtime's end of the setup channel.
+    pub chan: sync::Chan,
+}
+
+/// Clones the child with `plan.new_ns` (unless namespaces are joined first,
+/// see [`Plan::fork_again`]) and runs [`init::main`] in it.
+pub fn spawn(plan: Plan) -> Result<Spawned> {
+    let (parent, child) = sync::Chan::pair().ctx(|| "creating setup socketpair")?;
+    let flags = if plan.fork_again { 0 } else { plan.new_ns } as libc::c_ulong;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
+    // copy of this single-threaded process and runs init::main, which never
+    // returns (it execs or _exits).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "clone of the container init");
+    }
+    if pid == 0 {
+        drop(parent);
+        init::main(plan, child);
+    }
+    drop(child);
+    Ok(Spawned {
+        pid: pid as i32,
+        chan: parent,
+    })
+}

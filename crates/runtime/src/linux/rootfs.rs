@@ -1,0 +1,607 @@
+//! The container's root filesystem, set up by the init inside its new mount
+//! namespace: config mounts in order, default devices and /dev symlinks,
+//! pivot_root (or MS_MOVE + chroot), masked and read-only paths.
+//! Destinations are resolved inside the rootfs (see [`super::fs`]).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+
+use super::fs::{self, fd_path};
+use super::mount_opts::{self, MountOpts};
+use super::Hierarchy;
+
+type R<T> = std::result::Result<T, String>;
+
+fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+    move |err| format!("{what}: {err}")
+}
+
+fn ms(bits: libc::c_ulong) -> MsFlags {
+    MsFlags::from_bits_retain(bits)
+}
+
+/// Raw mount(2) on paths (strings: /proc/self/fd/N or host paths).
+fn do_mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let data = data.filter(|d| !d.is_empty());
+    mount(src, target, fstype, ms(flags), data).map_err(io::Error::from)
+}
+
+/// Flags of an existing mount that an unprivileged remount must keep.
+fn locked_flags(target: &str) -> libc::c_ulong {
+    let Ok(st) = nix::sys::statvfs::statvfs(target) else {
+        return 0;
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = 0;
+    for (sv, m) in [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f.contains(sv) {
+            out |= m;
+        }
+    }
+    out
+}
+
+/// Remount a bind mount with `flags`; retries keeping locked flags (EPERM in
+/// user namespaces).
+fn remount_bind(target: &str, flags: libc::c_ulong) -> io::Result<()> {
+    let base = libc::MS_BIND | libc::MS_REMOUNT;
+    let f = flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    match do_mount(None, target, None, base | f, None) {
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
+            let locked = locked_flags(target) & !libc::MS_RDONLY;
+            do_mount(None, target, None, base | f | locked, None)
+        }
+        r => r,
+    }
+}
+
+fn mount_setattr(fd: BorrowedFd, set: u64, clear: u64, userns_fd: Option<i32>) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let mut a = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns_fd.unwrap_or(0) as u64,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr with a valid fd, an empty NUL-terminated path and
+    // a correctly sized mount_attr struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Everything rootfs setup needs.
+pub struct RootfsPlan<'a> {
+    /// Absolute rootfs path on the host.
+    pub rootfs: &'a Path,
+    /// config.json mounts.
+    pub mounts: &'a [Mount],
+    /// linux.devices.
+    pub devices: &'a [LinuxDevice],
+    /// linux.rootfsPropagation.
+    pub propagation: Option<&'a str>,
+    /// The container's cgroup hierarchies (for `cgroup` mounts).
+    pub cgroups: &'a [Hierarchy],
+    /// A new cgroup namespace is created.
+    pub cgroupns: bool,
+    /// The init is in a new user namespace (mknod is not allowed).
+    pub userns: bool,
+    /// process.terminal: create /dev/console.
+    pub terminal: bool,
+    /// process.cwd to create.
+    pub cwd: &'a Path,
+}
+
+/// Prepares mounts and devices under the rootfs (before pivot_root).
+pub fn prepare(p: &RootfsPlan) -> R<OwnedFd> {
+    let prop = match p.propagation {
+        Some("shared") | Some("rshared") => libc::MS_SHARED | libc::MS_REC,
+        Some("private") | Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
+        Some("unbindable") | Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => libc::MS_SLAVE | libc::MS_REC,
+    };
+    // Nothing we do propagates back to the host.
+    do_mount(None, "/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e("making / rslave"))?;
+    let rootfs = p.rootfs.to_str().ok_or("rootfs path is not UTF-8")?;
+    do_mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(e(format_args!("bind-mounting rootfs {rootfs}")))?;
+    if prop & libc::MS_SHARED != 0 {
+        // pivot_root refuses a shared new root: make the parent private, the root itself shared.
+        do_mount(None, rootfs, None, libc::MS_PRIVATE, None).map_err(e("rootfs propagation"))?;
+    }
+    let root =
+        fs::open_in_root_host(p.rootfs).map_err(e(format_args!("opening rootfs {rootfs}")))?;
+    let mut dev_is_bind = false;
+    for (i, m) in p.mounts.iter().enumerate() {
+        let opts = mount_opts::parse(m.options().as_deref().unwrap_or(&[]));
+        if m.destination() == Path::new("/dev")
+            && (opts.is_bind() || m.typ().as_deref() == Some("bind"))
+        {
+            dev_is_bind = true;
+        }
+        mount_one(root.as_fd(), m, &opts, p).map_err(|err| {
+            format!(
+                "mounts[{i}] ({} on {}): {err}",
+                m.source().as_deref().unwrap_or(Path::new("none")).display(),
+                m.destination().display()
+            )
+        })?;
+    }
+    if !dev_is_bind {
+        create_devices(root.as_fd(), p.devices, p.userns, true)?;
+        setup_dev_symlinks(root.as_fd())?;
+    } else {
+        create_devices(root.as_fd(), p.devices, p.userns, false)?;
+    }
+    if p.terminal {
+        fs::create_file(root.as_fd(), Path::new("/dev/console"))
+            .map_err(e("creating /dev/console"))?;
+    }
+    fs::mkdir_all(root.as_fd(), p.cwd)
+        .map_err(e(format_args!("creating process.cwd {}", p.cwd.display())))?;
+    Ok(root)
+}
+
+fn mount_one(root: BorrowedFd, m: &Mount, opts: &MountOpts, p: &RootfsPlan) -> R<()> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let dest = m.destination();
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(root, dest, opts, p);
+    }
+    if opts.idmap.is_some() {
+        return Err("idmap mounts are not supported by this version of skiff".into());
+    }
+    let is_bind = opts.is_bind() || typ == "bind";
+    let dest_fd;
+    if is_bind {
+        let src = m.source().as_deref().ok_or("bind mount without source")?;
+        let src_fd = fs::open_path(src).map_err(e(format_args!("source {}", src.display())))?;
+        dest_fd = if fs::is_dir(src_fd.as_fd()) {
+            fs::mkdir_all(root, dest)
+        } else {
+            fs::create_file(root, dest)
+        }
+        .map_err(e("creating destination"))?;
+        let mut flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
+        if typ == "bind" && !opts.is_bind() {
+            flags |= libc::MS_REC;
+        }
+        do_mount(
+            Some(&fd_path(src_fd.as_fd())),
+            &fd_path(dest_fd.as_fd()),
+            None,
+            flags,
+            None,
+        )
+        .map_err(e("bind mount"))?;
+        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        if extra != 0 {
+            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+            remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
+        }
+    } else {
+        dest_fd = fs::mkdir_all(root, dest).map_err(e("creating destination"))?;
+        let src = m
+            .source()
+            .as_deref()
+            .and_then(|s| s.to_str())
+            .unwrap_or(typ)
+            .to_string();
+        let target = fd_path(dest_fd.as_fd());
+        let mut data = opts.data.clone();
+        if typ == "tmpfs" || typ == "devpts" || typ == "mqueue" {
+            // keep data as given
+        } else if typ == "proc" || typ == "sysfs" {
+            data.clear();
+            if !opts.data.is_empty() {
+                data = opts.data.clone();
+            }
+        }
+        let r = do_mount(Some(&src), &target, Some(typ), opts.flags, Some(&data));
+        match r {
+            Ok(()) => {}
+            // sysfs and mqueue cannot be mounted fresh in some user/net
+            // namespace combinations: bind the host's, as runc does.
+            Err(err)
+                if err.raw_os_error() == Some(libc::EPERM)
+                    && (typ == "sysfs" || typ == "mqueue") =>
+            {
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                do_mount(
+                    Some(host),
+                    &target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(e(format_args!("mounting {typ} (and binding {host})")))?;
+                let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+                remount_bind(&fd_path(top.as_fd()), opts.flags).map_err(e("remount"))?;
+            }
+            Err(err) => return Err(format!("mount {typ}: {err}")),
+        }
+    }
+    drop(dest_fd);
+    if !opts.propagation.is_empty() || opts.rec_set != 0 || opts.rec_clear != 0 {
+        let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+        for prop in &opts.propagation {
+            do_mount(None, &fd_path(top.as_fd()), None, *prop, None)
+                .map_err(e("setting propagation"))?;
+        }
+        if opts.rec_set != 0 || opts.rec_clear != 0 {
+            mount_setattr(top.as_fd(), opts.rec_set, opts.rec_clear, None)
+                .map_err(e("recursive mount attributes (mount_setattr)"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `cgroup` mounts: the container's own cgroup directories, bound from the
+/// host (a tmpfs with one directory per v1 hierarchy; cgroup2 directly).
+fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan) -> R<()> {
+    let flags = opts.flags & !(libc::MS_BIND | libc::MS_REC);
+    let dest_fd = fs::mkdir_all(root, dest).map_err(e("creating destination"))?;
+    let only_v2 = p.cgroups.len() == 1 && p.cgroups[0].version == 2;
+    if only_v2 || p.cgroups.is_empty() {
+        let target = fd_path(dest_fd.as_fd());
+        let r = if p.cgroupns || p.cgroups.is_empty() {
+            do_mount(Some("cgroup2"), &target, Some("cgroup2"), flags, None)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        };
+        if r.is_err() {
+            if let Some(h) = p.cgroups.first() {
+                let src = h.path.to_str().ok_or("cgroup path is not UTF-8")?;
+                do_mount(Some(src), &target, None, libc::MS_BIND | libc::MS_REC, None)
+                    .map_err(e("binding cgroup2"))?;
+                let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+                remount_bind(&fd_path(top.as_fd()), flags).map_err(e("remount cgroup2"))?;
+            } else {
+                r.map_err(e("mounting cgroup2"))?;
+            }
+        }
+        return Ok(());
+    }
+    do_mount(
+        Some("tmpfs"),
+        &fd_path(dest_fd.as_fd()),
+        Some("tmpfs"),
+        flags & !libc::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .map_err(e("mounting cgroup tmpfs"))?;
+    for h in p.cgroups {
+        let name = if h.version == 2 {
+            "unified".to_string()
+        } else {
+            h.controllers.trim_start_matches("name=").to_string()
+        };
+        let sub = dest.join(&name);
+        let sub_fd =
+            fs::mkdir_all(root, &sub).map_err(e(format_args!("creating {}", sub.display())))?;
+        let src = h.path.to_str().ok_or("cgroup path is not UTF-8")?;
+        do_mount(
+            Some(src),
+            &fd_path(sub_fd.as_fd()),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(e(format_args!("binding cgroup {name}")))?;
+        let top = fs::open_in_root(root, &sub, OFlag::O_PATH).map_err(e("reopening"))?;
+        remount_bind(
+            &fd_path(top.as_fd()),
+            flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        )
+        .map_err(e(format_args!("remount cgroup {name}")))?;
+        // Combined controllers (cpu,cpuacct) get a symlink per controller.
+        if h.controllers.contains(',') {
+            let parent = fs::open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .map_err(e("reopening"))?;
+            for c in h.controllers.split(',') {
+                let _ = symlinkat(&name, parent.as_fd(), c);
+            }
+        }
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+        remount_bind(&fd_path(top.as_fd()), flags).map_err(e("remount cgroup tmpfs read-only"))?;
+    }
+    Ok(())
+}
+
+fn symlinkat(target: &str, dir: BorrowedFd, name: &str) -> io::Result<()> {
+    let t = CString::new(target)?;
+    let n = CString::new(name)?;
+    // SAFETY: symlinkat with NUL-terminated strings and a valid dir fd.
+    let rc = unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+struct Dev<'a> {
+    path: &'a Path,
+    kind: libc::mode_t,
+    major: i64,
+    minor: i64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+fn create_devices(
+    root: BorrowedFd,
+    devices: &[LinuxDevice],
+    userns: bool,
+    defaults: bool,
+) -> R<()> {
+    let mut list: Vec<Dev> = Vec::new();
+    if defaults {
+        for (p, ma, mi) in DEFAULT_DEVICES {
+            list.push(Dev {
+                path: Path::new(p),
+                kind: libc::S_IFCHR,
+                major: ma,
+                minor: mi,
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+            });
+        }
+    }
+    for d in devices {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(format!(
+                    "linux.devices: {}: type \"a\" is not a device type",
+                    d.path().display()
+                ))
+            }
+        };
+        list.retain(|x| x.path != d.path().as_path());
+        list.push(Dev {
+            path: d.path(),
+            kind,
+            major: d.major(),
+            minor: d.minor(),
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    for d in &list {
+        create_device(root, d, userns)
+            .map_err(e(format_args!("creating device {}", d.path.display())))?;
+    }
+    Ok(())
+}
+
+fn create_device(root: BorrowedFd, d: &Dev, userns: bool) -> io::Result<()> {
+    let parent = d.path.parent().unwrap_or(Path::new("/"));
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| io::Error::other("no file name"))?;
+    let dir = fs::mkdir_all(root, parent)?;
+    let cname = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))?;
+    if !userns {
+        // SAFETY: unlinkat/mknodat/fchownat on a valid dir fd with a
+        // NUL-terminated single-component name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
+        let dev = libc::makedev(d.major as u32, d.minor as u32);
+        // SAFETY: as above.
+        let rc = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), d.kind | d.mode, dev) };
+        if rc == 0 {
+            // SAFETY: as above.
+            let rc = unsafe {
+                libc::fchownat(
+                    dir.as_raw_fd(),
+                    cname.as_ptr(),
+                    d.uid,
+                    d.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EPERM) {
+            return Err(err);
+        }
+    }
+    // In a user namespace: bind the host's device node onto an empty file.
+    let target = fs::create_file(root, d.path)?;
+    let src = fs::open_path(d.path)?;
+    do_mount(
+        Some(&fd_path(src.as_fd())),
+        &fd_path(target.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+}
+
+fn setup_dev_symlinks(root: BorrowedFd) -> R<()> {
+    let dev = fs::mkdir_all(root, Path::new("/dev")).map_err(e("opening /dev"))?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        match symlinkat(target, dev.as_fd(), name) {
+            Ok(()) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(err) => return Err(format!("creating /dev/{name}: {err}")),
+        }
+    }
+    // /dev/ptmx -> pts/ptmx (the devpts instance of the container).
+    let c = c"ptmx";
+    // SAFETY: unlinkat on a valid dir fd with a NUL-terminated name.
+    unsafe { libc::unlinkat(dev.as_raw_fd(), c.as_ptr(), 0) };
+    symlinkat("pts/ptmx", dev.as_fd(), "ptmx").map_err(e("creating /dev/ptmx"))?;
+    Ok(())
+}
+
+/// Makes the rootfs the process's root: pivot_root, or MS_MOVE + chroot.
+pub fn enter(rootfs: &Path, no_pivot: bool) -> R<()> {
+    nix::unistd::chdir(rootfs).map_err(e("chdir to rootfs"))?;
+    if no_pivot {
+        do_mount(Some("."), "/", None, libc::MS_MOVE, None).map_err(e("moving rootfs to /"))?;
+        nix::unistd::chroot(".").map_err(e("chroot"))?;
+    } else {
+        let old = nix::fcntl::open(
+            "/",
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(e("opening old root"))?;
+        nix::unistd::pivot_root(".", ".").map_err(e("pivot_root"))?;
+        nix::unistd::fchdir(old.as_fd()).map_err(e("fchdir"))?;
+        do_mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .map_err(e("making old root rslave"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(e("unmounting old root"))?;
+    }
+    nix::unistd::chdir("/").map_err(e("chdir /"))?;
+    Ok(())
+}
+
+/// After entering the root: masked paths, read-only paths, propagation of
+/// `/` and a read-only root.
+pub fn finish(
+    masked: &[String],
+    readonly: &[String],
+    propagation: Option<&str>,
+    root_ro: bool,
+) -> R<()> {
+    let root = fs::open_path(Path::new("/")).map_err(e("opening /"))?;
+    for p in masked {
+        let fd = match fs::open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(err) => return Err(format!("masking {p}: {err}")),
+        };
+        let target = fd_path(fd.as_fd());
+        let r = if fs::is_dir(fd.as_fd()) {
+            do_mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                libc::MS_RDONLY,
+                Some("size=0k,mode=0"),
+            )
+        } else {
+            do_mount(Some("/dev/null"), &target, None, libc::MS_BIND, None)
+        };
+        r.map_err(e(format_args!("masking {p}")))?;
+    }
+    for p in readonly {
+        let fd = match fs::open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(err) => return Err(format!("read-only path {p}: {err}")),
+        };
+        let target = fd_path(fd.as_fd());
+        do_mount(
+            Some(&target),
+            &target,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(e(format_args!("read-only path {p}")))?;
+        let top =
+            fs::open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH).map_err(e("reopening"))?;
+        remount_bind(&fd_path(top.as_fd()), libc::MS_RDONLY | libc::MS_REC)
+            .map_err(e(format_args!("read-only path {p}")))?;
+    }
+    let prop = match propagation {
+        Some("shared") | Some("rshared") => Some(libc::MS_SHARED | libc::MS_REC),
+        Some("slave") | Some("rslave") => Some(libc::MS_SLAVE | libc::MS_REC),
+        Some("private") | Some("rprivate") => Some(libc::MS_PRIVATE | libc::MS_REC),
+        Some("unbindable") | Some("runbindable") => Some(libc::MS_UNBINDABLE | libc::MS_REC),
+        _ => None,
+    };
+    if let Some(p) = prop {
+        do_mount(None, "/", None, p, None).map_err(e("rootfsPropagation"))?;
+    }
+    if root_ro {
+        remount_bind("/", libc::MS_RDONLY).map_err(e("making root read-only"))?;
+    }
+    Ok(())
+}
+
+/// Host path helper re-exported for the init.
+pub fn host_path(p: &Path) -> PathBuf {
+    p.to_path_buf()
+}
