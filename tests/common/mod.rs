@@ -338,6 +338,9 @@ pub struct Container {
     pub extra_cgroups: Vec<String>,
     /// Extra arguments to the runtime placed before the subcommand.
     pub global_args: Vec<String>,
+    /// The runtime binary this container is driven with (default
+    /// [`test_bin`]; security tests use a throw-away copy).
+    pub bin: PathBuf,
     /// When false, create/run leave `config.json` as it is on disk (for
     /// bad-input tests that write it by hand).
     pub write_config: bool,
@@ -377,6 +380,7 @@ impl Container {
             extra_cgroups: Vec::new(),
             global_args: Vec::new(),
             write_config: true,
+            bin: test_bin(),
             dir: Some(dir),
             finished: false,
         }
@@ -412,7 +416,7 @@ impl Container {
 
     /// A runtime command with `--root` and the global args set.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(test_bin());
+        let mut c = Command::new(&self.bin);
         c.arg("--root").arg(&self.root);
         c.args(&self.global_args);
         c.stdin(Stdio::null());
@@ -573,7 +577,7 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = Command::new(test_bin())
+            let _ = Command::new(&self.bin)
                 .arg("--root")
                 .arg(&self.root)
                 .args(["delete", "--force", &self.id])
