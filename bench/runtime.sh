@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Runtime benchmark: skiff vs runc vs crun on the same busybox bundle, in ONE
+# hyperfine run (so all three see the same machine load), then peak RSS of
+# `run` with /usr/bin/time -v, then ratios skiff/crun and skiff/runc.
+#
+#   (a) run      `<rt> run -b B id` of /bin/true with `runc spec`'s default
+#                namespaces (pid, network, ipc, uts, mount)
+#   (b) lifecycle `<rt> create -b B id && <rt> start id && <rt> delete -f id`
+#
+# Usage: bench/runtime.sh [--runs N] [--no-hugetlb-fix] [--only-skiff]
+# Env:   SKIFF (default target/release/skiff, built if missing), RUNC, CRUN.
+#
+# Host note: crun 1.8 refuses a hybrid cgroup layout whose cgroup2 mount holds
+# the hugetlb controller (as on the reference machine).  Unless
+# --no-hugetlb-fix is given, this script mounts hugetlb as a v1 hierarchy at
+# /sys/fs/cgroup/hugetlb, which MOVES hugetlb off cgroup2 for the whole host
+# (it stays that way after the script; `umount /sys/fs/cgroup/hugetlb` undoes
+# it).  It says so when it does it.
+set -euo pipefail
+
+runs=30
+fix_hugetlb=1
+only_skiff=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --no-hugetlb-fix) fix_hugetlb=0; shift ;;
+    --only-skiff) only_skiff=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+SKIFF=${SKIFF:-$repo/target/release/skiff}
+RUNC=${RUNC:-$(command -v runc || true)}
+CRUN=${CRUN:-$(command -v crun || true)}
+
+[ "$(id -u)" = 0 ] || { echo "bench/runtime.sh must run as root" >&2; exit 1; }
+for t in hyperfine python3 /usr/bin/time busybox; do
+  command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh installs it)" >&2; exit 1; }
+done
+if [ ! -x "$SKIFF" ]; then
+  echo "building release skiff..."
+  (cd "$repo" && cargo build --release -p skiff)
+fi
+
+work=$(mktemp -d /tmp/skiff-bench-XXXXXX)
+cleanup() {
+  for rt in skiff runc crun; do
+    bin_var=${rt^^}; bin=${!bin_var:-}
+    [ -n "$bin" ] && [ -x "$bin" ] || continue
+    for id in "b-$rt-run" "b-$rt-life" "b-$rt-rss"; do
+      "$bin" --root "$work/state-$rt" delete -f "$id" >/dev/null 2>&1 || true
+    done
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the bundle: static busybox + applet symlinks, runc spec's config
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,etc}
+cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
+for app in $("$bundle/rootfs/bin/busybox" --list-full); do
+  [ -e "$bundle/rootfs/$app" ] || ln -s /bin/busybox "$bundle/rootfs/$app"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
+echo 'root:x:0:' > "$bundle/rootfs/etc/group"
+spec_bin=${RUNC:-$SKIFF}
+(cd "$bundle" && "$spec_bin" spec)
+python3 - "$bundle/config.json" <<'EOF'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open(p, "w"), indent=1)
+EOF
+
+# --- crun and the hybrid cgroup layout
+runtimes=(skiff)
+if [ $only_skiff = 0 ]; then
+  [ -n "$RUNC" ] && runtimes+=(runc)
+  if [ -n "$CRUN" ]; then
+    if ! "$CRUN" --root "$work/state-crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
+      if [ $fix_hugetlb = 1 ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null \
+         && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+        echo "NOTE: crun refuses hugetlb on cgroup2 in this hybrid layout; mounting hugetlb as a v1"
+        echo "      hierarchy at /sys/fs/cgroup/hugetlb (moves hugetlb off cgroup2 host-wide;"
+        echo "      undo with: umount /sys/fs/cgroup/hugetlb)"
+        mkdir -p /sys/fs/cgroup/hugetlb
+        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+      fi
+      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+    else
+      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+    fi
+    if "$CRUN" --root "$work/state-crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
+      runtimes+=(crun)
+    else
+      echo "WARNING: crun cannot run the bundle here; leaving it out"
+      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+    fi
+  fi
+fi
+
+# sanity: every runtime must run the bundle before it is timed
+for rt in "${runtimes[@]}"; do
+  bin_var=${rt^^}; bin=${!bin_var}
+  if ! "$bin" --root "$work/state-$rt" run -b "$bundle" "b-$rt-run" </dev/null; then
+    echo "ERROR: $rt ($bin) cannot run the bundle" >&2
+    exit 1
+  fi
+done
+
+# --- one hyperfine run with every command
+args=()
+for rt in "${runtimes[@]}"; do
+  bin_var=${rt^^}; bin=${!bin_var}
+  st=$work/state-$rt
+  args+=(-n "$rt run" "$bin --root $st run -b $bundle b-$rt-run")
+done
+for rt in "${runtimes[@]}"; do
+  bin_var=${rt^^}; bin=${!bin_var}
+  st=$work/state-$rt
+  args+=(-n "$rt create+start+delete"
+    "$bin --root $st create -b $bundle b-$rt-life && $bin --root $st start b-$rt-life && $bin --root $st delete -f b-$rt-life")
+done
+hyperfine --warmup 3 --runs "$runs" --style basic --export-json "$work/hyperfine.json" "${args[@]}"
+
+# --- peak RSS of `run` (max over 5 runs)
+declare -A rss
+for rt in "${runtimes[@]}"; do
+  bin_var=${rt^^}; bin=${!bin_var}
+  max=0
+  for _ in 1 2 3 4 5; do
+    kb=$( { /usr/bin/time -v "$bin" --root "$work/state-$rt" run -b "$bundle" "b-$rt-rss" </dev/null >/dev/null; } 2>&1 |
+          awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
+    [ "${kb:-0}" -gt "$max" ] && max=$kb
+  done
+  rss[$rt]=$max
+done
+
+# --- summary and ratios
+rss_args=()
+for rt in "${runtimes[@]}"; do rss_args+=("$rt=${rss[$rt]}"); done
+python3 - "$work/hyperfine.json" "${rss_args[@]}" <<'EOF'
+import json, sys
+res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+rss = dict(a.split("=") for a in sys.argv[2:])
+rts = list(rss)
+print()
+print(f"{'runtime':8} {'run mean':>12} {'c+s+d mean':>12} {'peak RSS':>10}")
+for rt in rts:
+    r = res.get(f"{rt} run"); l = res.get(f"{rt} create+start+delete")
+    print(f"{rt:8} {r['mean']*1000:9.1f} ms {l['mean']*1000:9.1f} ms {int(rss[rt])/1024:6.1f} MiB")
+def ratio(a, b):
+    if a not in rts or b not in rts:
+        return
+    ra = res[f"{a} run"]["mean"] / res[f"{b} run"]["mean"]
+    la = res[f"{a} create+start+delete"]["mean"] / res[f"{b} create+start+delete"]["mean"]
+    ma = int(rss[a]) / max(1, int(rss[b]))
+    print(f"{a}/{b}: run {ra:.2f}x, create+start+delete {la:.2f}x, peak RSS {ma:.2f}x")
+print()
+ratio("skiff", "crun")
+ratio("skiff", "runc")
+print("target (issue 2): skiff/crun <= 0.6x time, <= 1.0x peak RSS")
+EOF
