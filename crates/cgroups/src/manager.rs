@@ -332,7 +332,181 @@ impl FsManager {
             .or_else(|| self.hs.first().map(|h| h.path.as_path()))
     }
 
-    fn apply_cpuset(&self, cpu: &LinuxCpu) -> Result<(), Error> {
+    /// Everything `apply` can find out before writing: controllers present,
+    /// host files present for the fields that are set, values that depend on
+    /// the parent (cpuset). So a refused `apply` changes nothing.
+    fn preflight(&self, r: &LinuxResources) -> Result<(), Error> {
+        if let Some(c) = r.cpu() {
+            self.apply_cpuset(c, true)?;
+            if cpu_set(c) {
+                let (d, v2) = self.need(C::Cpu, "cpu")?;
+                if v2 {
+                    if c.realtime_period().unwrap_or(0) != 0
+                        || c.realtime_runtime().unwrap_or(0) != 0
+                    {
+                        return Err(Error::unsupported(
+                            f("cpu.realtimeRuntime"),
+                            "cgroup v2 has no realtime scheduling limits",
+                        ));
+                    }
+                } else {
+                    for (set, file, field) in [
+                        (c.burst().is_some(), "cpu.cfs_burst_us", "cpu.burst"),
+                        (c.idle().is_some(), "cpu.idle", "cpu.idle"),
+                        (
+                            c.realtime_runtime().unwrap_or(0) != 0,
+                            "cpu.rt_runtime_us",
+                            "cpu.realtimeRuntime",
+                        ),
+                    ] {
+                        if set && !exists(d, file) {
+                            return Err(Error::unsupported(
+                                f(field),
+                                format!("the kernel has no {file}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(m) = r.memory().as_ref().filter(|m| memory_set(m)) {
+            let (d, v2) = self.need(C::Memory, "memory")?;
+            if v2 {
+                let swap = swap_v2(m.swap().unwrap_or(0), m.limit().unwrap_or(0))
+                    .map_err(|msg| Error::invalid(f("memory.swap"), msg))?;
+                if swap != 0 && swap != -1 && !exists(d, "memory.swap.max") {
+                    return Err(Error::unsupported(
+                        f("memory.swap"),
+                        "swap accounting is off on this host (no memory.swap.max)",
+                    ));
+                }
+            } else {
+                for (set, file, field) in [
+                    (
+                        m.swap().unwrap_or(0) != 0,
+                        "memory.memsw.limit_in_bytes",
+                        "memory.swap",
+                    ),
+                    (
+                        m.kernel().unwrap_or(0) != 0,
+                        "memory.kmem.limit_in_bytes",
+                        "memory.kernel",
+                    ),
+                    (
+                        m.kernel_tcp().unwrap_or(0) != 0,
+                        "memory.kmem.tcp.limit_in_bytes",
+                        "memory.kernelTCP",
+                    ),
+                ] {
+                    if set && !exists(d, file) {
+                        return Err(Error::unsupported(
+                            f(field),
+                            format!("the kernel has no {file}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if r.pids().is_some() {
+            self.need(C::Pids, "pids.limit")?;
+        }
+        if let Some(b) = r.block_io().as_ref().filter(|b| blkio_set(b)) {
+            let (d, v2) = self.need(C::Blkio, "blockIO")?;
+            let weights = b.weight().unwrap_or(0) != 0
+                || b.weight_device()
+                    .iter()
+                    .flatten()
+                    .any(|w| w.weight().unwrap_or(0) != 0);
+            let have = if v2 {
+                exists(d, "io.weight") || exists(d, "io.bfq.weight")
+            } else {
+                exists(d, "blkio.weight") || exists(d, "blkio.bfq.weight")
+            };
+            if weights && !have {
+                let field = if b.weight().unwrap_or(0) != 0 {
+                    "blockIO.weight"
+                } else {
+                    "blockIO.weightDevice"
+                };
+                return Err(Error::unsupported(
+                    f(field),
+                    "this host has no blkio/io weight files: its I/O scheduler has no proportional weights",
+                ));
+            }
+            let leaf = b.leaf_weight().unwrap_or(0) != 0
+                || b.weight_device()
+                    .iter()
+                    .flatten()
+                    .any(|w| w.leaf_weight().unwrap_or(0) != 0);
+            if leaf && !v2 && !exists(d, "blkio.leaf_weight") {
+                return Err(Error::unsupported(
+                    f("blockIO.leafWeight"),
+                    "this host has no blkio.leaf_weight file (CFQ only)",
+                ));
+            }
+        }
+        if let Some(limits) = r.hugepage_limits().as_ref().filter(|v| !v.is_empty()) {
+            let (d, v2) = self.need(C::Hugetlb, "hugepageLimits")?;
+            for h in limits {
+                let size = h.page_size();
+                let file = format!(
+                    "hugetlb.{size}.{}",
+                    if v2 { "max" } else { "limit_in_bytes" }
+                );
+                if !exists(d, &file) {
+                    return Err(Error::unsupported(
+                        f("hugepageLimits.pageSize"),
+                        format!(
+                            "page size {size} is not supported by the kernel (no {file} in {})",
+                            d.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(n) = r.network() {
+            if n.class_id().is_some() {
+                self.need(C::NetCls, "network.classID")?;
+            }
+            if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+                self.need(C::NetPrio, "network.priorities")?;
+            }
+        }
+        if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+            self.need(C::Rdma, "rdma")?;
+        }
+        if let Some(rules) = r.devices() {
+            if let (_, true) = self.need(C::Devices, "devices")? {
+                devices::program(rules)?;
+            }
+        }
+        if let Some(u) = r.unified().as_ref().filter(|m| !m.is_empty()) {
+            let Some(ix) = self.v2 else {
+                return Err(Error::unsupported(
+                    f("unified"),
+                    "this host has no cgroup2 hierarchy (cgroup v1 only)",
+                ));
+            };
+            for k in u.keys() {
+                let ctrl = k.split('.').next().unwrap_or("");
+                if ctrl != "cgroup" && !self.v2_controllers.split(',').any(|c| c == ctrl) {
+                    return Err(Error::unsupported(
+                        f(&format!("unified.{k}")),
+                        format!(
+                            "controller {ctrl:?} is not available on the cgroup2 hierarchy at {} (available: {:?})",
+                            self.hs[ix].mount_point.display(),
+                            self.v2_controllers
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes cpuset.cpus/mems, or with `check_only` checks them against the
+    /// parent's effective sets.
+    fn apply_cpuset(&self, cpu: &LinuxCpu, check_only: bool) -> Result<(), Error> {
         let cpus = cpu.cpus().as_deref().filter(|s| !s.trim().is_empty());
         let mems = cpu.mems().as_deref().filter(|s| !s.trim().is_empty());
         if cpus.is_none() && mems.is_none() {
@@ -350,9 +524,12 @@ impl FsManager {
             ("cpu.mems", mems, "cpuset.mems", "cpuset.effective_mems"),
         ] {
             let Some(list) = list else { continue };
-            if let Some(avail) = fsutil::read_opt(parent, eff)? {
-                let what = format!("the parent cgroup's {eff} of {}", parent.display());
-                subset_of(field, list, avail.trim(), &what)?;
+            if check_only {
+                if let Some(avail) = fsutil::read_opt(parent, eff)? {
+                    let what = format!("the parent cgroup's {eff} of {}", parent.display());
+                    subset_of(field, list, avail.trim(), &what)?;
+                }
+                continue;
             }
             fsutil::write(
                 d,
@@ -403,6 +580,38 @@ fn own_cgroup(text: &str, m: &CgroupMount, v1: bool) -> Result<PathBuf, Error> {
         "/proc/self/cgroup has no entry for the hierarchy at {}",
         m.mount_point.display()
     )))
+}
+
+fn memory_set(m: &LinuxMemory) -> bool {
+    m.limit().is_some()
+        || m.reservation().is_some()
+        || m.swap().is_some()
+        || m.kernel().is_some()
+        || m.kernel_tcp().is_some()
+        || m.swappiness().is_some()
+        || m.disable_oom_killer().is_some()
+        || m.use_hierarchy().is_some()
+}
+
+fn cpu_set(c: &LinuxCpu) -> bool {
+    c.shares().is_some()
+        || c.quota().is_some()
+        || c.period().is_some()
+        || c.burst().is_some()
+        || c.realtime_period().is_some()
+        || c.realtime_runtime().is_some()
+        || c.idle().is_some()
+}
+
+fn blkio_set(b: &LinuxBlockIo) -> bool {
+    let some = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    b.weight().is_some()
+        || b.leaf_weight().is_some()
+        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+        || some(b.throttle_read_bps_device())
+        || some(b.throttle_write_bps_device())
+        || some(b.throttle_read_iops_device())
+        || some(b.throttle_write_iops_device())
 }
 
 fn f(field: &str) -> String {
@@ -830,19 +1039,12 @@ impl Manager for FsManager {
 
     fn apply(&self, r: &LinuxResources) -> Result<(), Error> {
         validate_pure(r)?;
+        self.preflight(r)?;
         if let Some(cpu) = r.cpu() {
-            self.apply_cpuset(cpu)?;
+            self.apply_cpuset(cpu, false)?;
         }
         if let Some(m) = r.memory() {
-            let any = m.limit().is_some()
-                || m.reservation().is_some()
-                || m.swap().is_some()
-                || m.kernel().is_some()
-                || m.kernel_tcp().is_some()
-                || m.swappiness().is_some()
-                || m.disable_oom_killer().is_some()
-                || m.use_hierarchy().is_some();
-            if any {
+            if memory_set(m) {
                 match self.need(C::Memory, "memory")? {
                     (d, false) => memory_v1(d, m)?,
                     (d, true) => memory_v2(d, m)?,
@@ -850,14 +1052,7 @@ impl Manager for FsManager {
             }
         }
         if let Some(c) = r.cpu() {
-            let any = c.shares().is_some()
-                || c.quota().is_some()
-                || c.period().is_some()
-                || c.burst().is_some()
-                || c.realtime_period().is_some()
-                || c.realtime_runtime().is_some()
-                || c.idle().is_some();
-            if any {
+            if cpu_set(c) {
                 match self.need(C::Cpu, "cpu")? {
                     (d, false) => cpu_v1(d, c)?,
                     (d, true) => cpu_v2(d, c)?,
@@ -873,22 +1068,7 @@ impl Manager for FsManager {
             }
         }
         if let Some(b) = r.block_io() {
-            let any = b.weight().is_some()
-                || b.leaf_weight().is_some()
-                || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-                || b.throttle_read_bps_device()
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty())
-                || b.throttle_write_bps_device()
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty())
-                || b.throttle_read_iops_device()
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty())
-                || b.throttle_write_iops_device()
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty());
-            if any {
+            if blkio_set(b) {
                 match self.need(C::Blkio, "blockIO")? {
                     (d, false) => blkio_v1(d, b)?,
                     (d, true) => io_v2(d, b)?,
