@@ -2,6 +2,17 @@
 //!
 //! Owned by the images work (issue 5). `main.rs` only dispatches here.
 
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use skiff_image::bundle::{self, Overrides, Volume};
+use skiff_image::client::{Client, ClientOptions};
+use skiff_image::manifest::Platform;
+use skiff_image::reference::Reference;
+use skiff_image::store::Store;
+use skiff_image::{archive, auth, container};
+
 use crate::Global;
 
 /// `skiff image <command>`.
@@ -11,30 +22,427 @@ pub struct ImageArgs {
     pub command: ImageCommand,
 }
 
+/// Registry options shared by pull, push and login.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RegistryFlags {
+    /// Allow plain HTTP to registries other than localhost/127.0.0.1.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Platform to pull from multi-platform images (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// No progress bars.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
 /// Image subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry into the store.
+    Pull {
+        #[command(flatten)]
+        reg: RegistryFlags,
+        /// Image reference (alpine, host:port/repo:tag@sha256:...).
+        image: String,
+    },
+    /// Push a stored image to a registry.
+    Push {
+        #[command(flatten)]
+        reg: RegistryFlags,
+        /// Stored image.
+        image: String,
+        /// Destination reference (default: the image's own name).
+        dest: Option<String>,
+    },
     /// List images in the store.
-    Ls,
+    #[command(alias = "list")]
+    Ls {
+        /// Output format: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print an image's manifest and config as JSON.
+    Inspect {
+        /// Stored image.
+        image: String,
+    },
+    /// Remove image names from the store (content goes with `prune`).
+    #[command(alias = "rmi")]
+    Rm {
+        /// Stored images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete blobs and snapshots no image refers to.
+    Prune,
+    /// Import an oci-archive or docker-archive (`docker save`) tarball.
+    Import {
+        /// Archive format (default: detected).
+        #[arg(long, value_parser = ["oci-archive", "docker-archive"])]
+        format: Option<String>,
+        /// The tarball.
+        file: PathBuf,
+        /// Name for the image (default: the name in the archive).
+        name: Option<String>,
+    },
+    /// Export a stored image as an oci-archive or docker-archive tarball.
+    Export {
+        /// Archive format.
+        #[arg(long, default_value = "oci-archive", value_parser = ["oci-archive", "docker-archive"])]
+        format: String,
+        /// Stored image.
+        image: String,
+        /// Output tarball.
+        file: PathBuf,
+    },
+    /// Store credentials for a registry (after checking them).
+    Login {
+        #[command(flatten)]
+        reg: RegistryFlags,
+        /// User name.
+        #[arg(short, long)]
+        username: String,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Registry host[:port].
+        registry: String,
+    },
+    /// Extract an image's layers (applied in order) into a directory.
+    Unpack {
+        /// Stored image (pulled when missing).
+        image: String,
+        /// Target directory (created; must be empty).
+        dir: PathBuf,
+    },
 }
 
 /// Extra options of `skiff run --image REF` (flattened into `run`'s arguments).
 #[derive(clap::Args, Debug, Default)]
-pub struct ImageRunArgs {}
+pub struct ImageRunArgs {
+    /// Delete the container's bundle and rootfs when it exits.
+    #[arg(long, requires = "image")]
+    pub rm: bool,
+    /// Allocate a terminal.
+    #[arg(short = 't', long, requires = "image")]
+    pub tty: bool,
+    /// Keep stdin open (accepted with -t; stdin is always passed through).
+    #[arg(short = 'i', long, requires = "image")]
+    pub interactive: bool,
+    /// Set an environment variable (K=V, or K to copy ours).
+    #[arg(short = 'e', long = "env", requires = "image")]
+    pub env: Vec<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short = 'v', long = "volume", requires = "image")]
+    pub volume: Vec<String>,
+    /// Memory limit (e.g. 512m, 1g).
+    #[arg(short = 'm', long, requires = "image")]
+    pub memory: Option<String>,
+    /// User (name, uid, uid:gid, name:group).
+    #[arg(short = 'u', long, requires = "image")]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long, requires = "image")]
+    pub workdir: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long, requires = "image")]
+    pub entrypoint: Option<String>,
+    /// Container hostname (default: the container name).
+    #[arg(long, requires = "image")]
+    pub hostname: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long, requires = "image")]
+    pub read_only: bool,
+    /// Platform to pull (os/arch[/variant]).
+    #[arg(long, requires = "image")]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to the image's registry.
+    #[arg(long, requires = "image")]
+    pub insecure: bool,
+    /// Pull policy: missing (default), always or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+}
+
+fn client_opts(
+    insecure: bool,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<ClientOptions> {
+    let platform = match platform {
+        Some(p) => Platform::parse(p)
+            .with_context(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
+        None => Platform::host(),
+    };
+    Ok(ClientOptions {
+        insecure,
+        platform,
+        progress: !quiet,
+        ..Default::default()
+    })
+}
+
+fn open_store(global: &Global) -> anyhow::Result<Store> {
+    Store::open(&global.store)
+        .with_context(|| format!("opening the image store {}", global.store.display()))
+}
+
+fn random_name() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    format!(
+        "skiff-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
 
 /// Runs `skiff run --image REF [NAME] [-- CMD...]`; returns the exit code.
 pub fn run_image(
-    _global: &Global,
-    _image: &str,
-    _name: Option<String>,
-    _cmd: Vec<String>,
-    _detach: bool,
-    _args: ImageRunArgs,
+    global: &Global,
+    image: &str,
+    name: Option<String>,
+    cmd: Vec<String>,
+    detach: bool,
+    args: ImageRunArgs,
 ) -> anyhow::Result<i32> {
-    anyhow::bail!("skiff run --image: not implemented yet")
+    let store = open_store(global)?;
+    let opts = client_opts(args.insecure, args.platform.as_deref(), false)?;
+    let entry = match args.pull.as_str() {
+        "always" => {
+            container::pull(&store, image, opts)?;
+            store.resolve(image)?
+        }
+        "never" => store
+            .resolve(image)
+            .with_context(|| format!("{image} is not in the store (--pull never)"))?,
+        _ => container::ensure_image(&store, image, opts)?,
+    };
+    let id = name.unwrap_or_else(random_name);
+    let volumes = args
+        .volume
+        .iter()
+        .map(|v| Volume::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(bundle::parse_memory)
+        .transpose()?;
+    let ov = Overrides {
+        cmd,
+        entrypoint: args
+            .entrypoint
+            .map(|e| if e.is_empty() { vec![] } else { vec![e] }),
+        env: args.env,
+        volumes,
+        memory,
+        tty: args.tty,
+        user: args.user,
+        workdir: args.workdir,
+        hostname: Some(args.hostname.unwrap_or_else(|| id.clone())),
+        readonly: args.read_only,
+    };
+    let prepared = container::prepare_bundle(&store, &entry, &id, &ov)?;
+    if global.debug {
+        eprintln!(
+            "skiff: bundle {} ({:?} rootfs)",
+            prepared.bundle.display(),
+            prepared.mode
+        );
+    }
+    let result = crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, None);
+    if args.rm && !detach {
+        container::remove_bundle(&prepared.bundle);
+    } else if result.is_err() {
+        container::remove_bundle(&prepared.bundle);
+    }
+    result
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    container::runtime().block_on(f)
 }
 
 /// Runs `skiff image ...`; returns the process exit code.
-pub fn main(_global: &Global, _args: ImageArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("skiff image: not implemented yet")
+pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
+    let store = open_store(global)?;
+    match args.command {
+        ImageCommand::Pull { reg, image } => {
+            let t = std::time::Instant::now();
+            let rep = container::pull(
+                &store,
+                &image,
+                client_opts(reg.insecure, reg.platform.as_deref(), reg.quiet)?,
+            )?;
+            if rep.resumed > 0 {
+                eprintln!("resumed {} bytes from an interrupted pull", rep.resumed);
+            }
+            if !reg.quiet {
+                eprintln!(
+                    "pulled {} in {:.2}s: {} bytes downloaded, {} layers unpacked, {} cached",
+                    rep.name,
+                    t.elapsed().as_secs_f64(),
+                    rep.downloaded,
+                    rep.unpacked,
+                    rep.cached
+                );
+            }
+            if let Some(d) = rep.manifest {
+                println!("{}", d.digest);
+            }
+        }
+        ImageCommand::Push { reg, image, dest } => {
+            let entry = store.resolve(&image)?;
+            let dest = Reference::parse(dest.as_deref().unwrap_or(&entry.name))?;
+            let client = Client::new(client_opts(
+                reg.insecure,
+                reg.platform.as_deref(),
+                reg.quiet,
+            )?)?;
+            let d = block(client.push(&store, &entry, &dest))?;
+            println!("{d}");
+        }
+        ImageCommand::Ls { format, quiet } => {
+            let mut rows = Vec::new();
+            for e in store.images()? {
+                let (size, created) = match store.manifest(&e.manifest) {
+                    Ok(m) => {
+                        let size: u64 =
+                            m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+                        let created = store
+                            .config(&m)
+                            .ok()
+                            .and_then(|c| c.created)
+                            .unwrap_or_default();
+                        (size, created)
+                    }
+                    Err(_) => (0, String::new()),
+                };
+                rows.push((e, size, created));
+            }
+            if format == "json" {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(e, size, created)| {
+                        serde_json::json!({"name": e.name, "digest": e.manifest.digest.to_string(),
+                            "mediaType": e.manifest.media_type, "size": size, "created": created})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if quiet {
+                for (e, ..) in rows {
+                    println!("{}", e.name);
+                }
+            } else {
+                println!("{:<50} {:<19} {:>12}  CREATED", "NAME", "DIGEST", "SIZE");
+                for (e, size, created) in rows {
+                    println!(
+                        "{:<50} {:<19} {:>12}  {}",
+                        e.name,
+                        &e.manifest.digest.to_string()[..19],
+                        size,
+                        created
+                    );
+                }
+            }
+        }
+        ImageCommand::Inspect { image } => {
+            let e = store.resolve(&image)?;
+            let m = store.manifest(&e.manifest)?;
+            let cfg: serde_json::Value =
+                serde_json::from_slice(&store.read_blob(&m.config.digest, Some(m.config.size))?)?;
+            let v = serde_json::json!({"name": e.name, "digest": e.manifest.digest.to_string(),
+                "mediaType": e.manifest.media_type, "manifest": m, "config": cfg});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ImageCommand::Rm { images } => {
+            let mut code = 0;
+            for i in images {
+                match store.resolve(&i) {
+                    Ok(e) => {
+                        store.untag(&e.name)?;
+                        println!("{}", e.name);
+                    }
+                    Err(err) => {
+                        eprintln!("skiff: {err}");
+                        code = 1;
+                    }
+                }
+            }
+            return Ok(code);
+        }
+        ImageCommand::Prune => {
+            let s = store.prune()?;
+            println!(
+                "removed {} blobs ({} bytes) and {} snapshots",
+                s.blobs, s.bytes, s.snapshots
+            );
+        }
+        ImageCommand::Import { format, file, name } => {
+            let names = archive::import(&store, &file, format.as_deref(), name.as_deref())?;
+            for n in names {
+                println!("{n}");
+            }
+        }
+        ImageCommand::Export {
+            format,
+            image,
+            file,
+        } => {
+            let e = store.resolve(&image)?;
+            archive::export(&store, &e, &format, &file)?;
+        }
+        ImageCommand::Login {
+            reg,
+            username,
+            password,
+            password_stdin,
+            registry,
+        } => {
+            let password = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (None, false) if std::io::stdin().is_terminal() => {
+                    bail!("give --password or --password-stdin")
+                }
+                (None, false) => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (Some(_), true) => bail!("--password and --password-stdin are exclusive"),
+            };
+            let registry = Reference::parse(&format!("{registry}/x"))
+                .map(|r| r.registry)
+                .unwrap_or(registry);
+            let creds = auth::Credentials { username, password };
+            let client = Client::new(client_opts(reg.insecure, None, true)?)?;
+            block(client.login(&registry, &creds))?;
+            let file = auth::login_file();
+            auth::store(&file, &registry, &creds)?;
+            println!("Login Succeeded ({})", file.display());
+        }
+        ImageCommand::Unpack { image, dir } => {
+            let e = container::ensure_image(&store, &image, client_opts(false, None, true)?)?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            if std::fs::read_dir(&dir)?.next().is_some() {
+                bail!("{}: not empty", dir.display());
+            }
+            archive::unpack_image(&store, &e, &dir)?;
+        }
+    }
+    Ok(0)
 }

@@ -1,0 +1,728 @@
+//! Safe layer unpacking.
+//!
+//! Every path operation starts from a directory fd of the target and resolves
+//! the entry's parent with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
+//! then acts on the last component with `*at` calls that never follow it
+//! (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `linkat` without `AT_SYMLINK_FOLLOW`).
+//! So `../`, absolute paths, symlinked parents, absolute or relative symlinks
+//! pointing out, hardlinks to outside and symlinks swapped mid-unpack all stay
+//! inside the target: no fd is cached across entries and resolution is always
+//! scoped to the root. Entries with `..` components are refused outright.
+//!
+//! Whiteouts are either converted to overlayfs whiteouts (a 0/0 char device,
+//! `trusted.overlay.opaque=y`), for per-layer snapshots stacked with
+//! overlayfs, or applied (deleting from the target) when layers are
+//! extracted on top of each other. `trusted.overlay.*` xattrs from the layer
+//! itself are dropped. Device nodes are skipped unless explicitly allowed.
+//!
+//! Decompression is bounded: the uncompressed stream may not exceed
+//! [`UnpackOptions::max_bytes`] (callers derive it from the compressed size).
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+
+use crate::digest::{Digest, HashReader, Hasher};
+use crate::manifest::Compression;
+
+/// Prefix of whiteout files.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the opaque-directory marker.
+pub const OPAQUE: &str = ".wh..wh..opq";
+
+/// Errors while unpacking.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// A system call on an entry failed.
+    #[error("unpack {path:?}: {op}: {source}")]
+    Io {
+        /// Entry path in the layer.
+        path: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The layer is malformed or hostile.
+    #[error("refusing layer entry {path:?}: {reason}")]
+    Refused {
+        /// Entry path in the layer.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The layer decompressed to more than allowed.
+    #[error("layer expands beyond {limit} bytes (decompression bomb?)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Reading the layer stream failed.
+    #[error("reading layer: {0}")]
+    Read(io::Error),
+    /// The uncompressed content does not match the config's diff id.
+    #[error("layer diff id mismatch: expected {expected}, got {actual}")]
+    DiffId {
+        /// From the image config.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+}
+
+/// How whiteouts are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Convert to overlayfs whiteouts (the target is one layer of a stack).
+    Overlay,
+    /// Delete the whited-out paths from the target (layers applied in order).
+    Apply,
+}
+
+/// Options of [`unpack`].
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// Maximum uncompressed bytes.
+    pub max_bytes: u64,
+    /// Create block/char device nodes (off: they are skipped and counted).
+    pub devices: bool,
+    /// Apply owners from the layer (needs root).
+    pub owners: bool,
+    /// Check the uncompressed stream against this diff id.
+    pub diff_id: Option<Digest>,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            max_bytes: 64 << 30,
+            devices: false,
+            owners: rustix::process::geteuid().is_root(),
+            diff_id: None,
+        }
+    }
+}
+
+/// Bound on the uncompressed size of a layer of `compressed` bytes: 100x,
+/// at least 256 MiB, at most `cap`.
+pub fn size_limit(compressed: u64, cap: u64) -> u64 {
+    compressed.saturating_mul(100).max(256 << 20).min(cap)
+}
+
+/// What [`unpack`] did.
+#[derive(Debug, Default, Clone)]
+pub struct UnpackStats {
+    /// Entries processed.
+    pub entries: u64,
+    /// Uncompressed bytes read.
+    pub bytes: u64,
+    /// Device nodes skipped.
+    pub skipped_devices: u64,
+    /// The uncompressed digest (diff id).
+    pub diff_id: Option<Digest>,
+}
+
+struct Limit<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(TooLargeMarker(self.limit)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct TooLargeMarker(u64);
+impl std::fmt::Display for TooLargeMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "layer larger than {} bytes", self.0)
+    }
+}
+impl std::error::Error for TooLargeMarker {}
+
+/// Wraps `r` in the decompressor for `c`.
+pub fn decompress<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(256 << 10, r),
+        )),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+    })
+}
+
+fn map_read(e: io::Error) -> UnpackError {
+    if let Some(m) = e.get_ref().and_then(|i| i.downcast_ref::<TooLargeMarker>()) {
+        return UnpackError::TooLarge { limit: m.0 };
+    }
+    UnpackError::Read(e)
+}
+
+/// Unpacks a (compressed) layer stream into the directory `target`.
+pub fn unpack(
+    reader: impl Read,
+    compression: Compression,
+    target: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
+    let root = rustix::fs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| UnpackError::Io {
+        path: target.display().to_string(),
+        op: "open target",
+        source: e.into(),
+    })?;
+    let dec = decompress(reader, compression).map_err(UnpackError::Read)?;
+    let limited = Limit {
+        inner: dec,
+        left: opts.max_bytes,
+        limit: opts.max_bytes,
+    };
+    let mut hashed = HashReader {
+        inner: limited,
+        hasher: Hasher::new(),
+    };
+    let mut stats = UnpackStats::default();
+    let mut dirs: Vec<(Vec<OsString>, u64)> = Vec::new();
+    let mut created: Vec<Vec<OsString>> = Vec::new();
+    {
+        let mut ar = tar::Archive::new(&mut hashed);
+        let entries = ar.entries().map_err(map_read)?;
+        for entry in entries {
+            let mut entry = entry.map_err(map_read)?;
+            stats.entries += 1;
+            let u = Unpacker {
+                root: root.as_fd(),
+                opts,
+                stats: &mut stats,
+            };
+            let done = u.entry(&mut entry, &created)?;
+            if let Some((comps, is_dir, mtime)) = done {
+                if is_dir {
+                    dirs.push((comps.clone(), mtime));
+                }
+                if opts.whiteouts == WhiteoutMode::Apply {
+                    created.push(comps);
+                }
+            }
+        }
+    }
+    // Drain padding after the end-of-archive marker so the diff id covers it.
+    io::copy(&mut hashed, &mut io::sink()).map_err(map_read)?;
+    // Directory mtimes last (children changed them), deepest first.
+    for (comps, mtime) in dirs.iter().rev() {
+        let (parent, name) = match comps.split_last() {
+            Some((name, parents)) => (
+                open_dir_in_root(root.as_fd(), parents, "mtime")?,
+                name.clone(),
+            ),
+            None => continue,
+        };
+        set_times(parent.as_fd(), &name, *mtime).map_err(|e| io_err(comps, "utimensat", e))?;
+    }
+    stats.bytes = hashed.hasher.len();
+    let actual = hashed.hasher.finish();
+    if let Some(expected) = &opts.diff_id {
+        if *expected != actual {
+            return Err(UnpackError::DiffId {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    stats.diff_id = Some(actual);
+    Ok(stats)
+}
+
+fn display(comps: &[OsString]) -> String {
+    let v: Vec<_> = comps
+        .iter()
+        .map(|c| c.to_string_lossy().to_string())
+        .collect();
+    v.join("/")
+}
+
+fn io_err(comps: &[OsString], op: &'static str, e: impl Into<io::Error>) -> UnpackError {
+    UnpackError::Io {
+        path: display(comps),
+        op,
+        source: e.into(),
+    }
+}
+
+/// Splits a layer path into normal components; refuses `..`.
+pub fn clean_path(raw: &[u8]) -> Result<Vec<OsString>, UnpackError> {
+    let mut out = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(UnpackError::Refused {
+                    path: String::from_utf8_lossy(raw).into(),
+                    reason: "path contains '..'".into(),
+                })
+            }
+            c => out.push(OsString::from_vec(c.to_vec())),
+        }
+    }
+    Ok(out)
+}
+
+fn path_of(comps: &[OsString]) -> PathBuf {
+    if comps.is_empty() {
+        return PathBuf::from(".");
+    }
+    comps.iter().collect()
+}
+
+/// Opens the directory `comps` under `root`, resolving symlinks inside root
+/// only, creating missing directories (0755) on the way.
+fn open_dir_in_root(
+    root: BorrowedFd<'_>,
+    comps: &[OsString],
+    op: &'static str,
+) -> Result<OwnedFd, UnpackError> {
+    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::openat2(root, path_of(comps), flags, Mode::empty(), how) {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(io_err(comps, op, e)),
+    }
+    // Create the missing parents one by one (each step re-resolved in root).
+    let mut cur = rustix::fs::openat2(root, ".", flags, Mode::empty(), how)
+        .map_err(|e| io_err(comps, op, e))?;
+    for (i, c) in comps.iter().enumerate() {
+        match rustix::fs::openat2(cur.as_fd(), c.as_os_str(), flags, Mode::empty(), how) {
+            Ok(fd) => {
+                // Re-resolve from root to keep IN_ROOT semantics for symlinks.
+                cur = rustix::fs::openat2(root, path_of(&comps[..=i]), flags, Mode::empty(), how)
+                    .map_err(|e| io_err(comps, op, e))?;
+                drop(fd);
+            }
+            Err(rustix::io::Errno::NOENT) => {
+                match rustix::fs::mkdirat(cur.as_fd(), c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io_err(comps, "mkdir parent", e)),
+                }
+                cur = rustix::fs::openat2(root, path_of(&comps[..=i]), flags, Mode::empty(), how)
+                    .map_err(|e| io_err(comps, op, e))?;
+            }
+            Err(e) => return Err(io_err(comps, op, e)),
+        }
+    }
+    Ok(cur)
+}
+
+fn set_times(dir: BorrowedFd<'_>, name: &OsStr, mtime: u64) -> rustix::io::Result<()> {
+    let t = Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        dir,
+        name,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+}
+
+/// Removes `name` in `dir` (recursively for directories) without following symlinks.
+fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<()> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let sub = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        clear_dir(sub.as_fd(), &[])?;
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+    } else {
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())
+    }
+}
+
+/// Removes every entry of `dir` except the names in `keep`.
+fn clear_dir(dir: BorrowedFd<'_>, keep: &[OsString]) -> rustix::io::Result<()> {
+    let mut names = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    while let Some(e) = d.read() {
+        let e = e?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        if n != "." && n != ".." && !keep.contains(&n) {
+            names.push(n);
+        }
+    }
+    for n in names {
+        remove_at(dir, &n)?;
+    }
+    Ok(())
+}
+
+fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(name);
+    p
+}
+
+struct Unpacker<'a> {
+    root: BorrowedFd<'a>,
+    opts: &'a UnpackOptions,
+    stats: &'a mut UnpackStats,
+}
+
+type Done = Option<(Vec<OsString>, bool, u64)>;
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(
+        self,
+        entry: &mut tar::Entry<'_, R>,
+        created: &[Vec<OsString>],
+    ) -> Result<Done, UnpackError> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = clean_path(&raw)?;
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let mut mode = header
+            .mode()
+            .map_err(|e| io_err(&comps, "header mode", e))?;
+        let mut uid = header.uid().map_err(|e| io_err(&comps, "header uid", e))?;
+        let mut gid = header.gid().map_err(|e| io_err(&comps, "header gid", e))?;
+        let mut mtime = header.mtime().unwrap_or(0);
+        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                let Ok(key) = ext.key() else { continue };
+                let val = ext.value_bytes();
+                let num = || {
+                    std::str::from_utf8(val)
+                        .ok()
+                        .and_then(|s| s.split('.').next()?.parse::<u64>().ok())
+                };
+                match key {
+                    "uid" => uid = num().unwrap_or(uid),
+                    "gid" => gid = num().unwrap_or(gid),
+                    "mtime" => mtime = num().unwrap_or(mtime),
+                    k if k.starts_with("SCHILY.xattr.") => {
+                        xattrs.push((k["SCHILY.xattr.".len()..].to_string(), val.to_vec()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        mode &= 0o7777;
+        let Some((name, parents)) = comps.split_last() else {
+            // The root itself ("./"): only directory metadata applies.
+            if kind.is_dir() {
+                self.meta_fd(self.root, &comps, uid, gid, mode, &xattrs)?;
+            }
+            return Ok(None);
+        };
+        let name_b = name.as_bytes();
+        // Whiteouts.
+        if let Some(hidden) = name_b.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            let parent = open_dir_in_root(self.root, parents, "open parent")?;
+            if name_b == OPAQUE.as_bytes() {
+                match self.opts.whiteouts {
+                    WhiteoutMode::Overlay => {
+                        rustix::fs::lsetxattr(
+                            proc_path(parent.as_fd(), OsStr::new(".")).as_path(),
+                            "trusted.overlay.opaque",
+                            b"y",
+                            rustix::fs::XattrFlags::empty(),
+                        )
+                        .map_err(|e| io_err(&comps, "set opaque xattr", e))?;
+                    }
+                    WhiteoutMode::Apply => {
+                        let d = rustix::fs::openat2(
+                            self.root,
+                            path_of(parents),
+                            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                        )
+                        .map_err(|e| io_err(&comps, "open opaque dir", e))?;
+                        let keep: Vec<OsString> = created
+                            .iter()
+                            .filter(|c| c.len() == parents.len() + 1 && c.starts_with(parents))
+                            .map(|c| c[c.len() - 1].clone())
+                            .collect();
+                        clear_dir(d.as_fd(), &keep)
+                            .map_err(|e| io_err(&comps, "opaque clear", e))?;
+                    }
+                }
+                return Ok(None);
+            }
+            if hidden.is_empty()
+                || hidden == b"."
+                || hidden == b".."
+                || hidden.starts_with(WHITEOUT_PREFIX.as_bytes())
+            {
+                return Err(UnpackError::Refused {
+                    path: display(&comps),
+                    reason: "invalid whiteout target".into(),
+                });
+            }
+            let hidden = OsStr::from_bytes(hidden);
+            remove_at(parent.as_fd(), hidden).map_err(|e| io_err(&comps, "whiteout remove", e))?;
+            if self.opts.whiteouts == WhiteoutMode::Overlay {
+                rustix::fs::mknodat(
+                    parent.as_fd(),
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    0,
+                )
+                .map_err(|e| io_err(&comps, "mknod whiteout", e))?;
+            }
+            return Ok(None);
+        }
+        let parent = open_dir_in_root(self.root, parents, "open parent")?;
+        let pfd = parent.as_fd();
+        let existing = match rustix::fs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(io_err(&comps, "stat", e)),
+        };
+        // Replace whatever is there, except a directory by a directory.
+        if existing.is_some() && !(kind.is_dir() && existing == Some(FileType::Directory)) {
+            remove_at(pfd, name).map_err(|e| io_err(&comps, "replace", e))?;
+        }
+        let perm = Mode::from_raw_mode(mode);
+        match kind {
+            tar::EntryType::Directory => {
+                if existing != Some(FileType::Directory) {
+                    rustix::fs::mkdirat(pfd, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| io_err(&comps, "mkdir", e))?;
+                }
+                let fd = rustix::fs::openat(
+                    pfd,
+                    name,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err(&comps, "open dir", e))?;
+                self.meta_fd(fd.as_fd(), &comps, uid, gid, mode, &xattrs)?;
+                return Ok(Some((comps.clone(), true, mtime)));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let fd = rustix::fs::openat(
+                    pfd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io_err(&comps, "create", e))?;
+                let mut f = std::fs::File::from(fd);
+                io::copy(entry, &mut f).map_err(|e| match map_read(e) {
+                    UnpackError::Read(e) => io_err(&comps, "write", e),
+                    other => other,
+                })?;
+                self.meta_fd(f.as_fd(), &comps, uid, gid, mode, &xattrs)?;
+                let t = Timespec {
+                    tv_sec: mtime as i64,
+                    tv_nsec: 0,
+                };
+                rustix::fs::futimens(
+                    &f,
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
+                )
+                .map_err(|e| io_err(&comps, "futimens", e))?;
+                return Ok(Some((comps.clone(), false, mtime)));
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| UnpackError::Refused {
+                        path: display(&comps),
+                        reason: "symlink without target".into(),
+                    })?;
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), pfd, name)
+                    .map_err(|e| io_err(&comps, "symlink", e))?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| UnpackError::Refused {
+                        path: display(&comps),
+                        reason: "hardlink without target".into(),
+                    })?;
+                let tcomps = clean_path(&target)?;
+                let Some((tname, tparents)) = tcomps.split_last() else {
+                    return Err(UnpackError::Refused {
+                        path: display(&comps),
+                        reason: "hardlink to the root".into(),
+                    });
+                };
+                let tparent = open_dir_in_root(self.root, tparents, "open link source parent")?;
+                let st = rustix::fs::statat(tparent.as_fd(), tname, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err(&comps, "stat link source", e))?;
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    return Err(UnpackError::Refused {
+                        path: display(&comps),
+                        reason: "hardlink to a directory".into(),
+                    });
+                }
+                rustix::fs::linkat(tparent.as_fd(), tname, pfd, name, AtFlags::empty())
+                    .map_err(|e| io_err(&comps, "link", e))?;
+                // A hard link shares the inode: its metadata comes from the source.
+                return Ok(Some((comps.clone(), false, mtime)));
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let ft = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if ft != FileType::Fifo && !self.opts.devices {
+                    self.stats.skipped_devices += 1;
+                    return Ok(None);
+                }
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let dev = rustix::fs::makedev(major, minor);
+                rustix::fs::mknodat(pfd, name, ft, perm, dev)
+                    .map_err(|e| io_err(&comps, "mknod", e))?;
+                if self.opts.owners {
+                    rustix::fs::chownat(
+                        pfd,
+                        name,
+                        Some(uid_of(uid)),
+                        Some(gid_of(gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io_err(&comps, "chown", e))?;
+                }
+                rustix::fs::chmodat(pfd, name, perm, AtFlags::empty())
+                    .map_err(|e| io_err(&comps, "chmod", e))?;
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => {
+                return Ok(None);
+            }
+            other => {
+                return Err(UnpackError::Refused {
+                    path: display(&comps),
+                    reason: format!("unsupported entry type {other:?}"),
+                });
+            }
+        }
+        // Symlinks, devices, fifos: owner (symlink), xattrs via the parent fd, times.
+        if kind == tar::EntryType::Symlink && self.opts.owners {
+            rustix::fs::chownat(
+                pfd,
+                name,
+                Some(uid_of(uid)),
+                Some(gid_of(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err(&comps, "lchown", e))?;
+        }
+        for (k, v) in &xattrs {
+            if skip_xattr(k) {
+                continue;
+            }
+            rustix::fs::lsetxattr(
+                proc_path(pfd, name).as_path(),
+                k.as_str(),
+                v,
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| io_err(&comps, "lsetxattr", e))?;
+        }
+        set_times(pfd, name, mtime).map_err(|e| io_err(&comps, "utimensat", e))?;
+        Ok(Some((comps.clone(), false, mtime)))
+    }
+
+    fn meta_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        comps: &[OsString],
+        uid: u64,
+        gid: u64,
+        mode: u32,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> Result<(), UnpackError> {
+        if self.opts.owners {
+            rustix::fs::fchown(fd, Some(uid_of(uid)), Some(gid_of(gid)))
+                .map_err(|e| io_err(comps, "fchown", e))?;
+        }
+        // After chown, which clears set-id bits.
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+            .map_err(|e| io_err(comps, "fchmod", e))?;
+        for (k, v) in xattrs {
+            if skip_xattr(k) {
+                continue;
+            }
+            match rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty()) {
+                Ok(()) => {}
+                // Unsupported namespaces (e.g. user.* on some fs) are not fatal.
+                Err(rustix::io::Errno::NOTSUP) => {}
+                Err(e) => return Err(io_err(comps, "fsetxattr", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn skip_xattr(k: &str) -> bool {
+    k.starts_with("trusted.overlay.") || k.starts_with("security.selinux")
+}
+
+fn uid_of(u: u64) -> rustix::fs::Uid {
+    // -1 means "unchanged" to chown: clamp below it.
+    rustix::fs::Uid::from_raw(u.min(u32::MAX as u64 - 1) as u32)
+}
+
+fn gid_of(g: u64) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g.min(u32::MAX as u64 - 1) as u32)
+}
+
+/// Verifies and returns the digest of an uncompressed stream (for diff ids of
+/// layers that are not unpacked here).
+pub fn diff_id_of(reader: impl Read, compression: Compression) -> io::Result<Digest> {
+    let mut r = decompress(reader, compression)?;
+    let mut h = HashReader {
+        inner: &mut r,
+        hasher: Hasher::new(),
+    };
+    io::copy(&mut h, &mut io::sink())?;
+    Ok(h.hasher.finish())
+}
