@@ -486,3 +486,36 @@ fn destroy_is_ok_when_gone_and_removes_children() {
         assert!(!h.path.exists());
     }
 }
+
+#[test]
+fn cpu_quota_bounds_a_busy_loop() {
+    if !root("cpu_quota_bounds_a_busy_loop") {
+        return;
+    }
+    let cg = Cg::new("quota");
+    let m = &*cg.m;
+    m.apply(&res(r#"{"cpu": {"quota": 10000, "period": 100000}}"#))
+        .unwrap();
+    let mut child = parked("while :; do :; done");
+    let pid = child.id();
+    m.add_task(pid as i32).unwrap();
+    go(&mut child);
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_ticks(pid) - t0;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    // 10% of one CPU for 1 s is 0.1 s; allow for tick granularity
+    assert!(
+        used * 1000 / hz <= 250,
+        "used {used} ticks ({hz} Hz) in 1 s at a 10% quota"
+    );
+    let s = m.stats().unwrap();
+    assert!(
+        s.cpu.throttling.throttled_periods > 0,
+        "{:?}",
+        s.cpu.throttling
+    );
+    m.kill_all(libc::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
