@@ -1,1 +1,426 @@
-//! vm integration tests (placeholder).
+//! VM isolation tests: busybox containers in QEMU microvms, driven through
+//! the `skiff-vm` library directly (the CLI wiring is tested with the CLI).
+//!
+//! This file is a test target of both the `skiff` and the `skiff-vm`
+//! packages; the VM tests are compiled where `skiff-vm` is linkable
+//! (`cfg(skiff_vm_pkg)`, set by skiff-vm's build script):
+//! `cargo test -p skiff-vm --test vm`.
+//!
+//! The shim created by `skiff_vm::create` inherits the caller's stdio, so
+//! each VM runs under a *driver*: this test binary re-executed with
+//! `SKIFF_VM_TEST_DRIVER` set, whose stdout/stderr are files the test reads.
+//! VM boots are slow under TCG: the suite boots three VMs in total.
+#![allow(unexpected_cfgs)]
+
+#[cfg(not(skiff_vm_pkg))]
+#[test]
+fn vm_tests_live_in_the_skiff_vm_package() {
+    eprintln!("SKIP: the VM tests run as `cargo test -p skiff-vm --test vm` (they call skiff-vm directly)");
+}
+
+#[cfg(skiff_vm_pkg)]
+mod vm {
+    use serde_json::{json, Value};
+    use std::fs;
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const DRIVER_ENV: &str = "SKIFF_VM_TEST_DRIVER";
+
+    /// Prints SKIP and returns false when the host cannot run VM tests.
+    fn vm_host_ready() -> bool {
+        if Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: qemu-system-x86_64 is not installed");
+            return false;
+        }
+        if let Err(e) = skiff_vm::kernel::default_kernel() {
+            eprintln!("SKIP: {e}");
+            return false;
+        }
+        if !Path::new("/bin/busybox").exists() {
+            eprintln!("SKIP: /bin/busybox (busybox-static) is not installed");
+            return false;
+        }
+        static BUILD: Mutex<()> = Mutex::new(());
+        let _g = BUILD.lock().unwrap();
+        if skiff_vm::initramfs::find_agent().is_ok() {
+            return true;
+        }
+        // Build the static agent the way docs/vm.md says.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let ok = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "skiff-agent",
+                "--release",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+            ])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .current_dir(root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok || skiff_vm::initramfs::find_agent().is_err() {
+            eprintln!("SKIP: could not build the static skiff-agent");
+            return false;
+        }
+        true
+    }
+
+    /// A bundle with a busybox rootfs.
+    fn bundle(dir: &Path, process: Value, extra: Value) -> PathBuf {
+        let b = dir.join("bundle");
+        let rootfs = b.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for app in [
+            "sh", "echo", "cat", "env", "hostname", "uname", "sleep", "true", "id", "ls", "dd",
+            "head",
+        ] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
+        }
+        let mut spec = json!({
+            "ociVersion": "1.0.2",
+            "process": process,
+            "root": {"path": "rootfs"},
+            "hostname": "vmtest",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
+            ],
+            "annotations": {"run.skiff.isolation": "vm"},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
+        });
+        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
+            for (k, v) in e {
+                s.insert(k, v);
+            }
+        }
+        fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        b
+    }
+
+    fn process(script: &str) -> Value {
+        json!({"args": ["sh", "-c", script], "cwd": "/", "env": ["PATH=/bin", "FOO=bar-from-spec"], "user": {"uid": 0, "gid": 0}})
+    }
+
+    /// Runs the driver for one VM and returns its result JSON.
+    fn drive(dir: &Path, bundle: &Path, actions: Value) -> Value {
+        let cfg = json!({
+            "bundle": bundle, "state": dir.join("state"), "dir": dir, "actions": actions,
+        });
+        fs::create_dir_all(dir.join("state")).unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "vm::driver", "--nocapture", "--test-threads=1"])
+            .env(DRIVER_ENV, cfg.to_string())
+            .output()
+            .unwrap();
+        let res = fs::read_to_string(dir.join("result.json")).unwrap_or_else(|_| {
+            panic!(
+                "driver wrote no result; its output:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        serde_json::from_str(&res).unwrap()
+    }
+
+    fn wait_for(path: &Path, needle: &str, max: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < max {
+            if fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn redirect(fd: i32, path: &Path) -> i32 {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        // SAFETY: dup/dup2 on descriptors this driver process owns.
+        unsafe {
+            let saved = libc::dup(fd);
+            libc::dup2(f.as_raw_fd(), fd);
+            saved
+        }
+    }
+
+    fn restore(fd: i32, saved: i32) {
+        // SAFETY: restores a descriptor saved by `redirect`.
+        unsafe {
+            libc::dup2(saved, fd);
+            libc::close(saved);
+        }
+    }
+
+    /// Not a test: the body of a driver process (see module docs).
+    #[test]
+    fn driver() {
+        let Ok(cfg) = std::env::var(DRIVER_ENV) else {
+            return;
+        };
+        let cfg: Value = serde_json::from_str(&cfg).unwrap();
+        let dir = PathBuf::from(cfg["dir"].as_str().unwrap());
+        let state = PathBuf::from(cfg["state"].as_str().unwrap());
+        let bundle = PathBuf::from(cfg["bundle"].as_str().unwrap());
+        let actions = &cfg["actions"];
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        let mut result = json!({});
+        let (o, e) = (dir.join("stdout"), dir.join("stderr"));
+        let (so, se) = (redirect(1, &o), redirect(2, &e));
+        let t = Instant::now();
+        let created = skiff_vm::create(&skiff_vm::CreateOptions {
+            id: "vmtest",
+            bundle: &bundle,
+            spec: &spec,
+            state_dir: &state,
+            console_socket: None,
+            debug: true,
+        });
+        restore(1, so);
+        restore(2, se);
+        result["create_ms"] = json!(t.elapsed().as_millis() as u64);
+        let pid = match created {
+            Ok(pid) => pid,
+            Err(err) => {
+                result["create_error"] = json!(err.to_string());
+                fs::write(dir.join("result.json"), result.to_string()).unwrap();
+                return;
+            }
+        };
+        result["shim_pid"] = json!(pid);
+        result["vmm_pid"] = json!(fs::read_to_string(state.join("vmm.pid"))
+            .unwrap_or_default()
+            .trim());
+        result["start"] = json!(skiff_vm::start(&state).map_err(|e| e.to_string()).err());
+        if let Some(marker) = actions["wait_for"].as_str() {
+            result["marker_seen"] = json!(wait_for(&o, marker, Duration::from_secs(120)));
+        }
+        if let Some(args) = actions["exec"].as_array() {
+            let p: oci_spec::runtime::Process = serde_json::from_value(json!({
+                "args": args, "cwd": "/", "env": ["PATH=/bin", "EXECVAR=yes"], "user": {"uid": 0, "gid": 0}
+            }))
+            .unwrap();
+            let so = redirect(1, &dir.join("exec.out"));
+            let r = skiff_vm::exec(&state, &p, None, false);
+            restore(1, so);
+            result["exec_status"] = json!(r.as_ref().ok());
+            result["exec_error"] = json!(r.err().map(|e| e.to_string()));
+            result["exec_out"] =
+                json!(fs::read_to_string(dir.join("exec.out")).unwrap_or_default());
+        }
+        if actions["stats"].as_bool() == Some(true) {
+            result["stats"] =
+                skiff_vm::stats(&state).unwrap_or_else(|e| json!({"error": e.to_string()}));
+        }
+        if let Some(sig) = actions["signal"].as_i64() {
+            // SAFETY: signalling the shim we created.
+            unsafe { libc::kill(pid, sig as i32) };
+        }
+        if actions["kill_vmm"].as_bool() == Some(true) {
+            let vmm: i32 = result["vmm_pid"].as_str().unwrap().parse().unwrap();
+            // SAFETY: killing the QEMU this test started.
+            unsafe { libc::kill(vmm, libc::SIGKILL) };
+        }
+        let mut st = 0;
+        // SAFETY: reaping our child (the shim).
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        result["shim_exited"] = json!(libc::WIFEXITED(st));
+        result["shim_status"] = json!(libc::WEXITSTATUS(st));
+        result["stdout"] = json!(fs::read_to_string(&o).unwrap_or_default());
+        result["stderr"] = json!(fs::read_to_string(&e).unwrap_or_default());
+        result["timings"] = fs::read_to_string(state.join("timings.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null);
+        fs::write(dir.join("result.json"), result.to_string()).unwrap();
+    }
+
+    /// Processes whose command line mentions `needle` (e.g. the state dir).
+    fn procs_mentioning(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(c) = fs::read(e.path().join("cmdline")) {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                if c.contains(needle) {
+                    found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        found
+    }
+
+    fn assert_cleaned(dir: &Path, state: &Path) {
+        skiff_vm::delete(state).unwrap();
+        skiff_vm::delete(state).unwrap(); // idempotent
+        let left: Vec<_> = fs::read_dir(state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "files left in the state dir: {left:?}");
+        let procs = procs_mentioning(&dir.to_string_lossy());
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+    }
+
+    #[test]
+    fn busybox_in_a_vm_stdout_env_hostname_kernel_signal() {
+        if !vm_host_ready() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let script = "echo hello-from-vm; echo to-stderr >&2; echo FOO=$FOO; echo HOST=$(hostname); echo KERNEL=$(uname -r); \
+                      trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.2; done";
+        let b = bundle(tmp.path(), process(script), json!({}));
+        let r = drive(
+            tmp.path(),
+            &b,
+            json!({"wait_for": "ready", "signal": libc::SIGTERM}),
+        );
+        eprintln!("result: {r:#}");
+        assert!(
+            r["create_error"].is_null(),
+            "create failed: {}",
+            r["create_error"]
+        );
+        assert!(r["start"].is_null(), "start failed: {}", r["start"]);
+        let out = r["stdout"].as_str().unwrap();
+        assert!(out.contains("hello-from-vm\n"), "stdout: {out}");
+        assert!(out.contains("FOO=bar-from-spec\n"), "stdout: {out}");
+        assert!(out.contains("HOST=vmtest\n"), "stdout: {out}");
+        let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let guest_kernel = out.lines().find_map(|l| l.strip_prefix("KERNEL=")).unwrap();
+        assert_ne!(
+            guest_kernel,
+            host_kernel.trim(),
+            "uname -r shows the host kernel"
+        );
+        let expected = skiff_vm::kernel::default_kernel().unwrap();
+        assert!(
+            expected.to_string_lossy().ends_with(guest_kernel),
+            "guest kernel {guest_kernel} vs {}",
+            expected.display()
+        );
+        assert!(
+            r["stderr"].as_str().unwrap().contains("to-stderr"),
+            "stderr: {}",
+            r["stderr"]
+        );
+        // SIGTERM to the shim reached the trap in the guest; its exit code is the shim's.
+        assert!(out.contains("got-TERM"), "stdout: {out}");
+        assert_eq!(r["shim_exited"], json!(true));
+        assert_eq!(r["shim_status"], json!(3));
+        assert_cleaned(tmp.path(), &tmp.path().join("state"));
+    }
+
+    #[test]
+    fn exec_stats_memory_limit_then_vmm_killed() {
+        if !vm_host_ready() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let script = "echo ready; while :; do sleep 0.2; done";
+        let limit = 64u64 << 20;
+        let b = bundle(
+            tmp.path(),
+            process(script),
+            json!({"linux": {"resources": {"memory": {"limit": limit}}}}),
+        );
+        // The exec'd shell allocates 200 MiB in a 64 MiB cgroup: the OOM killer ends it.
+        let r = drive(
+            tmp.path(),
+            &b,
+            json!({"wait_for": "ready", "stats": true, "kill_vmm": true,
+                   "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
+                             dd if=/dev/zero bs=1M count=200 2>/dev/null | sh -c 'x=$(cat); echo survived'; exit 5"]}),
+        );
+        eprintln!("result: {r:#}");
+        assert!(
+            r["create_error"].is_null(),
+            "create failed: {}",
+            r["create_error"]
+        );
+        let exec_out = r["exec_out"].as_str().unwrap_or_default();
+        assert!(
+            exec_out.contains("exec-ran EXECVAR=yes"),
+            "exec output: {exec_out} ({})",
+            r["exec_error"]
+        );
+        assert!(
+            !exec_out.contains("survived"),
+            "200 MiB fit in a 64 MiB limit: {exec_out}"
+        );
+        assert_eq!(r["exec_status"], json!(5));
+        assert_eq!(
+            r["stats"]["memory"]["limit"],
+            json!(limit),
+            "stats: {}",
+            r["stats"]
+        );
+        // The VMM was killed: the shim reports an error status.
+        assert_eq!(r["shim_exited"], json!(true));
+        assert_eq!(r["shim_status"], json!(255));
+        assert!(
+            r["stderr"].as_str().unwrap().contains("VMM"),
+            "stderr: {}",
+            r["stderr"]
+        );
+        assert_cleaned(tmp.path(), &tmp.path().join("state"));
+    }
+
+    #[test]
+    fn guest_that_never_boots_fails_create_with_console_log() {
+        if !vm_host_ready() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        // No init to run and panic=0 (wait forever): the guest hangs after printing its panic.
+        let extra = json!({
+            "vm": {"kernel": {"path": skiff_vm::kernel::default_kernel().unwrap(), "parameters": ["rdinit=/does-not-exist", "init=/does-not-exist", "panic=0"]}},
+            "annotations": {"run.skiff.isolation": "vm", "run.skiff.vm.boot_timeout": "20"}
+        });
+        let b = bundle(tmp.path(), process("true"), extra);
+        let t = Instant::now();
+        let r = drive(tmp.path(), &b, json!({}));
+        let err = r["create_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("create succeeded: {r}"));
+        assert!(err.contains("VM boot failed"), "{err}");
+        assert!(
+            err.contains("Kernel panic") || err.contains("init"),
+            "console log missing from: {err}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "create took {:?}",
+            t.elapsed()
+        );
+        assert_cleaned(tmp.path(), &tmp.path().join("state"));
+    }
+}

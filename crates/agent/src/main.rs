@@ -1,2 +1,636 @@
-//! skiff-agent: guest /init for VM isolation (placeholder).
-fn main() {}
+//! skiff-agent: the `/init` of a skiff VM.
+//!
+//! Boot: mount `/proc`, `/sys`, `/dev`, load the kernel modules the host put
+//! in `/lib/modules/skiff` (file names sort in `modprobe --show-depends`
+//! order) with `finit_module`, open the virtio-serial port named `skiff.0`
+//! and answer the host's protocol (see `proto.rs`, shared with `skiff-vm`).
+//!
+//! The agent serves one container: `create` mounts the rootfs the host shared
+//! (9p tag) and forks the container's init blocked before `execve`; `start`
+//! releases it; `exec` forks more processes in the container's namespaces.
+//! Process output is relayed as `Output` frames; when a process ends (the
+//! agent is PID 1 and reaps everything) an `Exit` frame follows its last
+//! output. When the host side goes away, or on `shutdown`, the guest powers
+//! off.
+//!
+//! The container setup lives in `container.rs` behind one function so it
+//! can be replaced by `skiff_runtime::create` once that library works here.
+//! Built static (`crt-static`), it avoids NSS functions.
+
+#[path = "../../vm/src/proto.rs"]
+#[allow(dead_code)]
+mod proto;
+
+mod container;
+
+use proto::{Msg, Request};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PORT_NAME: &str = "skiff.0";
+const MODULE_DIR: &str = "/lib/modules/skiff";
+const ROOTFS: &str = "/run/skiff/rootfs";
+
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+fn log(msg: &str) {
+    let _ = writeln!(io::stderr(), "skiff-agent: {msg}");
+}
+
+fn debug(msg: &str) {
+    if DEBUG.load(Ordering::Relaxed) {
+        log(msg);
+    }
+}
+
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let _ = fs::create_dir_all(target);
+    let c = |s: &str| CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let (src_c, target_c, fstype_c, data_c) = (c(src)?, c(target)?, c(fstype)?, c(data)?);
+    // SAFETY: all pointers are valid NUL-terminated strings alive for the call.
+    let r = unsafe {
+        libc::mount(
+            src_c.as_ptr(),
+            target_c.as_ptr(),
+            fstype_c.as_ptr(),
+            flags,
+            data_c.as_ptr().cast(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("mount {fstype} on {target}: {e}"),
+        ));
+    }
+    Ok(())
+}
+
+fn load_modules() -> io::Result<()> {
+    let mut names: Vec<_> = match fs::read_dir(MODULE_DIR) {
+        Ok(d) => d.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    names.sort();
+    for path in names {
+        let f = File::open(&path)?;
+        let empty = CString::default();
+        // SAFETY: f is an open module file; params is an empty C string.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("finit_module {}: {e}", path.display()),
+                ));
+            }
+        }
+        debug(&format!("loaded {}", path.display()));
+    }
+    Ok(())
+}
+
+fn open_port(deadline: Duration) -> io::Result<File> {
+    let start = Instant::now();
+    loop {
+        if let Ok(dir) = fs::read_dir("/sys/class/virtio-ports") {
+            for e in dir.flatten() {
+                let name = fs::read_to_string(e.path().join("name")).unwrap_or_default();
+                if name.trim() == PORT_NAME {
+                    let dev = format!("/dev/{}", e.file_name().to_string_lossy());
+                    if let Ok(f) = OpenOptions::new().read(true).write(true).open(&dev) {
+                        return Ok(f);
+                    }
+                }
+            }
+        }
+        if start.elapsed() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("virtio port {PORT_NAME} not found"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Counts the output streams of a process still open.
+struct Streams {
+    open: Mutex<u32>,
+    cv: Condvar,
+}
+
+impl Streams {
+    fn done(&self) {
+        *self.open.lock().unwrap() -= 1;
+        self.cv.notify_all();
+    }
+    fn wait(&self, max: Duration) {
+        let g = self.open.lock().unwrap();
+        let _ = self.cv.wait_timeout_while(g, max, |n| *n > 0);
+    }
+}
+
+struct Proc {
+    pid: i32,
+    stdin: Option<mpsc::Sender<Vec<u8>>>,
+    pty: Option<File>,
+    pending: Option<container::Pending>,
+    streams: Arc<Streams>,
+}
+
+struct Agent {
+    out: Mutex<File>,
+    procs: Mutex<HashMap<u32, Proc>>,
+    container: Mutex<Option<container::ContainerSpec>>,
+    init_pid: AtomicI32,
+    next_proc: AtomicU32,
+    cgroup: Mutex<Option<String>>,
+}
+
+impl Agent {
+    fn send(&self, msg: &Msg, payload: &[u8]) {
+        let mut out = self.out.lock().unwrap();
+        if let Err(e) = proto::write_frame(&mut *out, msg, payload) {
+            log(&format!("write to host: {e}"));
+        }
+    }
+
+    /// Registers a pending process, starts relaying its output and hands
+    /// back the (stdio-less) handle that releases it.
+    fn register(self: &Arc<Self>, n: u32, mut p: container::Pending) -> container::Pending {
+        let streams = Arc::new(Streams {
+            open: Mutex::new(0),
+            cv: Condvar::new(),
+        });
+        let is_tty = p.stderr.is_none();
+        let mut readers = Vec::new();
+        if let Some(o) = p.stdout.take() {
+            readers.push((1u8, o));
+        }
+        if let Some(e) = p.stderr.take() {
+            readers.push((2, e));
+        }
+        *streams.open.lock().unwrap() = readers.len() as u32;
+        for (fd, mut file) in readers {
+            let agent = Arc::clone(self);
+            let streams = Arc::clone(&streams);
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(k) => agent.send(&Msg::Output { proc: n, fd }, &buf[..k]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break, // EIO on a pty whose slave closed
+                    }
+                }
+                streams.done();
+            });
+        }
+        let pty = if is_tty {
+            p.stdin.as_ref().and_then(|f| f.try_clone().ok())
+        } else {
+            None
+        };
+        let stdin = p.stdin.take().map(|mut w| {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>();
+            thread::spawn(move || {
+                while let Ok(data) = rx.recv() {
+                    if data.is_empty() || w.write_all(&data).is_err() {
+                        break;
+                    }
+                }
+            });
+            tx
+        });
+        let pid = p.pid;
+        self.procs.lock().unwrap().insert(
+            n,
+            Proc {
+                pid,
+                stdin,
+                pty,
+                pending: None,
+                streams,
+            },
+        );
+        p
+    }
+
+    fn handle(self: &Arc<Self>, id: u64, req: Request) {
+        let result = match req {
+            Request::Create {
+                id: cid,
+                spec,
+                rootfs_tag,
+            } => self.create(&cid, &spec, &rootfs_tag),
+            Request::Start => self.start(),
+            Request::Exec { process } => match self.exec(&process) {
+                Ok((n, pending)) => {
+                    self.send(
+                        &Msg::Response {
+                            id,
+                            ok: Some(json!({ "proc": n })),
+                            err: None,
+                        },
+                        &[],
+                    );
+                    if let Err(e) = pending.release() {
+                        self.send(
+                            &Msg::Output { proc: n, fd: 2 },
+                            format!("skiff-agent: exec: {e}\n").as_bytes(),
+                        );
+                    }
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            Request::Signal { proc, signal, all } => self.signal(proc, signal, all),
+            Request::Stats => Ok(self.stats()),
+            Request::Shutdown => {
+                self.send(
+                    &Msg::Response {
+                        id,
+                        ok: Some(Value::Null),
+                        err: None,
+                    },
+                    &[],
+                );
+                power_off();
+            }
+        };
+        let msg = match result {
+            Ok(v) => Msg::Response {
+                id,
+                ok: Some(v),
+                err: None,
+            },
+            Err(e) => Msg::Response {
+                id,
+                ok: None,
+                err: Some(e.to_string()),
+            },
+        };
+        self.send(&msg, &[]);
+    }
+
+    fn create(self: &Arc<Self>, cid: &str, spec: &Value, tag: &str) -> io::Result<Value> {
+        if self.container.lock().unwrap().is_some() {
+            return Err(io::Error::other("container already created in this VM"));
+        }
+        let t = Instant::now();
+        mount(
+            tag,
+            ROOTFS,
+            "9p",
+            0,
+            "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
+        )?;
+        debug(&format!("rootfs mounted in {:?}", t.elapsed()));
+        let cspec = container::parse_container(spec, ROOTFS)?;
+        let pspec = container::parse_process(&spec["process"])?;
+        self.setup_cgroup(cid, spec)?;
+        let pending = container::spawn(container::Target::Init(&cspec), &pspec)?;
+        let pid = pending.pid;
+        if let Some(cg) = self.cgroup.lock().unwrap().as_ref() {
+            fs::write(format!("{cg}/cgroup.procs"), pid.to_string())?;
+        }
+        self.init_pid.store(pid, Ordering::SeqCst);
+        let pending = self.register(proto::INIT_PROC, pending);
+        if let Some(p) = self.procs.lock().unwrap().get_mut(&proto::INIT_PROC) {
+            p.pending = Some(pending);
+        }
+        *self.container.lock().unwrap() = Some(cspec);
+        Ok(json!({ "pid": pid }))
+    }
+
+    /// Puts the container in a cgroup v2 with the spec's memory/pids limits.
+    fn setup_cgroup(&self, cid: &str, spec: &Value) -> io::Result<()> {
+        let res = &spec["linux"]["resources"];
+        let mem = res["memory"]["limit"].as_i64().filter(|l| *l > 0);
+        let pids = res["pids"]["limit"].as_i64().filter(|l| *l > 0);
+        if mem.is_none() && pids.is_none() {
+            return Ok(());
+        }
+        let root = "/sys/fs/cgroup";
+        let ctl = fs::read_to_string(format!("{root}/cgroup.controllers")).unwrap_or_default();
+        let want: Vec<&str> = ["memory", "pids"]
+            .into_iter()
+            .filter(|c| ctl.split_whitespace().any(|x| x == *c))
+            .collect();
+        for c in &want {
+            let _ = fs::write(format!("{root}/cgroup.subtree_control"), format!("+{c}"));
+        }
+        let dir = format!("{root}/{}", cid.replace('/', "_"));
+        fs::create_dir_all(&dir)?;
+        if let Some(m) = mem {
+            fs::write(format!("{dir}/memory.max"), m.to_string()).map_err(|e| {
+                io::Error::new(e.kind(), format!("linux.resources.memory.limit: {e}"))
+            })?;
+            let _ = fs::write(format!("{dir}/memory.swap.max"), "0");
+        }
+        if let Some(p) = pids {
+            fs::write(format!("{dir}/pids.max"), p.to_string()).map_err(|e| {
+                io::Error::new(e.kind(), format!("linux.resources.pids.limit: {e}"))
+            })?;
+        }
+        *self.cgroup.lock().unwrap() = Some(dir);
+        Ok(())
+    }
+
+    fn start(&self) -> io::Result<Value> {
+        let pending = self
+            .procs
+            .lock()
+            .unwrap()
+            .get_mut(&proto::INIT_PROC)
+            .and_then(|p| p.pending.take())
+            .ok_or_else(|| io::Error::other("container not created or already started"))?;
+        pending.release()?;
+        Ok(Value::Null)
+    }
+
+    fn exec(self: &Arc<Self>, process: &Value) -> io::Result<(u32, container::Pending)> {
+        let init = self.init_pid.load(Ordering::SeqCst);
+        if init <= 0 {
+            return Err(io::Error::other("no container to exec into"));
+        }
+        let pspec = container::parse_process(process)?;
+        let pending = container::spawn(container::Target::Join(init), &pspec)?;
+        if let Some(cg) = self.cgroup.lock().unwrap().as_ref() {
+            let _ = fs::write(format!("{cg}/cgroup.procs"), pending.pid.to_string());
+        }
+        let n = self.next_proc.fetch_add(1, Ordering::SeqCst);
+        // The caller releases the process after answering, so output never
+        // precedes the response carrying its number.
+        Ok((n, self.register(n, pending)))
+    }
+
+    fn signal(&self, proc: u32, signal: i32, all: bool) -> io::Result<Value> {
+        let pid = if all {
+            -1
+        } else {
+            self.procs
+                .lock()
+                .unwrap()
+                .get(&proc)
+                .map(|p| p.pid)
+                .ok_or_else(|| io::Error::other(format!("no process {proc}")))?
+        };
+        // SAFETY: plain kill(2); pid -1 signals every process but init (us).
+        if unsafe { libc::kill(pid, signal) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Value::Null)
+    }
+
+    fn stats(&self) -> Value {
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |k: &str| -> u64 {
+            meminfo
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(k)
+                        .map(|r| r.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0)
+                * 1024
+        };
+        let cg = self.cgroup.lock().unwrap().clone();
+        let read_cg = |f: &str| {
+            cg.as_ref()
+                .and_then(|d| fs::read_to_string(format!("{d}/{f}")).ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
+        let pids: Vec<i32> = self.procs.lock().unwrap().values().map(|p| p.pid).collect();
+        json!({
+            "guest": { "mem_total": field("MemTotal:"), "mem_available": field("MemAvailable:"),
+                       "loadavg": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim() },
+            "memory": { "usage": read_cg("memory.current"), "limit": read_cg("memory.max") },
+            "pids": pids,
+        })
+    }
+
+    fn stdin(&self, proc: u32, data: Vec<u8>) {
+        let mut procs = self.procs.lock().unwrap();
+        if let Some(p) = procs.get_mut(&proc) {
+            if data.is_empty() {
+                p.stdin = None;
+            } else if let Some(tx) = &p.stdin {
+                let _ = tx.send(data);
+            }
+        }
+    }
+
+    fn resize(&self, proc: u32, rows: u16, cols: u16) {
+        if let Some(pty) = self
+            .procs
+            .lock()
+            .unwrap()
+            .get(&proc)
+            .and_then(|p| p.pty.as_ref())
+        {
+            let ws = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCSWINSZ with a valid winsize on a pty master we own.
+            unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
+    }
+
+    /// Reaps every child (we are PID 1) and reports container processes' exits.
+    fn reap(self: Arc<Self>) {
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid with a valid status pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut st, 0) };
+            if pid < 0 {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let status = if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st)
+            } else {
+                128 + libc::WTERMSIG(st)
+            };
+            let found = self
+                .procs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, p)| p.pid == pid)
+                .map(|(n, p)| (*n, Arc::clone(&p.streams)));
+            if let Some((n, streams)) = found {
+                debug(&format!("process {n} (pid {pid}) exited with {status}"));
+                let agent = Arc::clone(&self);
+                thread::spawn(move || {
+                    // Output written just before exit must reach the host
+                    // before the exit status; background children holding the
+                    // pipes open only delay this by the grace period.
+                    streams.wait(Duration::from_secs(2));
+                    agent.send(&Msg::Exit { proc: n, status }, &[]);
+                });
+            }
+        }
+    }
+}
+
+fn power_off() -> ! {
+    // SAFETY: sync and reboot(2) take no pointers; we are PID 1 in a VM we own.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    loop {
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn uptime_ms() -> u64 {
+    let s = fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let secs: f64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
+    (secs * 1000.0) as u64
+}
+
+fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64)) -> io::Result<()> {
+    // Until the host connects, reads return 0: wait for its Hello.
+    let hello = loop {
+        match proto::read_frame(&mut port)? {
+            Some(f) => break f,
+            None => thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    match hello.msg {
+        Msg::Hello { version, .. } if version == proto::VERSION => {}
+        other => return Err(io::Error::other(format!("bad hello from host: {other:?}"))),
+    }
+    let boot = json!({ "kernel_ms": timings.0, "modules_ms": timings.1, "ready_ms": uptime_ms() });
+    agent.send(
+        &Msg::Hello {
+            version: proto::VERSION,
+            boot: Some(boot),
+        },
+        &[],
+    );
+    debug("host connected");
+    loop {
+        let Some(frame) = proto::read_frame(&mut port)? else {
+            log("host went away");
+            return Ok(());
+        };
+        match frame.msg {
+            Msg::Request { id, req } => {
+                let agent = Arc::clone(&agent);
+                // Requests may block (start waits for exec); stdin keeps flowing.
+                thread::spawn(move || agent.handle(id, req));
+            }
+            Msg::Stdin { proc } => agent.stdin(proc, frame.payload),
+            Msg::Resize { proc, rows, cols } => agent.resize(proc, rows, cols),
+            other => log(&format!("unexpected message {other:?}")),
+        }
+    }
+}
+
+fn run() -> io::Result<()> {
+    let t0 = Instant::now();
+    let _ = mount(
+        "proc",
+        "/proc",
+        "proc",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    );
+    let _ = mount(
+        "sysfs",
+        "/sys",
+        "sysfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    );
+    let _ = mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755");
+    let _ = mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    );
+    let _ = mount(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        "cgroup2",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    );
+    let _ = mount(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    );
+    let kernel_ms = uptime_ms();
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    DEBUG.store(
+        cmdline.split_whitespace().any(|a| a == "skiff.debug"),
+        Ordering::Relaxed,
+    );
+    load_modules()?;
+    let modules_ms = uptime_ms();
+    debug(&format!("modules loaded after {:?}", t0.elapsed()));
+    if cmdline.split_whitespace().any(|a| a == "skiff.probe") {
+        log("SKIFF-PROBE-OK");
+        return Ok(());
+    }
+    let port = open_port(Duration::from_secs(20))?;
+    let agent = Arc::new(Agent {
+        out: Mutex::new(port.try_clone()?),
+        procs: Mutex::new(HashMap::new()),
+        container: Mutex::new(None),
+        init_pid: AtomicI32::new(0),
+        next_proc: AtomicU32::new(1),
+        cgroup: Mutex::new(None),
+    });
+    let reaper = Arc::clone(&agent);
+    thread::spawn(move || reaper.reap());
+    serve(agent, port, (kernel_ms, modules_ms))
+}
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!(
+            "skiff-agent: this is the /init of a skiff VM; it is not meant to be run by hand"
+        );
+        std::process::exit(2);
+    }
+    if let Err(e) = run() {
+        log(&format!("fatal: {e}"));
+    }
+    power_off();
+}

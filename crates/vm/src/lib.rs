@@ -1,1 +1,424 @@
-//! skiff-vm: placeholder, see docs/ARCHITECTURE.md.
+//! skiff-vm: the host side of VM isolation.
+//!
+//! A VM container is an OCI container whose process runs in its own QEMU
+//! microvm. [`create`] prepares a bootable kernel ([`kernel`]) and an
+//! initramfs holding the static `skiff-agent` as `/init` ([`initramfs`]),
+//! picks KVM or TCG ([`qemu`]), then forks a *shim*: a host process
+//! (`setsid`) that launches QEMU in its own process group (killed with the
+//! shim), talks to the agent over a [`channel::Channel`] with the versioned
+//! protocol in [`proto`], relays stdio, forwards signals and exits with the
+//! container's exit status. The shim's pid is what the runtime records as
+//! the container's pid, so `state`, `kill` and `--pid-file` need no VM
+//! knowledge. [`start`], [`exec`], [`stats`] talk to the shim over a unix
+//! socket in the container's state dir; [`delete`] kills it all.
+//!
+//! Files in the state dir: `agent.sock` (QEMU chardev), `shim.sock`
+//! (control), `console.log` (guest serial console), `vmm.log` (QEMU's own
+//! messages), `vmm.pid`, `shim.pid`, `timings.json` (boot breakdown).
+//!
+//! This crate does not depend on `skiff-runtime`: the CLI decides which of
+//! the two to call ([`wants_vm`]).
+
+pub mod channel;
+pub mod initramfs;
+pub mod kernel;
+pub mod proto;
+pub mod qemu;
+mod shim;
+
+use oci_spec::runtime::{Process, Spec};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Annotation choosing the isolation of one container (`vm` or `namespace`).
+pub const ISOLATION_ANNOTATION: &str = "run.skiff.isolation";
+/// Annotation overriding guest RAM in MiB.
+pub const MEMORY_ANNOTATION: &str = "run.skiff.vm.memory_mib";
+/// Annotation overriding the vCPU count.
+pub const VCPUS_ANNOTATION: &str = "run.skiff.vm.vcpus";
+/// Annotation overriding the boot deadline in seconds.
+pub const BOOT_TIMEOUT_ANNOTATION: &str = "run.skiff.vm.boot_timeout";
+
+/// Errors of VM isolation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation failed; `context` says on what.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Something needed is missing (QEMU, kernel, agent, module, socket).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The kernel image could not be used.
+    #[error("kernel: {0}")]
+    Kernel(String),
+    /// The spec asks for something invalid.
+    #[error("spec field {field}: {message}")]
+    Spec {
+        /// Field at fault.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// The guest did not come up; the console log is attached.
+    #[error("VM boot failed: {reason}\n--- guest console ({console_path}) ---\n{console}")]
+    Boot {
+        /// Why it failed.
+        reason: String,
+        /// Path of the console log.
+        console_path: PathBuf,
+        /// Tail of the console log.
+        console: String,
+    },
+    /// The agent refused or failed a request.
+    #[error("agent: {0}")]
+    Agent(String),
+    /// A deadline passed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+pub(crate) fn io_err(context: &str, source: io::Error) -> Error {
+    Error::Io {
+        context: context.to_owned(),
+        source,
+    }
+}
+
+/// Options of [`create`].
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// Bundle directory (the rootfs path in the spec is relative to it).
+    pub bundle: &'a Path,
+    /// Parsed config.json.
+    pub spec: &'a Spec,
+    /// The container's private dir under the runtime root, already created
+    /// and locked by the runtime; sockets, logs and pid files go here.
+    pub state_dir: &'a Path,
+    /// Where to send the terminal master when `process.terminal` is set.
+    pub console_socket: Option<&'a Path>,
+    /// Verbose output (accelerator, paths, boot breakdown) on stderr.
+    pub debug: bool,
+}
+
+/// True when the container asks for VM isolation: annotation
+/// `run.skiff.isolation=vm`, or the spec has a `vm` object, or the global
+/// default is `vm` (an explicit `run.skiff.isolation=namespace` wins over
+/// the global default).
+pub fn wants_vm(spec: &Spec, global_isolation: Option<&str>) -> bool {
+    if let Some(v) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ISOLATION_ANNOTATION))
+    {
+        return v == "vm";
+    }
+    spec.vm().is_some() || global_isolation == Some("vm")
+}
+
+/// Cache dir for extracted kernels and initramfs images:
+/// `$SKIFF_VM_CACHE`, else `/var/cache/skiff/vm` (root), else `$XDG_CACHE_HOME|~/.cache/skiff/vm`.
+pub fn cache_dir() -> Result<PathBuf, Error> {
+    let dir = if let Some(d) = std::env::var_os("SKIFF_VM_CACHE") {
+        PathBuf::from(d)
+    } else if rustix_is_root() {
+        PathBuf::from("/var/cache/skiff/vm")
+    } else if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        PathBuf::from(x).join("skiff/vm")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".cache/skiff/vm")
+    };
+    fs::create_dir_all(&dir)
+        .map_err(|e| io_err(&format!("create cache dir {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Writes `data` to `path` through a temporary file and a rename, so
+/// concurrent builders never see a partial file.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::write(&tmp, data).map_err(|e| io_err(&format!("write {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(&format!("rename to {}", path.display()), e))
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).exists().then(|| PathBuf::from(name));
+    }
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.exists())
+        })
+        .unwrap_or(None)
+}
+
+fn annotation<T: std::str::FromStr>(spec: &Spec, key: &str) -> Result<Option<T>, Error> {
+    match spec.annotations().as_ref().and_then(|a| a.get(key)) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| Error::Spec {
+            field: format!("annotations.{key}"),
+            message: format!("cannot parse {v:?}"),
+        }),
+    }
+}
+
+/// Guest RAM in MiB: the annotation, else the memory limit plus room for the
+/// guest kernel and agent, else 256 MiB.
+pub fn guest_memory_mib(spec: &Spec) -> Result<u64, Error> {
+    if let Some(m) = annotation::<u64>(spec, MEMORY_ANNOTATION)? {
+        return Ok(m.max(64));
+    }
+    let limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0);
+    Ok(match limit {
+        Some(l) => ((l as u64).div_ceil(1 << 20) + 160).max(256),
+        None => 256,
+    })
+}
+
+/// vCPUs: the annotation, else ceil(cpu quota / period), else 1; at most the host's CPUs.
+pub fn guest_vcpus(spec: &Spec) -> Result<u32, Error> {
+    let host = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    if let Some(v) = annotation::<u32>(spec, VCPUS_ANNOTATION)? {
+        return Ok(v.clamp(1, host));
+    }
+    let cpu = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().as_ref());
+    let n = match cpu.and_then(|c| Some((c.quota()?, c.period()?))) {
+        Some((q, p)) if q > 0 && p > 0 => (q as u64).div_ceil(p) as u32,
+        _ => 1,
+    };
+    Ok(n.clamp(1, host))
+}
+
+/// Socket path for `name` in `state_dir`; falls back to a short path in
+/// /tmp (derived from the state dir) when the unix socket path limit would be hit.
+pub(crate) fn sock_path(state_dir: &Path, name: &str) -> PathBuf {
+    let p = state_dir.join(name);
+    if p.as_os_str().len() < 100 {
+        return p;
+    }
+    use sha2::Digest;
+    let h = hex::encode(&sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes())[..8]);
+    PathBuf::from(format!("/tmp/skiff-vm-{h}-{name}"))
+}
+
+/// Boots the VM and creates the container inside it (its process blocked
+/// until [`start`]). Returns the pid of the host shim that stands for the
+/// container: it lives as long as the container, forwards the signals it
+/// receives, relays the caller's stdio and exits with the container's status.
+pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
+    let spec = opts.spec;
+    let vm = spec.vm().as_ref();
+    let qemu_name = vm
+        .and_then(|v| v.hypervisor().as_ref())
+        .map(|h| h.path().to_string_lossy().into_owned())
+        .or_else(|| std::env::var("SKIFF_QEMU").ok())
+        .unwrap_or_else(|| "qemu-system-x86_64".into());
+    let qemu = find_in_path(&qemu_name)
+        .ok_or_else(|| Error::NotFound(format!("hypervisor {qemu_name}")))?;
+    let kernel_path = match vm
+        .map(|v| v.kernel().path())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        Some(p) => p.clone(),
+        None => kernel::default_kernel()?,
+    };
+    let kernel = kernel::prepare(&kernel_path)?;
+    let initrd = match vm.and_then(|v| v.kernel().initrd().as_ref()) {
+        Some(i) => PathBuf::from(i),
+        None => initramfs::build(&initramfs::find_agent()?, kernel.modules.as_deref())?,
+    };
+    let accel = qemu::choose_accel(&qemu, &kernel.vmlinux, &initrd)?;
+    let root = spec.root().as_ref().ok_or_else(|| Error::Spec {
+        field: "root".into(),
+        message: "missing".into(),
+    })?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        opts.bundle.join(root.path())
+    };
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| io_err(&format!("root.path {}", rootfs.display()), e))?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(Error::Spec {
+            field: "process.terminal".into(),
+            message: "set, but no console socket given".into(),
+        });
+    }
+    let boot_secs = annotation::<u64>(spec, BOOT_TIMEOUT_ANNOTATION)?
+        .or_else(|| {
+            std::env::var("SKIFF_VM_BOOT_TIMEOUT")
+                .ok()
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(90);
+    let cfg = qemu::VmConfig {
+        qemu,
+        extra_args: vm
+            .and_then(|v| v.hypervisor().as_ref())
+            .and_then(|h| h.parameters().clone())
+            .unwrap_or_default(),
+        kernel: kernel.vmlinux.clone(),
+        initrd,
+        kernel_params: vm
+            .and_then(|v| v.kernel().parameters().clone())
+            .unwrap_or_default(),
+        memory_mib: guest_memory_mib(spec)?,
+        vcpus: guest_vcpus(spec)?,
+        accel,
+        rootfs,
+        channel: sock_path(opts.state_dir, "agent.sock"),
+        console_log: opts.state_dir.join("console.log"),
+        debug: opts.debug,
+    };
+    if opts.debug {
+        eprintln!(
+            "skiff-vm: accel={} kernel={} ({}) initramfs={} memory={}M vcpus={} rootfs=9p:{}",
+            accel.name(),
+            cfg.kernel.display(),
+            kernel.release.as_deref().unwrap_or("?"),
+            cfg.initrd.display(),
+            cfg.memory_mib,
+            cfg.vcpus,
+            cfg.rootfs.display()
+        );
+    }
+    let spec_json = serde_json::to_value(spec).map_err(|e| Error::Spec {
+        field: "(config.json)".into(),
+        message: e.to_string(),
+    })?;
+    shim::launch(shim::Plan {
+        vm: cfg,
+        container_id: opts.id.to_owned(),
+        spec: spec_json,
+        state_dir: opts.state_dir.to_path_buf(),
+        boot_timeout: Duration::from_secs(boot_secs),
+        request_timeout: Duration::from_secs(60),
+        console_socket: opts.console_socket.map(Path::to_path_buf),
+        terminal,
+        debug: opts.debug,
+    })
+}
+
+/// Lets the container's process run (the user program is exec'd in the guest).
+pub fn start(state_dir: &Path) -> Result<(), Error> {
+    shim::control(state_dir, proto::Request::Start).map(|_| ())
+}
+
+/// Resource usage of the VM container as JSON (`guest` memory, container
+/// cgroup `memory`, `pids`).
+pub fn stats(state_dir: &Path) -> Result<serde_json::Value, Error> {
+    shim::control(state_dir, proto::Request::Stats)
+}
+
+/// Runs `process` in the running VM container. Without `detach`, relays the
+/// caller's stdio and returns the process's exit status; with `detach`,
+/// returns the pid of a host relay process that exits with that status.
+pub fn exec(
+    state_dir: &Path,
+    process: &Process,
+    console_socket: Option<&Path>,
+    detach: bool,
+) -> Result<i32, Error> {
+    let value = serde_json::to_value(process).map_err(|e| Error::Spec {
+        field: "process".into(),
+        message: e.to_string(),
+    })?;
+    shim::exec(state_dir, value, console_socket, detach)
+}
+
+/// Stops the VM (kills the shim and QEMU's process group) and removes the
+/// sockets, logs and pid files this crate put in `state_dir`. Idempotent.
+pub fn delete(state_dir: &Path) -> Result<(), Error> {
+    shim::delete(state_dir)
+}
+
+/// Path of the guest console log of a VM container.
+pub fn console_log(state_dir: &Path) -> PathBuf {
+    state_dir.join("console.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn isolation_choice() {
+        let plain = spec(r#"{"ociVersion":"1.0.2"}"#);
+        assert!(!wants_vm(&plain, None));
+        assert!(wants_vm(&plain, Some("vm")));
+        let ann = spec(r#"{"ociVersion":"1.0.2","annotations":{"run.skiff.isolation":"vm"}}"#);
+        assert!(wants_vm(&ann, None));
+        let ns =
+            spec(r#"{"ociVersion":"1.0.2","annotations":{"run.skiff.isolation":"namespace"}}"#);
+        assert!(!wants_vm(&ns, Some("vm")));
+        let vmobj = spec(r#"{"ociVersion":"1.0.2","vm":{"kernel":{"path":"/boot/vmlinuz"}}}"#);
+        assert!(wants_vm(&vmobj, None));
+    }
+
+    #[test]
+    fn sizes_derive_from_resources() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":536870912},"cpu":{"quota":150000,"period":100000}}}}"#,
+        );
+        assert_eq!(guest_memory_mib(&s).unwrap(), 512 + 160);
+        let host = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(guest_vcpus(&s).unwrap(), 2.min(host));
+        let d = spec(r#"{"ociVersion":"1.0.2"}"#);
+        assert_eq!(guest_memory_mib(&d).unwrap(), 256);
+        assert_eq!(guest_vcpus(&d).unwrap(), 1);
+        let bad = spec(r#"{"ociVersion":"1.0.2","annotations":{"run.skiff.vm.vcpus":"x"}}"#);
+        assert!(matches!(guest_vcpus(&bad), Err(Error::Spec { .. })));
+    }
+
+    #[test]
+    fn long_state_dirs_get_short_sockets() {
+        let long = PathBuf::from(format!("/run/{}", "x".repeat(120)));
+        let p = sock_path(&long, "agent.sock");
+        assert!(p.as_os_str().len() < 100);
+        assert_eq!(p, sock_path(&long, "agent.sock"));
+        assert_eq!(
+            sock_path(Path::new("/run/s/c1"), "agent.sock"),
+            Path::new("/run/s/c1/agent.sock")
+        );
+    }
+}

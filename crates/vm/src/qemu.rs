@@ -1,0 +1,247 @@
+//! QEMU command line (microvm, direct kernel boot) and the KVM probe.
+//!
+//! Devices: one 8250 serial (the console, written to a log file), a
+//! virtio-serial port `skiff.0` backed by a unix-socket chardev (the agent
+//! channel), and a virtio-9p share of the rootfs (`mount_tag=rootfs`). ACPI
+//! stays on so the stock kernel finds the virtio-mmio devices.
+//!
+//! KVM is used only if a probe VM actually boots under it: on hosts where
+//! `/dev/kvm` exists but cannot run stock guests (PVM here), QEMU aborts or
+//! hangs, and TCG is used instead. The probe result is cached per host boot.
+
+use crate::{cache_dir, io_err, Error};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Accelerator chosen for the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// Name on the QEMU command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Everything needed to launch one VM.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// QEMU binary.
+    pub qemu: PathBuf,
+    /// Extra hypervisor parameters (spec `vm.hypervisor.parameters`).
+    pub extra_args: Vec<String>,
+    /// Uncompressed kernel.
+    pub kernel: PathBuf,
+    /// Initramfs.
+    pub initrd: PathBuf,
+    /// Extra kernel parameters.
+    pub kernel_params: Vec<String>,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Host directory shared as the rootfs.
+    pub rootfs: PathBuf,
+    /// Unix socket path of the agent channel (QEMU listens).
+    pub channel: PathBuf,
+    /// Console log file.
+    pub console_log: PathBuf,
+    /// Verbose guest agent.
+    pub debug: bool,
+}
+
+/// The host TSC frequency in kHz (from `/proc/cpuinfo`), for `tsc_early_khz`.
+pub fn tsc_khz() -> Option<u64> {
+    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+/// The kernel command line.
+pub fn kernel_cmdline(cfg: &VmConfig) -> String {
+    let mut p: Vec<String> = [
+        "console=ttyS0",
+        "quiet",
+        "panic=-1",
+        "reboot=t",
+        "no_timer_check",
+        "rcupdate.rcu_expedited=1",
+        "mitigations=off",
+        "cryptomgr.notests",
+        "8250.nr_uarts=1",
+        "rdinit=/init",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(khz) = tsc_khz() {
+        p.push(format!("tsc_early_khz={khz}"));
+    }
+    if cfg.debug {
+        p.push("skiff.debug".into());
+    }
+    p.extend(cfg.kernel_params.iter().cloned());
+    p.join(" ")
+}
+
+fn share_path(p: &Path) -> String {
+    // QEMU's option parser treats ',' as a separator; ",," escapes it.
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// QEMU arguments (without the binary) for `cfg`.
+pub fn args(cfg: &VmConfig) -> Vec<String> {
+    let cpu = match cfg.accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+    let mut a: Vec<String> = vec![
+        "-M".into(),
+        "microvm,acpi=on,pit=off,pic=off,rtc=off".into(),
+        "-accel".into(),
+        cfg.accel.name().into(),
+        "-cpu".into(),
+        cpu.into(),
+        "-m".into(),
+        format!("{}M", cfg.memory_mib),
+        "-smp".into(),
+        cfg.vcpus.to_string(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        share_path(&cfg.kernel),
+        "-initrd".into(),
+        share_path(&cfg.initrd),
+        "-append".into(),
+        kernel_cmdline(cfg),
+        "-serial".into(),
+        format!("file:{}", share_path(&cfg.console_log)),
+        "-device".into(),
+        "virtio-serial-device".into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            share_path(&cfg.channel)
+        ),
+        "-device".into(),
+        "virtserialport,chardev=agent,name=skiff.0".into(),
+        "-fsdev".into(),
+        format!(
+            "local,id=rootfs,path={},security_model=passthrough",
+            share_path(&cfg.rootfs)
+        ),
+        "-device".into(),
+        "virtio-9p-device,fsdev=rootfs,mount_tag=rootfs".into(),
+    ];
+    a.extend(cfg.extra_args.iter().cloned());
+    a
+}
+
+/// Picks the accelerator: `$SKIFF_VM_ACCEL` (kvm|tcg) if set, TCG without a
+/// usable `/dev/kvm`, else the (cached) result of booting a probe VM under KVM.
+pub fn choose_accel(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<Accel, Error> {
+    match std::env::var("SKIFF_VM_ACCEL").as_deref() {
+        Ok("kvm") => return Ok(Accel::Kvm),
+        Ok("tcg") => return Ok(Accel::Tcg),
+        _ => {}
+    }
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Ok(Accel::Tcg);
+    }
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let marker = cache_dir()?.join(format!("kvm-probe-{}", boot_id.trim()));
+    if let Ok(s) = fs::read_to_string(&marker) {
+        return Ok(if s.trim() == "kvm" {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        });
+    }
+    let accel = if probe_kvm(qemu, kernel, initrd)? {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    crate::write_atomic(&marker, accel.name().as_bytes())?;
+    Ok(accel)
+}
+
+/// Boots the agent in probe mode under KVM; true if it reported in time.
+fn probe_kvm(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<bool, Error> {
+    let dir = cache_dir()?;
+    let log = dir.join(format!("kvm-probe-{}.log", std::process::id()));
+    let cfg = VmConfig {
+        qemu: qemu.into(),
+        extra_args: vec![],
+        kernel: kernel.into(),
+        initrd: initrd.into(),
+        kernel_params: vec!["skiff.probe".into()],
+        memory_mib: 256,
+        vcpus: 1,
+        accel: Accel::Kvm,
+        rootfs: dir.clone(),
+        channel: dir.join(format!("kvm-probe-{}.sock", std::process::id())),
+        console_log: log.clone(),
+        debug: false,
+    };
+    let mut child = Command::new(qemu)
+        .args(args(&cfg))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io_err(&format!("spawn {}", qemu.display()), e))?;
+    let start = Instant::now();
+    let mut ok = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("SKIFF-PROBE-OK")
+        {
+            ok = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            ok = fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("SKIFF-PROBE-OK");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = fs::remove_file(&log);
+    let _ = fs::remove_file(&cfg.channel);
+    Ok(ok)
+}

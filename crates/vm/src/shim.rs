@@ -1,0 +1,1018 @@
+//! The shim: the host process that stands for a VM container.
+//!
+//! [`launch`] forks it from the caller of `create`. The shim `setsid`s,
+//! closes every inherited descriptor but stdio (so it never holds the
+//! runtime's locks or a test harness's pipes), blocks signals, starts QEMU
+//! in its own process group with `PR_SET_PDEATHSIG=SIGKILL` (the VMM dies
+//! with the shim), connects to the agent, waits for its hello (boot
+//! deadline, console log in the error), sends `create`, and reports the
+//! outcome to the caller through a pipe. Then it serves:
+//!
+//! * a reader thread decodes agent frames: container output goes to the
+//!   shim's stdout/stderr (or the terminal), responses wake their waiters,
+//!   exec output is routed to the client that asked for the exec;
+//! * a signal thread (`sigwait`) forwards every catchable signal to the
+//!   container's process and turns SIGWINCH into a resize;
+//! * a stdin thread relays the shim's stdin;
+//! * a control socket (`shim.sock`) serves `start`, `exec`, `stats`.
+//!
+//! The shim exits with the container's exit status (128 + signal for a
+//! signal death), or 255 after killing QEMU's group when the VMM dies
+//! under it. Nothing in the forked child uses `std`'s stdout/stderr locks
+//! (another thread of the caller may have held them at fork time).
+
+use crate::channel::{Channel, VirtioSerial};
+use crate::proto::{self, Msg, Request};
+use crate::qemu::VmConfig;
+use crate::{io_err, sock_path, Error};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Everything the shim needs.
+pub(crate) struct Plan {
+    pub vm: VmConfig,
+    pub container_id: String,
+    pub spec: Value,
+    pub state_dir: PathBuf,
+    pub boot_timeout: Duration,
+    pub request_timeout: Duration,
+    pub console_socket: Option<PathBuf>,
+    pub terminal: bool,
+    pub debug: bool,
+}
+
+/// Raw write to a descriptor, safe to use after fork.
+fn raw_write(fd: RawFd, data: &[u8]) -> io::Result<()> {
+    // SAFETY: the fd is borrowed for the call only; ManuallyDrop prevents closing it.
+    let mut f = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    f.write_all(data)
+}
+
+fn log(msg: &str) {
+    let _ = raw_write(2, format!("skiff-vm: {msg}\n").as_bytes());
+}
+
+fn tail(path: &Path, max: usize) -> String {
+    let data = fs::read(path).unwrap_or_default();
+    let start = data.len().saturating_sub(max);
+    String::from_utf8_lossy(&data[start..]).into_owned()
+}
+
+// ---------------------------------------------------------------- parent side
+
+/// Forks the shim and waits until the container is created (or failed).
+pub(crate) fn launch(plan: Plan) -> Result<i32, Error> {
+    let mut fds = [0; 2];
+    // SAFETY: valid 2-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io_err("pipe", io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fds owned by us.
+    let (mut report_r, report_w) =
+        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let _ = fs::remove_file(&plan.vm.channel);
+    let _ = fs::remove_file(sock_path(&plan.state_dir, "shim.sock"));
+    // SAFETY: fork; the child runs the shim and never returns into the caller's code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io_err("fork shim", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(report_r);
+        let code = shim_main(&plan, report_w);
+        // SAFETY: leave without running the caller's atexit handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(report_w);
+    let _ = fs::write(plan.state_dir.join("shim.pid"), pid.to_string());
+    let deadline = plan.boot_timeout + plan.request_timeout + Duration::from_secs(15);
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        let mut pfd = libc::pollfd {
+            fd: report_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if r == 0 {
+            kill_and_reap(pid);
+            return Err(Error::Timeout(format!(
+                "shim did not report within {deadline:?}"
+            )));
+        }
+        match report_r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read shim report", e)),
+        }
+    }
+    let report: Value = serde_json::from_slice(&buf)
+        .unwrap_or(json!({"error": "shim died without a report", "kind": "boot"}));
+    if report["ok"].as_bool() == Some(true) {
+        return Ok(pid);
+    }
+    kill_and_reap(pid);
+    let msg = report["error"]
+        .as_str()
+        .unwrap_or("unknown error")
+        .to_owned();
+    Err(match report["kind"].as_str() {
+        Some("boot") => Error::Boot {
+            reason: msg,
+            console_path: plan.vm.console_log.clone(),
+            console: tail(&plan.vm.console_log, 4096),
+        },
+        _ => Error::Agent(msg),
+    })
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: signalling and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+// ---------------------------------------------------------------- shim side
+
+enum Event {
+    Hello(Option<Value>),
+    Exit(i32),
+    Closed(String),
+    Signal(i32),
+}
+
+#[derive(Default)]
+struct Routes {
+    clients: HashMap<u32, Arc<Mutex<UnixStream>>>,
+    stash: HashMap<u32, Vec<Vec<u8>>>,
+}
+
+/// The shared agent link.
+struct Link {
+    writer: Mutex<Box<dyn Write + Send>>,
+    pending: Mutex<HashMap<u64, mpsc::Sender<Result<Value, String>>>>,
+    routes: Mutex<Routes>,
+    next_id: AtomicU64,
+}
+
+impl Link {
+    fn send(&self, msg: &Msg, payload: &[u8]) -> io::Result<()> {
+        proto::write_frame(&mut **self.writer.lock().unwrap(), msg, payload)
+    }
+
+    fn request(&self, req: Request, timeout: Duration) -> Result<Value, String> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        let what = format!("{req:?}");
+        if let Err(e) = self.send(&Msg::Request { id, req }, &[]) {
+            self.pending.lock().unwrap().remove(&id);
+            return Err(format!("send request: {e}"));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.pending.lock().unwrap().remove(&id);
+                Err(format!(
+                    "no answer from the agent within {timeout:?} to {what}"
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("agent channel closed".into()),
+        }
+    }
+
+    /// Sends an exec client its frame, or stashes it until the client is known.
+    fn route(&self, proc: u32, frame: Vec<u8>) {
+        let mut r = self.routes.lock().unwrap();
+        match r.clients.get(&proc) {
+            Some(c) => {
+                let _ = c.lock().unwrap().write_all(&frame);
+            }
+            None => r.stash.entry(proc).or_default().push(frame),
+        }
+    }
+}
+
+struct Shim {
+    link: Arc<Link>,
+    events: mpsc::Receiver<Event>,
+    events_tx: mpsc::Sender<Event>,
+    qemu: Child,
+    plan_channel: PathBuf,
+    control: PathBuf,
+    tty: Option<File>,
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local; pthread_sigmask on the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for s in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGABRT,
+        ] {
+            libc::sigdelset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn close_inherited_fds(keep: RawFd) {
+    // SAFETY: close_range on descriptor ranges; we only keep stdio and `keep`.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            (keep + 1).max(3) as u32,
+            u32::MAX,
+            0u32,
+        );
+    }
+}
+
+fn shim_main(plan: &Plan, report: File) -> i32 {
+    // SAFETY: setsid in the freshly forked child.
+    unsafe { libc::setsid() };
+    close_inherited_fds(report.as_raw_fd());
+    let sigset = block_signals();
+    let t0 = Instant::now();
+    let mut report = Some(report);
+    let mut send_report = |v: Value| {
+        if let Some(mut r) = report.take() {
+            let _ = r.write_all(v.to_string().as_bytes());
+        }
+    };
+    let mut shim = match boot(plan) {
+        Ok(s) => s,
+        Err((kind, msg, qemu)) => {
+            if let Some(mut q) = qemu {
+                kill_group(&mut q);
+            }
+            let _ = fs::remove_file(&plan.vm.channel);
+            send_report(json!({ "error": msg, "kind": kind }));
+            return 1;
+        }
+    };
+    // Boot succeeded; create the container.
+    let t_ready = t0.elapsed();
+    let spec = plan.spec.clone();
+    let created = shim.link.request(
+        Request::Create {
+            id: plan.container_id.clone(),
+            spec,
+            rootfs_tag: "rootfs".into(),
+        },
+        plan.request_timeout,
+    );
+    if let Err(e) = created {
+        shim.cleanup();
+        send_report(json!({ "error": format!("create: {e}"), "kind": "agent" }));
+        return 1;
+    }
+    let t_created = t0.elapsed();
+    if let Some(prev) = fs::read_to_string(plan.state_dir.join("timings.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+    {
+        let mut t = prev;
+        t["agent_ready_ms"] = json!(t_ready.as_millis() as u64);
+        t["created_ms"] = json!(t_created.as_millis() as u64);
+        let _ = fs::write(plan.state_dir.join("timings.json"), t.to_string());
+        if plan.debug {
+            log(&format!("boot breakdown: {t}"));
+        }
+    }
+    if plan.terminal {
+        match setup_terminal(plan) {
+            Ok(t) => shim.tty = Some(t),
+            Err(e) => {
+                shim.cleanup();
+                send_report(json!({ "error": format!("process.terminal: {e}"), "kind": "agent" }));
+                return 1;
+            }
+        }
+    }
+    if let Err(e) = shim.serve_control() {
+        shim.cleanup();
+        send_report(json!({ "error": format!("control socket: {e}"), "kind": "agent" }));
+        return 1;
+    }
+    shim.spawn_signal_thread(sigset);
+    shim.spawn_stdin_thread();
+    send_report(json!({ "ok": true }));
+    shim.run()
+}
+
+type BootFail = (&'static str, String, Option<Child>);
+
+fn boot(plan: &Plan) -> Result<Shim, BootFail> {
+    let t0 = Instant::now();
+    let vm = &plan.vm;
+    let vmm_log = File::create(plan.state_dir.join("vmm.log"))
+        .map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
+    let vmm_log2 = vmm_log
+        .try_clone()
+        .map_err(|e| ("boot", e.to_string(), None))?;
+    let _ = File::create(&vm.console_log);
+    let mut cmd = Command::new(&vm.qemu);
+    cmd.args(crate::qemu::args(vm))
+        .stdin(Stdio::null())
+        .stdout(vmm_log)
+        .stderr(vmm_log2);
+    // SAFETY: pre_exec runs async-signal-safe syscalls only.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut qemu = cmd
+        .spawn()
+        .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
+    let _ = fs::write(plan.state_dir.join("vmm.pid"), qemu.id().to_string());
+    let t_spawned = t0.elapsed();
+    let deadline = plan.boot_timeout;
+    let chan = {
+        let q = &mut qemu;
+        VirtioSerial::connect(&vm.channel, deadline, || matches!(q.try_wait(), Ok(None)))
+    };
+    let chan = match chan {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!(
+                "{e}; QEMU said: {}",
+                tail(&plan.state_dir.join("vmm.log"), 2048).trim()
+            );
+            return Err(("boot", why, Some(qemu)));
+        }
+    };
+    let t_connected = t0.elapsed();
+    let (events_tx, events) = mpsc::channel();
+    let (reader, writer) = match (chan.reader(), chan.writer()) {
+        (Ok(r), Ok(w)) => (r, w),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(("boot", format!("{}: {e}", chan.describe()), Some(qemu)))
+        }
+    };
+    let link = Arc::new(Link {
+        writer: Mutex::new(writer),
+        pending: Mutex::new(HashMap::new()),
+        routes: Mutex::new(Routes::default()),
+        next_id: AtomicU64::new(1),
+    });
+    spawn_reader(Arc::clone(&link), reader, events_tx.clone());
+    if let Err(e) = link.send(
+        &Msg::Hello {
+            version: proto::VERSION,
+            boot: None,
+        },
+        &[],
+    ) {
+        return Err(("boot", format!("send hello: {e}"), Some(qemu)));
+    }
+    let boot_info = loop {
+        let left = deadline.saturating_sub(t0.elapsed());
+        match events.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(Event::Hello(b)) => break b,
+            Ok(Event::Closed(why)) => {
+                let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err((
+                    "boot",
+                    format!("VMM exited during boot ({status}): {why}"),
+                    Some(qemu),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if let Ok(Some(status)) = qemu.try_wait() {
+                    return Err((
+                        "boot",
+                        format!("VMM exited during boot ({status})"),
+                        Some(qemu),
+                    ));
+                }
+                if t0.elapsed() >= deadline {
+                    return Err((
+                        "boot",
+                        format!("guest agent not ready within {deadline:?}"),
+                        Some(qemu),
+                    ));
+                }
+            }
+        }
+    };
+    let t_hello = t0.elapsed();
+    let b = boot_info.unwrap_or(Value::Null);
+    let timings = json!({
+        "accel": vm.accel.name(),
+        "vmm_spawn_ms": t_spawned.as_millis() as u64,
+        "vmm_listening_ms": t_connected.as_millis() as u64,
+        "guest_kernel_ms": b["kernel_ms"],
+        "guest_modules_ms": b["modules_ms"],
+        "guest_ready_ms": b["ready_ms"],
+        "agent_hello_ms": t_hello.as_millis() as u64,
+    });
+    let _ = fs::write(plan.state_dir.join("timings.json"), timings.to_string());
+    Ok(Shim {
+        link,
+        events,
+        events_tx,
+        qemu,
+        plan_channel: vm.channel.clone(),
+        control: sock_path(&plan.state_dir, "shim.sock"),
+        tty: None,
+    })
+}
+
+fn spawn_reader(link: Arc<Link>, mut reader: Box<dyn Read + Send>, events: mpsc::Sender<Event>) {
+    thread::spawn(move || {
+        let why = loop {
+            let frame = match proto::read_frame(&mut reader) {
+                Ok(Some(f)) => f,
+                Ok(None) => break "end of stream".to_string(),
+                Err(e) => break e.to_string(),
+            };
+            match frame.msg {
+                Msg::Hello { version, boot } => {
+                    if version != proto::VERSION {
+                        break format!(
+                            "agent speaks protocol {version}, we speak {}",
+                            proto::VERSION
+                        );
+                    }
+                    let _ = events.send(Event::Hello(boot));
+                }
+                Msg::Response { id, ok, err } => {
+                    if let Some(tx) = link.pending.lock().unwrap().remove(&id) {
+                        let _ = tx.send(match err {
+                            Some(e) => Err(e),
+                            None => Ok(ok.unwrap_or(Value::Null)),
+                        });
+                    }
+                }
+                Msg::Output {
+                    proc: proto::INIT_PROC,
+                    fd,
+                } => {
+                    let target = TTY_FD.load(Ordering::Relaxed);
+                    let out = if target >= 0 {
+                        target as RawFd
+                    } else if fd == 2 {
+                        2
+                    } else {
+                        1
+                    };
+                    let _ = raw_write(out, &frame.payload);
+                }
+                Msg::Exit {
+                    proc: proto::INIT_PROC,
+                    status,
+                } => {
+                    let _ = events.send(Event::Exit(status));
+                }
+                ref m @ (Msg::Output { proc, .. } | Msg::Exit { proc, .. }) => {
+                    if let Ok(bytes) = proto::encode(m, &frame.payload) {
+                        link.route(proc, bytes);
+                    }
+                }
+                other => log(&format!("unexpected message from agent: {other:?}")),
+            }
+        };
+        link.pending.lock().unwrap().clear();
+        let _ = events.send(Event::Closed(why));
+    });
+}
+
+/// Descriptor the container's output goes to when it has a terminal (-1: stdio).
+static TTY_FD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+
+fn kill_group(q: &mut Child) {
+    // SAFETY: QEMU leads its own process group (setpgid in pre_exec).
+    unsafe { libc::kill(-(q.id() as i32), libc::SIGKILL) };
+    let _ = q.kill();
+    let _ = q.wait();
+}
+
+impl Shim {
+    fn cleanup(&mut self) {
+        kill_group(&mut self.qemu);
+        let _ = fs::remove_file(&self.plan_channel);
+        let _ = fs::remove_file(&self.control);
+    }
+
+    fn run(mut self) -> i32 {
+        loop {
+            match self.events.recv() {
+                Ok(Event::Exit(status)) => {
+                    self.cleanup();
+                    return status & 0xff;
+                }
+                Ok(Event::Closed(why)) => {
+                    let status = match self.qemu.try_wait() {
+                        Ok(Some(s)) => s.to_string(),
+                        _ => "still running".into(),
+                    };
+                    log(&format!(
+                        "container stopped: VMM/agent channel lost ({why}); VMM {status}"
+                    ));
+                    self.cleanup();
+                    return 255;
+                }
+                Ok(Event::Signal(libc::SIGCHLD)) => {
+                    if let Ok(Some(s)) = self.qemu.try_wait() {
+                        log(&format!("container stopped: VMM exited unexpectedly ({s})"));
+                        self.cleanup();
+                        return 255;
+                    }
+                }
+                Ok(Event::Signal(libc::SIGWINCH)) => self.resize(),
+                Ok(Event::Signal(sig)) => {
+                    let link = Arc::clone(&self.link);
+                    thread::spawn(move || {
+                        if let Err(e) = link.request(
+                            Request::Signal {
+                                proc: proto::INIT_PROC,
+                                signal: sig,
+                                all: false,
+                            },
+                            Duration::from_secs(30),
+                        ) {
+                            log(&format!("forward signal {sig}: {e}"));
+                        }
+                    });
+                }
+                Ok(Event::Hello(_)) => {}
+                Err(_) => return 255,
+            }
+        }
+    }
+
+    fn resize(&self) {
+        if let Some(t) = &self.tty {
+            // SAFETY: TIOCGWINSZ into a local winsize.
+            let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+            if unsafe { libc::ioctl(t.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0 {
+                let _ = self.link.send(
+                    &Msg::Resize {
+                        proc: proto::INIT_PROC,
+                        rows: ws.ws_row,
+                        cols: ws.ws_col,
+                    },
+                    &[],
+                );
+            }
+        }
+    }
+
+    fn spawn_signal_thread(&self, set: libc::sigset_t) {
+        let tx = self.events_tx.clone();
+        thread::spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: sigwait on the set blocked in every thread of the shim.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(Event::Signal(sig)).is_err()
+            {
+                return;
+            }
+        });
+        if self.tty.is_some() {
+            self.resize();
+        }
+    }
+
+    fn spawn_stdin_thread(&self) {
+        let link = Arc::clone(&self.link);
+        let fd = self.tty.as_ref().map(|t| t.as_raw_fd()).unwrap_or(0);
+        thread::spawn(move || {
+            // SAFETY: borrowed descriptor, never closed here.
+            let mut input = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = link.send(
+                            &Msg::Stdin {
+                                proc: proto::INIT_PROC,
+                            },
+                            &[],
+                        );
+                        return;
+                    }
+                    Ok(n) => {
+                        if link
+                            .send(
+                                &Msg::Stdin {
+                                    proc: proto::INIT_PROC,
+                                },
+                                &buf[..n],
+                            )
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn serve_control(&self) -> io::Result<()> {
+        let _ = fs::remove_file(&self.control);
+        let listener = UnixListener::bind(&self.control)?;
+        let link = Arc::clone(&self.link);
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let link = Arc::clone(&link);
+                thread::spawn(move || {
+                    let _ = handle_client(link, conn);
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
+fn handle_client(link: Arc<Link>, mut conn: UnixStream) -> io::Result<()> {
+    let Some(frame) = proto::read_frame(&mut conn)? else {
+        return Ok(());
+    };
+    let Msg::Request { id, req } = frame.msg else {
+        return Err(io::Error::other("expected a request"));
+    };
+    let is_exec = matches!(req, Request::Exec { .. });
+    let result = link.request(req, Duration::from_secs(60));
+    let reply = match &result {
+        Ok(v) => Msg::Response {
+            id,
+            ok: Some(v.clone()),
+            err: None,
+        },
+        Err(e) => Msg::Response {
+            id,
+            ok: None,
+            err: Some(e.clone()),
+        },
+    };
+    proto::write_frame(&mut conn, &reply, &[])?;
+    let Some(proc) = result
+        .ok()
+        .filter(|_| is_exec)
+        .and_then(|v| v["proc"].as_u64())
+        .map(|p| p as u32)
+    else {
+        return Ok(());
+    };
+    // Exec: route the process's frames to this client, then relay its input.
+    let writer = Arc::new(Mutex::new(conn.try_clone()?));
+    {
+        let mut r = link.routes.lock().unwrap();
+        for f in r.stash.remove(&proc).unwrap_or_default() {
+            let _ = writer.lock().unwrap().write_all(&f);
+        }
+        r.clients.insert(proc, writer);
+    }
+    while let Some(f) = proto::read_frame(&mut conn)? {
+        match f.msg {
+            Msg::Stdin { .. } => link.send(&Msg::Stdin { proc }, &f.payload)?,
+            Msg::Resize { rows, cols, .. } => link.send(&Msg::Resize { proc, rows, cols }, &[])?,
+            Msg::Request {
+                id,
+                req: Request::Signal { signal, all, .. },
+            } => {
+                let r = link.request(
+                    Request::Signal { proc, signal, all },
+                    Duration::from_secs(30),
+                );
+                let _ = id;
+                let _ = r;
+            }
+            _ => {}
+        }
+    }
+    link.routes.lock().unwrap().clients.remove(&proc);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- terminal
+
+fn openpty() -> io::Result<(File, File)> {
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: out-pointers valid; optional args null.
+    if unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors from openpty.
+    Ok(unsafe { (File::from_raw_fd(m), File::from_raw_fd(s)) })
+}
+
+/// Sends `fd` over the unix socket at `path` (SCM_RIGHTS), like runc's console socket.
+pub(crate) fn send_fd(path: &Path, fd: RawFd, name: &str) -> io::Result<()> {
+    let sock = UnixStream::connect(path)?;
+    let mut data = name.as_bytes().to_vec();
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr zero-initialised then filled with valid pointers/lengths;
+    // the cmsg pointer comes from CMSG_FIRSTHDR over our buffer.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        if libc::sendmsg(sock.as_raw_fd(), &msg, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Host pty for a terminal container: the master goes to the console
+/// socket, the shim keeps the slave (raw: the guest pty does the line
+/// discipline) as its controlling terminal so resizes arrive as SIGWINCH.
+fn setup_terminal(plan: &Plan) -> io::Result<File> {
+    let sock = plan
+        .console_socket
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no console socket"))?;
+    let (master, slave) = openpty()?;
+    // SAFETY: termios calls on the slave we own.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
+        }
+        libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
+    }
+    send_fd(sock, master.as_raw_fd(), "/dev/ptmx")?;
+    drop(master);
+    TTY_FD.store(slave.as_raw_fd() as i64, Ordering::Relaxed);
+    Ok(slave)
+}
+
+// ---------------------------------------------------------------- clients
+
+fn connect_control(state_dir: &Path) -> Result<UnixStream, Error> {
+    let path = sock_path(state_dir, "shim.sock");
+    UnixStream::connect(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => Error::NotFound(format!(
+            "VM container shim socket {} (container stopped?)",
+            path.display()
+        )),
+        _ => io_err(&format!("connect {}", path.display()), e),
+    })
+}
+
+/// One request to the shim's control socket.
+pub(crate) fn control(state_dir: &Path, req: Request) -> Result<Value, Error> {
+    let mut conn = connect_control(state_dir)?;
+    conn.set_read_timeout(Some(Duration::from_secs(90))).ok();
+    proto::write_frame(&mut conn, &Msg::Request { id: 1, req }, &[])
+        .map_err(|e| io_err("send to shim", e))?;
+    match proto::read_frame(&mut conn).map_err(|e| io_err("read from shim", e))? {
+        Some(proto::Frame {
+            msg: Msg::Response { err: Some(e), .. },
+            ..
+        }) => Err(Error::Agent(e)),
+        Some(proto::Frame {
+            msg: Msg::Response { ok, .. },
+            ..
+        }) => Ok(ok.unwrap_or(Value::Null)),
+        _ => Err(Error::Agent("shim closed the control connection".into())),
+    }
+}
+
+/// Runs an exec; see [`crate::exec`].
+pub(crate) fn exec(
+    state_dir: &Path,
+    process: Value,
+    console_socket: Option<&Path>,
+    detach: bool,
+) -> Result<i32, Error> {
+    let terminal = process["terminal"].as_bool().unwrap_or(false);
+    if terminal && console_socket.is_none() {
+        return Err(Error::Spec {
+            field: "process.terminal".into(),
+            message: "set, but no console socket given".into(),
+        });
+    }
+    let mut conn = connect_control(state_dir)?;
+    proto::write_frame(
+        &mut conn,
+        &Msg::Request {
+            id: 1,
+            req: Request::Exec { process },
+        },
+        &[],
+    )
+    .map_err(|e| io_err("send to shim", e))?;
+    match proto::read_frame(&mut conn).map_err(|e| io_err("read from shim", e))? {
+        Some(proto::Frame {
+            msg: Msg::Response { err: Some(e), .. },
+            ..
+        }) => return Err(Error::Agent(e)),
+        Some(proto::Frame {
+            msg: Msg::Response { .. },
+            ..
+        }) => {}
+        _ => return Err(Error::Agent("shim closed the control connection".into())),
+    }
+    let tty = match (terminal, console_socket) {
+        (true, Some(sock)) => {
+            let (master, slave) = openpty().map_err(|e| io_err("openpty", e))?;
+            send_fd(sock, master.as_raw_fd(), "/dev/ptmx")
+                .map_err(|e| io_err(&format!("console socket {}", sock.display()), e))?;
+            Some(slave)
+        }
+        _ => None,
+    };
+    if !detach {
+        return Ok(relay(conn, tty));
+    }
+    // SAFETY: fork a relay that lives as long as the exec'd process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io_err("fork exec relay", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: child: detach into its own session, relay, then _exit.
+        unsafe {
+            libc::setsid();
+            let keep = conn.as_raw_fd();
+            let _ = keep;
+            let code = relay(conn, tty);
+            libc::_exit(code);
+        }
+    }
+    Ok(pid)
+}
+
+/// Relays stdio between the caller and an exec'd process until it exits.
+fn relay(conn: UnixStream, tty: Option<File>) -> i32 {
+    let (in_fd, out_fd) = tty
+        .as_ref()
+        .map(|t| (t.as_raw_fd(), t.as_raw_fd()))
+        .unwrap_or((0, 1));
+    if let Ok(mut w) = conn.try_clone() {
+        thread::spawn(move || {
+            // SAFETY: borrowed descriptor.
+            let mut input = ManuallyDrop::new(unsafe { File::from_raw_fd(in_fd) });
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = proto::write_frame(&mut w, &Msg::Stdin { proc: 0 }, &[]);
+                        return;
+                    }
+                    Ok(n) => {
+                        if proto::write_frame(&mut w, &Msg::Stdin { proc: 0 }, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut conn = conn;
+    loop {
+        match proto::read_frame(&mut conn) {
+            Ok(Some(proto::Frame {
+                msg: Msg::Output { fd, .. },
+                payload,
+            })) => {
+                let _ = raw_write(if fd == 2 && tty.is_none() { 2 } else { out_fd }, &payload);
+            }
+            Ok(Some(proto::Frame {
+                msg: Msg::Exit { status, .. },
+                ..
+            })) => return status & 0xff,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                log("exec: lost the VM container's shim");
+                return 255;
+            }
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// See [`crate::delete`].
+pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
+    let channel = sock_path(state_dir, "agent.sock");
+    let channel_s = channel.to_string_lossy().into_owned();
+    if let Some(vmm) = read_pid(&state_dir.join("vmm.pid")) {
+        // Only kill the pid if it is still our QEMU (pids get reused).
+        let cmdline = fs::read(format!("/proc/{vmm}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&channel_s) {
+            // SAFETY: kill QEMU's process group (it called setpgid(0, 0)).
+            unsafe {
+                libc::kill(-vmm, libc::SIGKILL);
+                libc::kill(vmm, libc::SIGKILL);
+            }
+            wait_gone(vmm);
+        }
+    }
+    if let Some(shim) = read_pid(&state_dir.join("shim.pid")) {
+        if pid_alive(shim) && fs::read_link(format!("/proc/{shim}/cwd")).is_ok() {
+            // The shim's session id is its own pid (setsid).
+            let stat = fs::read_to_string(format!("/proc/{shim}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if fields.get(4).and_then(|s| s.parse::<i32>().ok()) == Some(shim) {
+                // SAFETY: plain kill of the shim we started.
+                unsafe { libc::kill(shim, libc::SIGKILL) };
+                wait_gone(shim);
+            }
+        }
+    }
+    for name in ["agent.sock", "shim.sock"] {
+        let _ = fs::remove_file(sock_path(state_dir, name));
+        let _ = fs::remove_file(state_dir.join(name));
+    }
+    for f in [
+        "vmm.pid",
+        "shim.pid",
+        "console.log",
+        "vmm.log",
+        "timings.json",
+    ] {
+        let _ = fs::remove_file(state_dir.join(f));
+    }
+    Ok(())
+}
+
+fn wait_gone(pid: i32) {
+    let start = Instant::now();
+    while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
