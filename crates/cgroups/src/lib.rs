@@ -76,7 +76,8 @@ pub struct Config<'a> {
     /// Use the systemd driver (`--systemd-cgroup`).
     pub systemd: bool,
     /// Rootless: permission errors while creating or joining cgroups are
-    /// ignored (the container then runs without those limits).
+    /// ignored (the container then runs without those limits), and device
+    /// rules are not applied (as runc: an unprivileged user cannot mknod).
     pub rootless: bool,
 }
 
@@ -117,6 +118,17 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     fn stats(&self) -> Result<Stats, Error>;
     /// The number of processes the OOM killer killed in the cgroup.
     fn oom_kill_count(&self) -> Result<u64, Error>;
+    /// A file descriptor that becomes readable when an OOM may have happened
+    /// in the cgroup (v1: an eventfd registered on `memory.oom_control`,
+    /// also signalled when the cgroup is removed; v2: an inotify watch on
+    /// `memory.events`). After a wake-up, drain the fd and compare
+    /// [`Manager::oom_kill_count`] with the previous value.
+    fn oom_notifier(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        Err(Error::Unsupported {
+            field: "events".into(),
+            msg: "this manager has no OOM notifier".into(),
+        })
+    }
     /// Sends `signal` to every process (`cgroup.kill` for `SIGKILL` when
     /// cgroup2 is joined; otherwise freeze, signal each pid, thaw).
     fn kill_all(&self, signal: i32) -> Result<(), Error>;

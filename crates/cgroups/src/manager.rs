@@ -4,7 +4,10 @@
 //! when the controller is available there); every operation then writes the
 //! v1 or v2 files of that hierarchy.
 
+use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -475,7 +478,7 @@ impl FsManager {
         if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
             self.need(C::Rdma, "rdma")?;
         }
-        if let Some(rules) = r.devices() {
+        if let Some(rules) = r.devices().as_ref().filter(|_| !self.rootless) {
             if let (_, true) = self.need(C::Devices, "devices")? {
                 devices::program(rules)?;
             }
@@ -1147,7 +1150,7 @@ impl Manager for FsManager {
                 }
             }
         }
-        if let Some(rules) = r.devices() {
+        if let Some(rules) = r.devices().as_ref().filter(|_| !self.rootless) {
             match self.need(C::Devices, "devices")? {
                 (d, false) => devices::apply_v1(d, rules)?,
                 (d, true) => devices::apply_v2(d, rules)?,
@@ -1281,6 +1284,43 @@ impl Manager for FsManager {
             path: d.join(file),
             msg: "no oom_kill counter (kernel older than 4.13?)".into(),
         })
+    }
+
+    fn oom_notifier(&self) -> Result<OwnedFd, Error> {
+        let (d, v2) = self.need(C::Memory, "memory")?;
+        if v2 {
+            // SAFETY: inotify_init1 takes no pointers.
+            let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+            if fd < 0 {
+                return Err(Error::io("inotify_init1", d, io::Error::last_os_error()));
+            }
+            // SAFETY: fd is a new descriptor we own from here on.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let path = d.join("memory.events");
+            let c = CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| Error::invalid("cgroup path", "contains a NUL byte"))?;
+            // SAFETY: valid fd and NUL-terminated path.
+            if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) } < 0 {
+                return Err(Error::io(
+                    "inotify_add_watch",
+                    path,
+                    io::Error::last_os_error(),
+                ));
+            }
+            return Ok(fd);
+        }
+        // SAFETY: eventfd takes no pointers.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(Error::io("eventfd", d, io::Error::last_os_error()));
+        }
+        // SAFETY: efd is a new descriptor we own from here on.
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let ctl_path = d.join("memory.oom_control");
+        let ctl = std::fs::File::open(&ctl_path).map_err(|e| Error::io("open", ctl_path, e))?;
+        let line = format!("{} {}", efd.as_raw_fd(), ctl.as_raw_fd());
+        fsutil::write(d, "cgroup.event_control", line.as_bytes(), "events")?;
+        Ok(efd)
     }
 
     fn kill_all(&self, signal: i32) -> Result<(), Error> {

@@ -220,10 +220,19 @@ fn memory_hog_is_oom_killed_at_the_limit() {
         .or_else(|_| m.apply(&res(r#"{"memory": {"limit": 33554432}}"#)))
         .expect("apply memory");
     let before = m.oom_kill_count().expect("oom count");
+    let notifier = m.oom_notifier().expect("oom notifier");
     let mut child = parked("exec dd if=/dev/zero of=/dev/null bs=128M count=1");
     m.add_task(child.id() as i32).unwrap();
     go(&mut child);
     let st = child.wait().unwrap();
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&notifier),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+    assert_eq!(n, 1, "the OOM notifier did not fire");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         st.signal(),
