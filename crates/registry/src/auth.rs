@@ -332,6 +332,11 @@ fn access_has(claims: &serde_json::Value, kind: &str, name: &str, action: &str) 
     })
 }
 
+/// Hashes a password for an htpasswd line (bcrypt, cost 10).
+pub fn hash_password(pass: &str) -> String {
+    bcrypt::hash(pass, 10).expect("bcrypt hash of a short password")
+}
+
 /// Signs claims as an HS256 JWT.
 pub fn sign_jwt(secret: &[u8], claims: &serde_json::Value) -> String {
     let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);

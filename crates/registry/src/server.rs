@@ -618,8 +618,12 @@ async fn upload(app: &App, req: Request<Body>, name: &str, uuid: &str) -> Result
 }
 
 async fn manifest(app: &App, req: Request<Body>, name: &str, reference: &str) -> Result<Resp, ApiError> {
+    let is_put = req.method() == Method::PUT;
     let r = Reference::parse(reference).ok_or_else(|| {
-        if reference.contains(':') {
+        if !is_put {
+            // Nothing can be stored under an invalid reference.
+            ApiError::new(Code::ManifestUnknown, format!("manifest {reference:?} unknown"))
+        } else if reference.contains(':') {
             ApiError::new(Code::DigestInvalid, format!("invalid digest {reference:?}"))
         } else {
             ApiError::new(Code::ManifestInvalid, format!("invalid tag {reference:?}"))
