@@ -594,6 +594,7 @@ impl Runtime {
             cgroups: cg.hierarchies(),
             argv,
             envp,
+            close_fds: vec![lock.raw_fd()],
             fork_again,
         };
         std::env::set_current_dir(&bundle)
@@ -986,6 +987,7 @@ impl Container {
             cgroups: Vec::new(),
             argv,
             envp,
+            close_fds: vec![self._lock.raw_fd()],
             fork_again: false,
         };
         let _ = in_userns;

@@ -189,6 +189,11 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// The lock's fd (the init closes its inherited copy).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self._file.as_raw_fd()
+    }
+
     /// Blocks until the lock on `dir` is held.
     pub fn take(dir: &Path) -> Result<Lock> {
         let file = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;

@@ -60,6 +60,10 @@ fn prctl(op: libc::c_int, a: libc::c_ulong) -> R<()> {
 fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     // Die with the runtime during setup; not dumpable until execve, so the
     // container cannot ptrace us or open /proc/<pid>/exe, mem, fds.
+    for &fd in &plan.close_fds {
+        // SAFETY: closing our copy of a runtime fd the child must not keep.
+        unsafe { libc::close(fd) };
+    }
     prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
     prctl(libc::PR_SET_DUMPABLE, 0)?;
     // SAFETY: umask cannot fail; signal/sigprocmask reset what the runtime

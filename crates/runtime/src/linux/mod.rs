@@ -81,6 +81,9 @@ pub struct Plan<'a> {
     pub argv: Vec<CString>,
     /// envp as C strings.
     pub envp: Vec<CString>,
+    /// Fds of the runtime the child must close first (e.g. the state lock,
+    /// whose flock would otherwise be held by the init).
+    pub close_fds: Vec<std::os::fd::RawFd>,
     /// Fork once more after joining/creating namespaces (so that a joined or
     /// new pid namespace applies to the process).
     pub fork_again: bool,
