@@ -1405,6 +1405,59 @@ fn gc_collects_garbage_and_keeps_referenced_content() {
         .status,
         200
     );
+    // kill -9 in the middle of a GC, then GC again: referenced content intact.
+    let orphans: Vec<String> = (0..200)
+        .map(|i| push_blob(&s, "gc/app", format!("orphan {i}").as_bytes()))
+        .collect();
+    let mut g = Command::new(SKIFF)
+        .args(["registry", "gc", "--grace-secs", "0", "--storage"])
+        .arg(&storage)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let _ = g.kill();
+    let _ = g.wait();
+    assert_eq!(
+        curl(
+            "GET",
+            &s.url(&format!("/v2/gc/app/blobs/{l1}")),
+            &[],
+            None,
+            &[]
+        )
+        .body,
+        b"kept layer"
+    );
+    gc(&["--grace-secs", "0"]);
+    for o in orphans.iter().step_by(37) {
+        assert_eq!(
+            curl(
+                "HEAD",
+                &s.url(&format!("/v2/gc/app/blobs/{o}")),
+                &[],
+                None,
+                &[]
+            )
+            .status,
+            404
+        );
+    }
+    assert_eq!(
+        curl("GET", &s.url("/v2/gc/app/manifests/v1"), &[], None, &[]).body,
+        tagged
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &s.url(&format!("/v2/gc/app/blobs/{cd}")),
+            &[],
+            None,
+            &[]
+        )
+        .body,
+        cfg
+    );
     // An upload in progress is untouched by GC and completes afterwards.
     let st = curl("POST", &s.url("/v2/gc/app/blobs/uploads/"), &[], None, &[]);
     let loc = st.header("location").unwrap().to_string();

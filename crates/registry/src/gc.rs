@@ -2,10 +2,11 @@
 //! manifests.
 //!
 //! Safe against concurrent pushes: nothing modified after `start - grace` is
-//! deleted (pushes touch every blob a new manifest references, and committed
-//! uploads and new revisions carry fresh mtimes), each blob's mtime is
-//! re-checked right before it is removed, and uploads in progress are never
-//! touched. Every step is an idempotent single-object delete, so a GC killed
+//! deleted (pushes touch every blob a new manifest references before checking
+//! it exists, and committed uploads and new revisions carry fresh mtimes); a
+//! doomed blob is first renamed into `trash/`, its mtime re-checked there and
+//! the blob restored if a push touched it meanwhile; uploads in progress are
+//! never touched (only uploads idle for longer than `upload_ttl`). Every step is an idempotent single-object delete, so a GC killed
 //! half-way leaves a consistent store; run it again to finish.
 
 use crate::digest::{Algorithm, Digest};
@@ -25,6 +26,9 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Delete manifests that no tag (or tagged index, or kept subject) reaches.
     pub delete_untagged: bool,
+    /// Uploads whose data was not written for this long are abandoned and
+    /// removed (in-progress uploads are younger by definition).
+    pub upload_ttl: Duration,
 }
 
 impl Default for GcOptions {
@@ -33,6 +37,7 @@ impl Default for GcOptions {
             dry_run: false,
             grace: Duration::from_secs(600),
             delete_untagged: true,
+            upload_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -50,6 +55,8 @@ pub struct GcReport {
     pub blobs_marked: usize,
     /// Unreferenced blobs kept because they are younger than the grace window.
     pub blobs_young: usize,
+    /// Abandoned uploads removed (ids).
+    pub uploads_deleted: Vec<String>,
 }
 
 /// A GC failure.
@@ -195,11 +202,22 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
                     report.blobs_young += 1;
                     continue;
                 }
+                if !opts.dry_run {
+                    // Move aside first, then re-check: a push that touched the
+                    // blob before the move is seen here and the blob restored;
+                    // a push after the move finds it missing and is refused.
+                    let trash = format!("trash/{}-{hex}-{}", algo.name(), uuid::Uuid::new_v4());
+                    d.rename(&path, &trash).await?;
+                    let young = d.stat(&trash).await?.is_some_and(|m| m.modified >= cutoff);
+                    if young {
+                        d.rename(&trash, &path).await?;
+                        report.blobs_young += 1;
+                        continue;
+                    }
+                    d.delete(&trash).await?;
+                }
                 report.blobs_deleted.push(dg.to_string());
                 report.bytes_freed += meta.size;
-                if !opts.dry_run {
-                    d.delete(&format!("{base}/{pre}/{hex}")).await?;
-                }
                 deleted.insert(dg);
             }
         }
@@ -208,7 +226,30 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
     if !opts.dry_run && !deleted.is_empty() {
         for repo in st.catalog().await? {
             for dg in &deleted {
-                d.delete(&store::layer_link(&repo, dg)).await?;
+                // A re-upload since the sweep re-creates blob and link (fresh
+                // mtime); leave those alone.
+                let link = store::layer_link(&repo, dg);
+                let stale = d.stat(&link).await?.is_some_and(|m| m.modified < cutoff);
+                if stale && d.stat(&store::blob_path(dg)).await?.is_none() {
+                    d.delete(&link).await?;
+                }
+            }
+        }
+    }
+    // Abandoned uploads (untouched for longer than the TTL).
+    let upload_cutoff = start.checked_sub(opts.upload_ttl).unwrap_or(start);
+    for id in d.list("uploads").await? {
+        let data = format!("uploads/{id}/data");
+        let info = format!("uploads/{id}/info");
+        let newest = match (d.stat(&data).await?, d.stat(&info).await?) {
+            (Some(a), Some(b)) => a.modified.max(b.modified),
+            (Some(a), None) | (None, Some(a)) => a.modified,
+            (None, None) => continue,
+        };
+        if newest < upload_cutoff {
+            report.uploads_deleted.push(id.clone());
+            if !opts.dry_run {
+                d.delete(&format!("uploads/{id}")).await?;
             }
         }
     }

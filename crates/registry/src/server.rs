@@ -546,6 +546,13 @@ async fn upload_start(app: &App, req: Request<Body>, name: &str, user: &str) -> 
             if may_pull && app.store.mount(name, from, &d).await? {
                 return Ok(created(&d));
             }
+        } else if q(&qs, "from").is_none()
+            && app.auth.is_none()
+            && app.store.mount_any(name, &d).await?
+        {
+            // Automatic content discovery: only on an open registry, where
+            // every repository is readable anyway.
+            return Ok(created(&d));
         }
     }
     let single = match q(&qs, "digest") {

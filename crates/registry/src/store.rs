@@ -226,6 +226,16 @@ impl Store {
         Ok(true)
     }
 
+    /// Links a blob stored under any repository into `repo` (mount without
+    /// `from`); false if the registry does not hold it.
+    pub async fn mount_any(&self, repo: &str, d: &Digest) -> Result<bool, ApiError> {
+        if !self.driver.touch(&blob_path(d)).await? {
+            return Ok(false);
+        }
+        self.driver.put(&layer_link(repo, d), b"").await?;
+        Ok(true)
+    }
+
     /// Starts an upload session; returns its id.
     pub async fn upload_start(&self, repo: &str) -> Result<String, ApiError> {
         let uuid = uuid::Uuid::new_v4().to_string();

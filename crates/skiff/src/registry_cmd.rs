@@ -47,6 +47,9 @@ pub enum RegistryCommand {
         /// Keep untagged manifests.
         #[arg(long)]
         keep_untagged: bool,
+        /// Remove uploads not written to for this many seconds.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        upload_ttl_secs: u64,
     },
     /// Write a self-signed TLS certificate and key (for development).
     GenCert {
@@ -94,12 +97,14 @@ pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
             storage,
             grace_secs,
             keep_untagged,
+            upload_ttl_secs,
         } => {
             let dir = storage.unwrap_or(default_storage);
             let opts = skiff_registry::gc::GcOptions {
                 dry_run,
                 grace: std::time::Duration::from_secs(grace_secs),
                 delete_untagged: !keep_untagged,
+                upload_ttl: std::time::Duration::from_secs(upload_ttl_secs),
             };
             let r = skiff_registry::gc_blocking(&dir, &opts)
                 .with_context(|| format!("skiff registry gc {}", dir.display()))?;
@@ -109,6 +114,9 @@ pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
             }
             for d in &r.blobs_deleted {
                 println!("{verb} blob {d}");
+            }
+            for u in &r.uploads_deleted {
+                println!("{verb} abandoned upload {u}");
             }
             println!(
                 "gc: {} manifests, {} blobs ({} bytes) {verb}; {} blobs referenced, {} young kept",
