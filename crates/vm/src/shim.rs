@@ -535,9 +535,16 @@ impl Shim {
                     return status & 0xff;
                 }
                 Ok(Event::Closed(why)) => {
-                    let status = match self.qemu.try_wait() {
-                        Ok(Some(s)) => s.to_string(),
-                        _ => "still running".into(),
+                    // The socket closes a moment before QEMU's exit status exists.
+                    let t = Instant::now();
+                    let status = loop {
+                        match self.qemu.try_wait() {
+                            Ok(Some(s)) => break s.to_string(),
+                            _ if t.elapsed() > Duration::from_secs(1) => {
+                                break "still running (killed now)".into()
+                            }
+                            _ => thread::sleep(Duration::from_millis(10)),
+                        }
                     };
                     log(&format!(
                         "container stopped: VMM/agent channel lost ({why}); VMM {status}"
