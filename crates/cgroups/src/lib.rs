@@ -68,7 +68,8 @@ pub fn detect_layout() -> Result<Layout, Error> {
 pub struct Config<'a> {
     /// `linux.cgroupsPath`: absolute (`/a/b`, below every hierarchy root),
     /// relative (`a/b`, below the cgroup of the calling process in each
-    /// hierarchy, as runc), or `None`/empty for `/skiff/<id>`. With
+    /// hierarchy as runc; on a pure v2 host below the *parent* of that
+    /// cgroup, as runc's fs2), or `None`/empty for `/skiff/<id>`. With
     /// `systemd`, the `slice:prefix:name` form.
     pub cgroups_path: Option<&'a str>,
     /// The container id.

@@ -152,7 +152,14 @@ impl FsManager {
         let path_in = |m: &CgroupMount, v1: bool| -> Result<PathBuf, Error> {
             let mut p = m.mount_point.clone();
             if let Some(text) = &own {
-                p.push(own_cgroup(text, m, v1)?);
+                let mine = own_cgroup(text, m, v1)?;
+                if layout == Layout::V2 {
+                    // runc (fs2): the parent of our own cgroup, which most
+                    // probably has processes and so cannot enable controllers
+                    p.push(mine.parent().unwrap_or(Path::new("")));
+                } else {
+                    p.push(mine);
+                }
             }
             p.push(&inner);
             Ok(p)
@@ -292,21 +299,25 @@ impl FsManager {
     fn set_frozen(&self, frozen: bool) -> Result<(), Error> {
         let (d, v2) = self.freezer()?;
         let field = if frozen { "freeze" } else { "thaw" };
-        if v2 {
-            fsutil::write(d, "cgroup.freeze", if frozen { b"1" } else { b"0" }, field)?;
-        } else {
-            fsutil::write(
-                d,
-                "freezer.state",
-                if frozen { b"FROZEN" } else { b"THAWED" },
-                field,
-            )?;
-        }
+        let (file, value): (&str, &[u8]) = match (v2, frozen) {
+            (true, true) => ("cgroup.freeze", b"1"),
+            (true, false) => ("cgroup.freeze", b"0"),
+            (false, true) => ("freezer.state", b"FROZEN"),
+            (false, false) => ("freezer.state", b"THAWED"),
+        };
+        fsutil::write(d, file, value, field)?;
         let start = Instant::now();
         let mut nap = Duration::from_micros(100);
+        let mut polls = 0u32;
         loop {
             if self.is_frozen()? == frozen {
                 return Ok(());
+            }
+            polls += 1;
+            if !v2 && polls % 32 == 0 {
+                // v1 can stay in FREEZING when a task forks concurrently:
+                // asking again, as runc does, lets it finish
+                fsutil::write(d, file, value, field)?;
             }
             if start.elapsed() > Duration::from_secs(10) {
                 if frozen {
