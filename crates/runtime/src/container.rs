@@ -330,6 +330,23 @@ fn write_id_maps(pid: i32, spec: &Spec, rootless: bool) -> Result<()> {
     Ok(())
 }
 
+/// Host uid/gid that the container's root maps to (0/0 without a user namespace).
+fn host_root_ids(spec: &Spec) -> (u32, u32) {
+    let find = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    let linux = spec.linux().as_ref();
+    // SAFETY: geteuid/getegid cannot fail.
+    let (eu, eg) = unsafe { (libc::geteuid(), libc::getegid()) };
+    (
+        find(linux.and_then(|l| l.uid_mappings().as_ref())).unwrap_or(eu),
+        find(linux.and_then(|l| l.gid_mappings().as_ref())).unwrap_or(eg),
+    )
+}
+
 fn write_time_offsets(spec: &Spec) -> Result<()> {
     let Some(offs) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
         return Ok(());
@@ -559,6 +576,15 @@ impl Runtime {
         let fifo_path = dir.join(state::EXEC_FIFO);
         nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
             .ctx(|| "creating exec fifo")?;
+        // mkfifo honours the umask; the container's root (maybe an
+        // unprivileged host uid in a user namespace) must be able to write.
+        std::fs::set_permissions(
+            &fifo_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o622),
+        )
+        .ctx(|| "chmod exec fifo")?;
+        let (ruid, rgid) = host_root_ids(&spec);
+        std::os::unix::fs::chown(&fifo_path, Some(ruid), Some(rgid)).ctx(|| "chown exec fifo")?;
         let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .ctx(|| "opening exec fifo")?;
 

@@ -30,10 +30,16 @@ fn last_err(what: impl std::fmt::Display) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
+/// Set once READY is sent: the runtime no longer reads the channel, so
+/// later errors go to the container's stderr.
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Entry point of the cloned child. Never returns.
 pub fn main(plan: Plan, chan: Chan) -> ! {
     let Err(msg) = run(&plan, &chan);
-    if chan.send(sync::ERROR, msg.as_bytes()).is_err() {
+    if READY_SENT.load(std::sync::atomic::Ordering::Relaxed)
+        || chan.send(sync::ERROR, msg.as_bytes()).is_err()
+    {
         let _ = writeln!(std::io::stderr(), "skiff: {msg}");
     }
     // SAFETY: _exit never returns and skips atexit handlers of the runtime.
@@ -286,12 +292,25 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     }
     prctl(libc::PR_SET_PDEATHSIG, 0)?;
     chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
+    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(fifo) = &plan.fifo {
-        wait_fifo(fifo.as_fd())?;
+        // In a user namespace, /proc/self/fd of a non-dumpable process is
+        // owned by the host's root and cannot be searched: reopening the
+        // fifo needs the process dumpable for the duration of the open.
+        if in_userns {
+            prctl(libc::PR_SET_DUMPABLE, 1)?;
+        }
+        let w = open_fifo(fifo.as_fd());
+        if in_userns {
+            prctl(libc::PR_SET_DUMPABLE, 0)?;
+        }
+        let w = w?;
         if let Some(h) = spec.hooks() {
             crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
                 .map_err(|e| e.to_string())?;
         }
+        // `start` returns (and runs poststart) once this byte arrives.
+        nix::unistd::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
     }
     if let (Some(f), false, false) = (&plan.seccomp, nnp, seccomp_loaded) {
         f.load()
@@ -519,8 +538,8 @@ fn set_user(user: &oci_spec::runtime::User, in_userns: bool) -> R<()> {
     prctl(libc::PR_SET_KEEPCAPS, 0)
 }
 
-/// Blocks until `start` opens the exec fifo for reading, then signals it.
-fn wait_fifo(fifo: BorrowedFd) -> R<()> {
+/// Blocks until `start` opens the exec fifo for reading; returns the write end.
+fn open_fifo(fifo: BorrowedFd) -> R<std::os::fd::OwnedFd> {
     let path = CString::new(fs::fd_path(fifo)).map_err(|_| "bad fifo path")?;
     // SAFETY: open of /proc/self/fd/N (our own O_PATH fifo fd).
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
@@ -529,16 +548,8 @@ fn wait_fifo(fifo: BorrowedFd) -> R<()> {
             "opening exec fifo (is /proc mounted in the container?)",
         ));
     }
-    let b = [b'0'];
-    // SAFETY: write of one byte from a valid buffer, then close.
-    unsafe {
-        let n = libc::write(fd, b.as_ptr().cast(), 1);
-        libc::close(fd);
-        if n != 1 {
-            return Err(last_err("writing exec fifo"));
-        }
-    }
-    Ok(())
+    // SAFETY: fd is a fresh fd we own.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Marks every fd above the preserved ones close-on-exec and clears it on
