@@ -314,7 +314,7 @@ impl FsManager {
                 return Ok(());
             }
             polls += 1;
-            if !v2 && polls % 32 == 0 {
+            if !v2 && polls & 31 == 0 {
                 // v1 can stay in FREEZING when a task forks concurrently:
                 // asking again, as runc does, lets it finish
                 fsutil::write(d, file, value, field)?;
