@@ -396,6 +396,13 @@ impl Store {
         for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let e = e.map_err(io_err(&dir))?;
             let name = e.file_name().to_string_lossy().to_string();
+            // Staging dirs of running pulls are left alone (prune of old ones below).
+            if name.starts_with(".tmp-") {
+                if is_old(&e) {
+                    let _ = remove_tree(&e.path());
+                }
+                continue;
+            }
             if !keep_snaps.contains(&name) {
                 remove_tree(&e.path()).map_err(io_err(&e.path()))?;
                 stats.snapshots += 1;
@@ -405,18 +412,20 @@ impl Store {
             let dir = self.root.join(sub);
             for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
                 // Leave fresh files alone: another pull may be writing them.
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .map(|t| t.elapsed().map(|a| a.as_secs() > 3600).unwrap_or(false))
-                    .unwrap_or(false);
-                if old {
+                if is_old(&e) {
                     let _ = remove_tree(&e.path());
                 }
             }
         }
         Ok(stats)
     }
+}
+
+fn is_old(e: &fs::DirEntry) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().map(|a| a.as_secs() > 3600).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// Removes a file or directory tree (also makes read-only dirs writable).

@@ -294,11 +294,22 @@ fn path_of(comps: &[OsString]) -> PathBuf {
 }
 
 /// Opens the directory `comps` under `root`, resolving symlinks inside root
-/// only, creating missing directories (0755) on the way.
+/// only, creating missing directories (0755) on the way. A symlinked
+/// component whose target is missing is followed lexically (`..` clamped at
+/// the root, like `RESOLVE_IN_ROOT`) and its target created.
 fn open_dir_in_root(
     root: BorrowedFd<'_>,
     comps: &[OsString],
     op: &'static str,
+) -> Result<OwnedFd, UnpackError> {
+    open_dir_depth(root, comps, op, 0)
+}
+
+fn open_dir_depth(
+    root: BorrowedFd<'_>,
+    comps: &[OsString],
+    op: &'static str,
+    depth: u32,
 ) -> Result<OwnedFd, UnpackError> {
     let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -307,29 +318,56 @@ fn open_dir_in_root(
         Err(rustix::io::Errno::NOENT) => {}
         Err(e) => return Err(io_err(comps, op, e)),
     }
-    // Create the missing parents one by one (each step re-resolved in root).
-    let mut cur = rustix::fs::openat2(root, ".", flags, Mode::empty(), how)
-        .map_err(|e| io_err(comps, op, e))?;
-    for (i, c) in comps.iter().enumerate() {
-        match rustix::fs::openat2(cur.as_fd(), c.as_os_str(), flags, Mode::empty(), how) {
-            Ok(fd) => {
-                // Re-resolve from root to keep IN_ROOT semantics for symlinks.
-                cur = rustix::fs::openat2(root, path_of(&comps[..=i]), flags, Mode::empty(), how)
-                    .map_err(|e| io_err(comps, op, e))?;
-                drop(fd);
+    if depth > 40 {
+        return Err(io_err(comps, op, rustix::io::Errno::LOOP));
+    }
+    // Walk from the root, one component at a time (no fd is trusted across
+    // steps: each step re-resolves from the root with IN_ROOT).
+    for i in 0..comps.len() {
+        let prefix = &comps[..=i];
+        match rustix::fs::openat2(root, path_of(prefix), flags, Mode::empty(), how) {
+            Ok(_) => continue,
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(io_err(comps, op, e)),
+        }
+        let parent = rustix::fs::openat2(root, path_of(&comps[..i]), flags, Mode::empty(), how)
+            .map_err(|e| io_err(comps, op, e))?;
+        let name = comps[i].as_os_str();
+        match rustix::fs::statat(parent.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                // Dangling symlink: continue at its target, inside the root.
+                let target = rustix::fs::readlinkat(parent.as_fd(), name, Vec::new())
+                    .map_err(|e| io_err(comps, "readlink", e))?;
+                let t = target.as_bytes();
+                let mut next: Vec<OsString> = if t.starts_with(b"/") {
+                    Vec::new()
+                } else {
+                    comps[..i].to_vec()
+                };
+                for c in t.split(|&b| b == b'/') {
+                    match c {
+                        b"" | b"." => {}
+                        b".." => {
+                            next.pop();
+                        }
+                        c => next.push(OsString::from_vec(c.to_vec())),
+                    }
+                }
+                next.extend_from_slice(&comps[i + 1..]);
+                return open_dir_depth(root, &next, op, depth + 1);
             }
+            Ok(_) => return Err(io_err(comps, op, rustix::io::Errno::NOTDIR)),
             Err(rustix::io::Errno::NOENT) => {
-                match rustix::fs::mkdirat(cur.as_fd(), c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                match rustix::fs::mkdirat(parent.as_fd(), name, Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(io_err(comps, "mkdir parent", e)),
                 }
-                cur = rustix::fs::openat2(root, path_of(&comps[..=i]), flags, Mode::empty(), how)
-                    .map_err(|e| io_err(comps, op, e))?;
             }
             Err(e) => return Err(io_err(comps, op, e)),
         }
     }
-    Ok(cur)
+    rustix::fs::openat2(root, path_of(comps), flags, Mode::empty(), how)
+        .map_err(|e| io_err(comps, op, e))
 }
 
 fn set_times(dir: BorrowedFd<'_>, name: &OsStr, mtime: u64) -> rustix::io::Result<()> {
@@ -414,8 +452,8 @@ impl Unpacker<'_> {
         let mut mode = header
             .mode()
             .map_err(|e| io_err(&comps, "header mode", e))?;
-        let mut uid = header.uid().map_err(|e| io_err(&comps, "header uid", e))?;
-        let mut gid = header.gid().map_err(|e| io_err(&comps, "header gid", e))?;
+        let mut uid = header.uid().unwrap_or(0);
+        let mut gid = header.gid().unwrap_or(0);
         let mut mtime = header.mtime().unwrap_or(0);
         let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
         if let Ok(Some(pax)) = entry.pax_extensions() {
