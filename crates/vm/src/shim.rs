@@ -220,6 +220,7 @@ struct Shim {
     plan_channel: PathBuf,
     control: PathBuf,
     tty: Option<File>,
+    state_dir: PathBuf,
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -448,6 +449,7 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
         plan_channel: vm.channel.clone(),
         control: sock_path(&plan.state_dir, "shim.sock"),
         tty: None,
+        state_dir: plan.state_dir.clone(),
     })
 }
 
@@ -513,6 +515,26 @@ fn spawn_reader(link: Arc<Link>, mut reader: Box<dyn Read + Send>, events: mpsc:
 /// Descriptor the container's output goes to when it has a terminal (-1: stdio).
 static TTY_FD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
 
+/// Adds QEMU's peak RSS (VmHWM) to timings.json, for the benchmark.
+fn record_peak_rss(q: &Child, state_dir: &Path) {
+    let status = fs::read_to_string(format!("/proc/{}/status", q.id())).unwrap_or_default();
+    let Some(kb) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let path = state_dir.join("timings.json");
+    if let Some(mut t) = fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+    {
+        t["vmm_peak_rss_kb"] = json!(kb);
+        let _ = fs::write(&path, t.to_string());
+    }
+}
+
 fn kill_group(q: &mut Child) {
     // SAFETY: QEMU leads its own process group (setpgid in pre_exec).
     unsafe { libc::kill(-(q.id() as i32), libc::SIGKILL) };
@@ -522,6 +544,7 @@ fn kill_group(q: &mut Child) {
 
 impl Shim {
     fn cleanup(&mut self) {
+        record_peak_rss(&self.qemu, &self.state_dir);
         kill_group(&mut self.qemu);
         let _ = fs::remove_file(&self.plan_channel);
         let _ = fs::remove_file(&self.control);

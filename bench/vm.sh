@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# VM isolation benchmark: time to the container's first instruction and back,
+# VM (skiff-vm, QEMU microvm) vs namespace container, with kernel and
+# initramfs cached; boot breakdown and peak host RSS of the VMM per VM.
+#
+#   bash bench/vm.sh [runs]        (default 5; root; QEMU, busybox-static)
+#   SKIFF_VM_KERNEL=/path/vmlinux bash bench/vm.sh   # e.g. the minimal kernel of scripts/vm-kernel.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 missing" >&2; exit 0; }
+[ -x /bin/busybox ] || { echo "SKIP: /bin/busybox missing" >&2; exit 0; }
+
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p skiff-agent --release --target x86_64-unknown-linux-gnu
+cargo build -q -p skiff-vm --release --example vm-run
+vmrun=target/release/examples/vm-run
+export SKIFF_AGENT=$PWD/target/x86_64-unknown-linux-gnu/release/skiff-agent
+
+work=$(mktemp -d /tmp/skiff-vm-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+b=$work/bundle
+mkdir -p $b/rootfs/{bin,proc,dev,tmp}
+cp /bin/busybox $b/rootfs/bin/
+for a in sh true; do ln -s busybox $b/rootfs/bin/$a; done
+cat > $b/config.json <<JSON
+{"ociVersion":"1.0.2","root":{"path":"rootfs"},"hostname":"bench",
+ "process":{"args":["/bin/true"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0}},
+ "mounts":[{"destination":"/proc","type":"proc","source":"proc"}],
+ "annotations":{"run.skiff.isolation":"vm"},
+ "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"}]}}
+JSON
+
+echo "# warm-up (fills the kernel/initramfs cache)"
+$vmrun $b >/dev/null
+echo "# $runs VM runs of /bin/true (ms; guest_* are guest uptime stamps)"
+printf "%-8s %-8s %-8s %-8s %-10s %-10s %-10s %-10s %-10s %-8s\n" create start exit delete vmm_spawn kernel modules agent_ready created rss_MiB
+for i in $(seq "$runs"); do
+  $vmrun $b | python3 -c '
+import json,sys
+r=json.load(sys.stdin); v=r["vm"]
+print("%-8.0f %-8.0f %-8.0f %-8.0f %-10s %-10s %-10s %-10s %-10s %-8.1f" % (r["create_ms"], r["start_ms"], r["exit_ms"], r["delete_ms"],
+  v.get("vmm_spawn_ms"), v.get("guest_kernel_ms"), v.get("guest_modules_ms"), v.get("agent_hello_ms"), v.get("created_ms"),
+  (v.get("vmm_peak_rss_kb") or 0)/1024))'
+done
+
+echo "# namespace container, same bundle (run = create+start+wait+delete)"
+sed -i 's/"run.skiff.isolation":"vm"/"run.skiff.isolation":"namespace"/' $b/config.json
+if [ -x target/release/skiff ] && target/release/skiff --help 2>/dev/null | grep -q run; then
+  rt=target/release/skiff
+else rt=runc; fi   # crun refuses this host's hybrid cgroups
+if command -v hyperfine >/dev/null; then
+  echo "runtime: $rt"
+  hyperfine -N -w 2 -r "$runs" "$rt --root $work/ns run -b $b bench-ns" 2>&1 | grep -E "Time|Range|rror" || true
+else
+  time (for i in $(seq "$runs"); do $rt --root $work/ns run -b $b bench-ns >/dev/null; done)
+fi
+echo "# accel: $(python3 -c 'import json,glob; print(open(glob.glob("/var/cache/skiff/vm/kvm-probe-*")[0]).read())' 2>/dev/null || echo '?')"
