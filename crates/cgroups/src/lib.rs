@@ -38,7 +38,7 @@ pub use manager::{blkio_weight_to_io, shares_to_weight};
 pub use mounts::{CgroupMount, MountTable};
 pub use oci_spec::runtime::LinuxResources;
 pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
 };
 pub use validate::{parse_id_list, validate};
 

@@ -1268,6 +1268,9 @@ impl Manager for FsManager {
                 stats::memory_v1(d, &mut s)?;
             }
         }
+        if let Some((d, v2)) = self.dir(C::Cpuset) {
+            stats::cpuset(d, &mut s, v2)?;
+        }
         if let Some((d, _)) = self.dir(C::Pids) {
             stats::pids(d, &mut s)?;
         }

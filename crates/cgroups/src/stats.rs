@@ -18,6 +18,8 @@ fn zero(v: &u64) -> bool {
 pub struct Stats {
     /// CPU usage and throttling.
     pub cpu: Cpu,
+    /// The cpuset in force.
+    pub cpuset: CpuSet,
     /// Memory usage.
     pub memory: Memory,
     /// Number of processes.
@@ -31,6 +33,71 @@ pub struct Stats {
     /// Always null (network stats are read in the container's netns by the
     /// runtime, not from cgroups).
     pub network_interfaces: Option<Vec<()>>,
+}
+
+/// The CPUs and memory nodes of the cgroup (effective sets).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CpuSet {
+    /// CPU ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<u16>,
+    /// `cpuset.cpu_exclusive` (v1).
+    pub cpu_exclusive: u64,
+    /// Memory node ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mems: Vec<u16>,
+    /// `cpuset.mem_hardwall` (v1).
+    pub mem_hardwall: u64,
+    /// `cpuset.mem_exclusive` (v1).
+    pub mem_exclusive: u64,
+    /// `cpuset.memory_migrate` (v1).
+    pub memory_migrate: u64,
+    /// `cpuset.memory_spread_page` (v1).
+    pub memory_spread_page: u64,
+    /// `cpuset.memory_spread_slab` (v1).
+    pub memory_spread_slab: u64,
+    /// `cpuset.memory_pressure` (v1).
+    pub memory_pressure: u64,
+    /// `cpuset.sched_load_balance` (v1).
+    pub sched_load_balance: u64,
+    /// `cpuset.sched_relax_domain_level` (v1).
+    pub sched_relax_domain_level: i64,
+}
+
+fn ids(text: &str) -> Vec<u16> {
+    crate::validate::parse_id_list(text)
+        .map(|r| {
+            r.into_iter()
+                .flat_map(|(a, b)| a..=b)
+                .map(|i| i as u16)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn cpuset(dir: &Path, s: &mut Stats, v2: bool) -> Result<(), Error> {
+    let c = &mut s.cpuset;
+    if let Some(t) = fsutil::read_opt(dir, "cpuset.effective_cpus")? {
+        c.cpus = ids(&t);
+    }
+    if let Some(t) = fsutil::read_opt(dir, "cpuset.effective_mems")? {
+        c.mems = ids(&t);
+    }
+    if v2 {
+        return Ok(());
+    }
+    c.cpu_exclusive = fsutil::read_u64(dir, "cpuset.cpu_exclusive")?;
+    c.mem_hardwall = fsutil::read_u64(dir, "cpuset.mem_hardwall")?;
+    c.mem_exclusive = fsutil::read_u64(dir, "cpuset.mem_exclusive")?;
+    c.memory_migrate = fsutil::read_u64(dir, "cpuset.memory_migrate")?;
+    c.memory_spread_page = fsutil::read_u64(dir, "cpuset.memory_spread_page")?;
+    c.memory_spread_slab = fsutil::read_u64(dir, "cpuset.memory_spread_slab")?;
+    c.memory_pressure = fsutil::read_u64(dir, "cpuset.memory_pressure")?;
+    c.sched_load_balance = fsutil::read_u64(dir, "cpuset.sched_load_balance")?;
+    c.sched_relax_domain_level = fsutil::read_opt(dir, "cpuset.sched_relax_domain_level")?
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    Ok(())
 }
 
 /// Huge page usage of one page size.

@@ -198,7 +198,8 @@ fn process_joins_every_hierarchy_and_is_killed() {
         s.memory.usage
     );
     let j = serde_json::to_value(&s).unwrap();
-    for k in ["cpu", "memory", "pids", "blkio", "hugetlb"] {
+    assert!(!s.cpuset.cpus.is_empty(), "{:?}", s.cpuset);
+    for k in ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"] {
         assert!(j.get(k).is_some(), "stats json lacks {k}: {j}");
     }
     eprintln!("stats: {j}");
