@@ -168,6 +168,96 @@ pub(crate) fn enosys_stub(archs: &[(u32, ArchMax)]) -> Vec<sock_filter> {
         .collect()
 }
 
+/// A complete single-architecture program from libseccomp (it checks the arch
+/// itself and ends every path in a `ret`).
+pub(crate) struct ArchProgram {
+    /// Kernel audit arch the program filters.
+    pub audit: u32,
+    /// Whether it is the x32 program (AUDIT_ARCH_X86_64 with the x32 bit set).
+    pub x32: bool,
+    pub prog: Vec<sock_filter>,
+}
+
+/// `SECCOMP_RET_KILL_THREAD`, libseccomp's default bad-architecture action.
+const RET_KILL_THREAD: u32 = 0;
+
+/// Links single-architecture programs behind an arch dispatcher:
+///
+/// ```text
+///   ld [arch]
+///   jeq AUDIT_a, 0, 1 ; ja prog_a        (one pair per audit arch)
+///   ...
+///   ret KILL_THREAD                      (unknown arch: libseccomp's default)
+///   [x86_64 with x32: ld [nr]; jset X32_BIT, 0, 1; ja prog_x32; ja prog_x86_64]
+///   prog_a ... prog_b ...
+/// ```
+///
+/// Each program re-checks its arch (and x32 bit) as libseccomp generated it, so a
+/// program reached through the dispatcher behaves exactly as in a combined filter.
+/// All jumps out of the dispatcher are 32-bit `ja`s: no range limits.
+pub(crate) fn link(parts: &[ArchProgram]) -> Vec<sock_filter> {
+    // Group by audit arch: (audit, main program index, x32 program index).
+    let mut groups: Vec<(u32, Option<usize>, Option<usize>)> = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let g = match groups.iter_mut().position(|g| g.0 == p.audit) {
+            Some(pos) => &mut groups[pos],
+            None => {
+                groups.push((p.audit, None, None));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        if p.x32 {
+            g.2 = Some(i);
+        } else {
+            g.1 = Some(i);
+        }
+    }
+    enum Ins {
+        Raw(sock_filter),
+        ToProg(usize),
+        ToSplit(usize),
+    }
+    let mut out: Vec<Ins> = vec![Ins::Raw(stmt(BPF_LD_W_ABS, DATA_ARCH))];
+    for (gi, (audit, main, x32)) in groups.iter().enumerate() {
+        out.push(Ins::Raw(jump(BPF_JMP_JEQ_K, *audit, 0, 1)));
+        out.push(match (main, x32) {
+            (Some(_), Some(_)) => Ins::ToSplit(gi),
+            (Some(p), None) | (None, Some(p)) => Ins::ToProg(*p),
+            (None, None) => unreachable!("groups are created with a program"),
+        });
+    }
+    out.push(Ins::Raw(stmt(BPF_RET_K, RET_KILL_THREAD)));
+    let mut split_at = vec![usize::MAX; groups.len()];
+    for (gi, (_, main, x32)) in groups.iter().enumerate() {
+        if let (Some(m), Some(x)) = (main, x32) {
+            split_at[gi] = out.len();
+            out.push(Ins::Raw(stmt(BPF_LD_W_ABS, DATA_NR)));
+            out.push(Ins::Raw(jump(BPF_JMP_JSET_K, X32_SYSCALL_BIT, 0, 1)));
+            out.push(Ins::ToProg(*x));
+            out.push(Ins::ToProg(*m));
+        }
+    }
+    let mut prog_at = Vec::with_capacity(parts.len());
+    let mut at = out.len();
+    for p in parts {
+        prog_at.push(at);
+        at += p.prog.len();
+    }
+    let mut linked: Vec<sock_filter> = out
+        .iter()
+        .enumerate()
+        .map(|(pos, ins)| match ins {
+            Ins::Raw(f) => *f,
+            Ins::ToProg(i) => stmt(BPF_JMP_JA, (prog_at[*i] - pos - 1) as u32),
+            Ins::ToSplit(g) => stmt(BPF_JMP_JA, (split_at[*g] - pos - 1) as u32),
+        })
+        .collect();
+    for p in parts {
+        linked.extend_from_slice(&p.prog);
+    }
+    linked
+}
+
 /// Parses the output of `seccomp_export_bpf` (host-endian `struct sock_filter`s).
 pub(crate) fn parse_program(bytes: &[u8]) -> Option<Vec<sock_filter>> {
     if !bytes.len().is_multiple_of(8) {

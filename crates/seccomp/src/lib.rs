@@ -20,6 +20,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 mod bpf;
+mod cache;
 mod compiler;
 mod features;
 mod listener;
@@ -143,15 +144,34 @@ pub fn compile_json(seccomp: &serde_json::Value) -> Result<Filter, Error> {
     build(profile::Profile::from_json(seccomp)?)
 }
 
+/// Like [`compile`], but reuses the BPF program compiled earlier for the same
+/// profile from `cache_dir` (created 0700 if missing; the runtime's private state
+/// directory is the right place). Validation and kernel flag checks still run on
+/// every call; only libseccomp's program generation (milliseconds for a
+/// docker-sized profile) is skipped. Cache files that do not verify are rebuilt;
+/// failing to write the cache only logs a warning.
+pub fn compile_cached(
+    cfg: &oci_spec::runtime::LinuxSeccomp,
+    cache_dir: &Path,
+) -> Result<Filter, Error> {
+    let p = profile::Profile::from_oci(cfg)?;
+    let c = cache::compile(&p, cache_dir)?;
+    Ok(finish(p, c))
+}
+
 fn build(p: profile::Profile) -> Result<Filter, Error> {
     let c = compiler::compile(&p)?;
-    Ok(Filter {
+    Ok(finish(p, c))
+}
+
+fn finish(p: profile::Profile, c: compiler::Compiled) -> Filter {
+    Filter {
         prog: c.prog,
         flags: c.flags,
         notify: p.uses_notify(),
         listener_path: p.listener_path,
         listener_metadata: p.listener_metadata,
-    })
+    }
 }
 
 impl Filter {

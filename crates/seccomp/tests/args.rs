@@ -275,3 +275,69 @@ fn extra_architectures_filter_i386_syscalls() {
         "got {st:?}"
     );
 }
+
+/// An x32-ABI umask from this 64-bit process: the syscall number carries the x32
+/// bit. seccomp sees it before the kernel decides whether x32 is enabled.
+#[cfg(target_arch = "x86_64")]
+fn umask_x32(mask: u64) -> i32 {
+    const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+    // SAFETY: raw syscall without pointers.
+    rc(unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_umask, mask) })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x32_syscalls_follow_the_x32_architecture() {
+    let rule = json!([{"names": ["umask"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EDOM}]);
+    // x32 listed: the x32 program handles the call -> EDOM; x86_64 too.
+    let with_x32 = compile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": rule
+    }));
+    let got = exit_code(&with_x32, || {
+        // SAFETY: raw umask.
+        let native = rc(unsafe { libc::syscall(libc::SYS_umask, 0o022) });
+        let x32 = umask_x32(0o022);
+        if native == libc::EDOM && x32 == libc::EDOM {
+            0
+        } else {
+            1
+        }
+    });
+    assert_eq!(got, 0);
+    // x32 not listed: bad architecture -> killed.
+    let without = compile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": rule
+    }));
+    let st = run(&without, || {
+        umask_x32(0o022);
+        0
+    });
+    assert!(
+        matches!(st, WaitStatus::Signaled(_, Signal::SIGSYS, _)),
+        "got {st:?}"
+    );
+    // An x32 allow rule does not leak to the x86_64 ABI and vice versa.
+    let mixed = compile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": libc::EDOM,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["exit_group", "exit", "rt_sigreturn"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["umask"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ERANGE}
+        ]
+    }));
+    let got = exit_code(&mixed, || {
+        // SAFETY: raw syscalls without pointers.
+        let getppid_x32 = rc(unsafe { libc::syscall(0x4000_0000 | libc::SYS_getppid) });
+        let umask_x32 = umask_x32(0);
+        if getppid_x32 == libc::EDOM && umask_x32 == libc::ERANGE {
+            0
+        } else {
+            1
+        }
+    });
+    assert_eq!(got, 0);
+}
