@@ -59,8 +59,62 @@ fn wildcard(v: Option<i64>) -> Option<i64> {
     v.filter(|&v| v >= 0)
 }
 
-/// Applies the rules on a v1 `devices` hierarchy directory.
+/// What `devices.list` shows after `deny a` + `rules`, for the usual shape
+/// (deny-all rules and allow rules for specific types); `None` otherwise.
+fn v1_expected_list(rules: &[LinuxDeviceCgroup]) -> Option<String> {
+    let mut out: Vec<(char, Option<i64>, Option<i64>, u8)> = Vec::new();
+    for r in rules {
+        let t = r.typ().unwrap_or(LinuxDeviceType::A);
+        let mut acc = 0u8;
+        for c in r.access().as_deref().unwrap_or("rwm").chars() {
+            acc |= match c {
+                'r' => 1,
+                'w' => 2,
+                _ => 4,
+            };
+        }
+        let (ma, mi) = (wildcard(r.major()), wildcard(r.minor()));
+        if !r.allow() {
+            if t == LinuxDeviceType::A && ma.is_none() && mi.is_none() && acc == 7 {
+                out.clear();
+                continue;
+            }
+            return None;
+        }
+        let tc = match t {
+            LinuxDeviceType::A => return None,
+            LinuxDeviceType::B => 'b',
+            _ => 'c',
+        };
+        match out.iter_mut().find(|e| e.0 == tc && e.1 == ma && e.2 == mi) {
+            Some(e) => e.3 |= acc,
+            None => out.push((tc, ma, mi, acc)),
+        }
+    }
+    let mut s = String::new();
+    for (t, ma, mi, acc) in out {
+        let n = |v: Option<i64>| v.map_or("*".to_owned(), |v| v.to_string());
+        s.push_str(&format!("{t} {}:{} ", n(ma), n(mi)));
+        for (bit, c) in [(1, 'r'), (2, 'w'), (4, 'm')] {
+            if acc & bit != 0 {
+                s.push(c);
+            }
+        }
+        s.push('\n');
+    }
+    Some(s)
+}
+
+/// Applies the rules on a v1 `devices` hierarchy directory. When the
+/// kernel's list already matches the rules (an `update` that does not touch
+/// devices), nothing is written, so running processes never see the
+/// transient deny-all.
 pub(crate) fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+    if let Some(want) = v1_expected_list(rules) {
+        if fsutil::read_opt(dir, "devices.list")?.is_some_and(|cur| cur == want) {
+            return Ok(());
+        }
+    }
     fsutil::write(dir, "devices.deny", b"a", FIELD)?;
     let mut line = String::with_capacity(32);
     for r in rules {
@@ -373,6 +427,18 @@ mod tests {
 
     fn rules(j: &str) -> Vec<LinuxDeviceCgroup> {
         serde_json::from_str(j).unwrap()
+    }
+
+    #[test]
+    fn v1_list_prediction() {
+        let r = rules(
+            r#"[{"allow":false,"access":"rwm"},
+                {"allow":true,"type":"c","major":1,"minor":3,"access":"rw"},
+                {"allow":true,"type":"c","major":1,"minor":3,"access":"m"},
+                {"allow":true,"type":"b","access":"m"}]"#,
+        );
+        assert_eq!(v1_expected_list(&r).unwrap(), "c 1:3 rwm\nb *:* m\n");
+        assert!(v1_expected_list(&rules(r#"[{"allow":true,"access":"rwm"}]"#)).is_none());
     }
 
     #[test]

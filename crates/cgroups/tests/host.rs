@@ -111,6 +111,15 @@ fn apply_writes_every_field_and_reads_back() {
         assert_eq!(trimmed(cpu.join("cpu.shares")), "2048");
     }
     assert_eq!(trimmed(dir_of(m, "pids").join("pids.max")), "max");
+    if !v2 {
+        // re-applying the same device rules keeps the kernel's list
+        m.apply(&r).expect("re-apply");
+        let devices = dir_of(m, "devices");
+        assert_eq!(
+            trimmed(devices.join("devices.list")),
+            "c 1:3 rw\nc 136:* rwm"
+        );
+    }
 }
 
 #[test]
