@@ -1482,3 +1482,192 @@ fn gc_collects_garbage_and_keeps_referenced_content() {
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
 }
+
+/// A moto S3 server (`pip install 'moto[server]'`; `moto_server` on PATH or
+/// in `$MOTO_SERVER`) on a kernel-picked port, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("http://127.0.0.1:") {
+                        let _ = tx.send(line[i..].trim().to_string());
+                    }
+                }
+            });
+        }
+        let endpoint = rx.recv_timeout(Duration::from_secs(30)).ok()?;
+        Some(Moto { child, endpoint })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn s3_backend_shared_by_two_replicas() {
+    require!("curl");
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIP: moto_server not found (pip install 'moto[server]', or set MOTO_SERVER)");
+        return;
+    };
+    let r = curl(
+        "PUT",
+        &format!("{}/skiffreg", moto.endpoint),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "create bucket");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("s3.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[s3]\nbucket = \"skiffreg\"\nendpoint = \"{}\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nprefix = \"reg\"\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut a = Server::start(&tmp.path().join("a"), &args);
+    let b = Server::start(&tmp.path().join("b"), &args);
+    // Chunked upload through replica A, interrupted by kill -9, finished
+    // through replica B (upload state lives in the bucket).
+    let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let digest = sha(&data);
+    let st = curl("POST", &a.url("/v2/s3/app/blobs/uploads/"), &[], None, &[]);
+    assert_eq!(st.status, 202);
+    let loc = st.header("location").unwrap().to_string();
+    let r = curl(
+        "PATCH",
+        &a.url(&loc),
+        &["Content-Range: 0-4194303"],
+        Some(&data[..4 << 20]),
+        &[],
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    a.kill9_and_restart();
+    let st = curl("GET", &b.url(&loc), &[], None, &[]);
+    assert_eq!((st.status, st.header("range")), (204, Some("0-4194303")));
+    let r = curl(
+        "PATCH",
+        &b.url(&loc),
+        &["Content-Range: 0-9"],
+        Some(&data[..10]),
+        &[],
+    );
+    assert_eq!(r.status, 416);
+    let r = curl(
+        "PUT",
+        &b.url(&format!("{loc}?digest={digest}")),
+        &[&format!("Content-Range: 4194304-{}", data.len() - 1)],
+        Some(&data[4 << 20..]),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let got = curl(
+        "GET",
+        &a.url(&format!("/v2/s3/app/blobs/{digest}")),
+        &[],
+        None,
+        &[],
+    );
+    assert!(
+        got.status == 200 && got.body == data,
+        "blob via replica A differs"
+    );
+    let part = curl(
+        "GET",
+        &b.url(&format!("/v2/s3/app/blobs/{digest}")),
+        &["Range: bytes=5000000-5000009"],
+        None,
+        &[],
+    );
+    assert_eq!(part.body, &data[5_000_000..5_000_010]);
+    // Manifest pushed to B is visible on A, with tags and referrers.
+    let cfgb = b"{}";
+    let cd = push_blob(&b, "s3/app", cfgb);
+    let m = image_manifest(&cd, 2, &[(&digest, data.len())], serde_json::json!({}));
+    assert_eq!(put_manifest(&b, "s3/app", "v1", &m).status, 201);
+    let got = curl("GET", &a.url("/v2/s3/app/manifests/v1"), &[], None, &[]);
+    assert_eq!(got.body, m);
+    let tags = curl("GET", &a.url("/v2/s3/app/tags/list"), &[], None, &[]).json();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    let bad = image_manifest(&cd, 2, &[(&sha(b"absent"), 6)], serde_json::json!({}));
+    assert_eq!(
+        put_manifest(&a, "s3/app", "bad", &bad).error_code(),
+        "MANIFEST_BLOB_UNKNOWN"
+    );
+    if have("skopeo") && have("umoci") {
+        let layout = build_layout(tmp.path());
+        let src = format!("oci:{}:latest", layout.display());
+        let (ok, out) = skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &format!("docker://{}/s3/img:v1", a.addr),
+        ]);
+        assert!(ok, "skopeo push to S3-backed registry: {out}");
+        let back = tmp.path().join("back");
+        let (ok, out) = skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/s3/img:v1", b.addr),
+            &format!("oci:{}:latest", back.display()),
+        ]);
+        assert!(ok, "skopeo pull from the other replica: {out}");
+        assert_eq!(
+            layout_manifest_digest(&layout),
+            layout_manifest_digest(&back)
+        );
+    }
+    // GC over the bucket keeps referenced content.
+    let orphan = push_blob(&a, "s3/app", b"orphan");
+    let out = Command::new(SKIFF)
+        .args([
+            "registry",
+            "gc",
+            "--grace-secs",
+            "0",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("deleted blob {orphan}")),
+        "{text}"
+    );
+    assert!(!text.contains(&digest), "referenced blob deleted: {text}");
+    let got = curl(
+        "GET",
+        &b.url(&format!("/v2/s3/app/blobs/{digest}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(got.body.len(), data.len());
+}

@@ -16,6 +16,11 @@
 //! [auth.token]                   # bearer tokens instead of basic auth
 //! secret = "change me"           # HMAC-SHA256 key (or secret_file)
 //! service = "skiff-registry"
+//! [s3]                           # optional: object storage instead of `storage`
+//! bucket = "registry"
+//! endpoint = "http://127.0.0.1:9000"
+//! access_key_id = "..."
+//! secret_access_key = "..."
 //! [[auth.acl]]
 //! account = "alice"              # user, "*" = any authenticated, "anonymous"
 //! repository = "team/*"          # exact name, prefix/* or *
@@ -85,6 +90,9 @@ pub struct Config {
     /// Minimum chunk size advertised in `OCI-Chunk-Min-Length` (0: none).
     #[serde(default)]
     pub chunk_min_length: u64,
+    /// S3-compatible storage instead of the `storage` directory.
+    #[serde(default)]
+    pub s3: Option<crate::storage::s3::S3Config>,
 }
 
 /// Size limits.

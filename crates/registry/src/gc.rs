@@ -207,14 +207,10 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
                     // blob before the move is seen here and the blob restored;
                     // a push after the move finds it missing and is refused.
                     let trash = format!("trash/{}-{hex}-{}", algo.name(), uuid::Uuid::new_v4());
-                    d.rename(&path, &trash).await?;
-                    let young = d.stat(&trash).await?.is_some_and(|m| m.modified >= cutoff);
-                    if young {
-                        d.rename(&trash, &path).await?;
+                    if !d.retire(&path, &trash, cutoff).await? {
                         report.blobs_young += 1;
                         continue;
                     }
-                    d.delete(&trash).await?;
                 }
                 report.blobs_deleted.push(dg.to_string());
                 report.bytes_freed += meta.size;

@@ -60,11 +60,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError 
 
 fn build_app(config: Config) -> Result<(Arc<App>, Option<tokio_rustls::TlsAcceptor>), ServeError> {
     config.validate()?;
-    let dir = config.storage.clone().ok_or(config::ConfigError::Field {
-        field: "storage",
-        reason: "no storage directory configured".into(),
-    })?;
-    let driver = Arc::new(storage::fs::FsDriver::new(dir)?);
+    let driver = open_driver(&config)?;
     let store = store::Store::new(
         driver,
         store::Limits {
@@ -85,6 +81,19 @@ fn build_app(config: Config) -> Result<(Arc<App>, Option<tokio_rustls::TlsAccept
         config,
     });
     Ok((app, acceptor))
+}
+
+/// Opens the configured storage driver (S3 when `[s3]` is set, else the
+/// `storage` directory).
+pub fn open_driver(config: &Config) -> Result<Arc<dyn storage::Driver>, ServeError> {
+    if let Some(s3) = &config.s3 {
+        return Ok(Arc::new(storage::s3::S3Driver::new(s3)?));
+    }
+    let dir = config.storage.clone().ok_or(config::ConfigError::Field {
+        field: "storage",
+        reason: "no storage directory configured".into(),
+    })?;
+    Ok(Arc::new(storage::fs::FsDriver::new(dir)?))
 }
 
 /// Serves until `shutdown` resolves, then drains open connections (up to 30 s).
@@ -170,6 +179,16 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         };
         serve(config, shutdown).await
     })
+}
+
+/// Runs garbage collection on the configured storage (blocking).
+pub fn gc_config(config: &Config, opts: &gc::GcOptions) -> Result<gc::GcReport, gc::GcError> {
+    let driver = open_driver(config).map_err(|e| gc::GcError::Store(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| storage::StorageError::io("runtime", "", e))?;
+    rt.block_on(gc::collect(driver, opts))
 }
 
 /// Runs garbage collection on a filesystem store (blocking).

@@ -41,6 +41,9 @@ pub enum RegistryCommand {
         /// Storage directory [default: <--store>/registry].
         #[arg(long)]
         storage: Option<PathBuf>,
+        /// TOML configuration file (for S3 storage).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Keep anything modified less than this many seconds before the start.
         #[arg(long, default_value_t = 600)]
         grace_secs: u64,
@@ -95,18 +98,27 @@ pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
         RegistryCommand::Gc {
             dry_run,
             storage,
+            config,
             grace_secs,
             keep_untagged,
             upload_ttl_secs,
         } => {
-            let dir = storage.unwrap_or(default_storage);
+            let mut cfg = match &config {
+                Some(p) => skiff_registry::config::Config::load(p)?,
+                None => skiff_registry::config::Config::default(),
+            };
+            if let Some(s) = storage {
+                cfg.storage = Some(s);
+            }
+            let dir = cfg.storage.clone().unwrap_or(default_storage);
+            cfg.storage = Some(dir.clone());
             let opts = skiff_registry::gc::GcOptions {
                 dry_run,
                 grace: std::time::Duration::from_secs(grace_secs),
                 delete_untagged: !keep_untagged,
                 upload_ttl: std::time::Duration::from_secs(upload_ttl_secs),
             };
-            let r = skiff_registry::gc_blocking(&dir, &opts)
+            let r = skiff_registry::gc_config(&cfg, &opts)
                 .with_context(|| format!("skiff registry gc {}", dir.display()))?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for (repo, d) in &r.manifests_deleted {

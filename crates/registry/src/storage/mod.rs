@@ -6,6 +6,7 @@
 //! validates repository names and digests before building them).
 
 pub mod fs;
+pub mod s3;
 
 use async_trait::async_trait;
 use std::pin::Pin;
@@ -79,6 +80,28 @@ pub trait Driver: Send + Sync + 'static {
     async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError>;
     /// Sets an object's modification time to now (GC grace marking).
     async fn touch(&self, path: &str) -> Result<bool, StorageError>;
+    /// Deletes `path` unless it was modified at or after `cutoff`, closing
+    /// the race with a concurrent `touch`: the object is first moved to
+    /// `trash` (atomic), re-checked there and moved back if it turned young.
+    /// Returns whether it was deleted.
+    async fn retire(
+        &self,
+        path: &str,
+        trash: &str,
+        cutoff: SystemTime,
+    ) -> Result<bool, StorageError> {
+        self.rename(path, trash).await?;
+        let young = self
+            .stat(trash)
+            .await?
+            .is_some_and(|m| m.modified >= cutoff);
+        if young {
+            self.rename(trash, path).await?;
+            return Ok(false);
+        }
+        self.delete(trash).await?;
+        Ok(true)
+    }
     /// Streams an object through `f` chunk by chunk (used to re-hash uploads).
     async fn for_each_chunk(
         &self,
