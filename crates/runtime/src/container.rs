@@ -64,6 +64,11 @@ pub struct Runtime {
     pub systemd_cgroup: bool,
     /// Rootless mode.
     pub rootless: bool,
+    /// Default isolation (`namespace` or `vm`) for containers that do not
+    /// choose one with the `run.skiff.isolation` annotation.
+    pub isolation: Option<String>,
+    /// Verbose diagnostics.
+    pub debug: bool,
 }
 
 /// A loaded container, locked for the lifetime of this value.
@@ -77,6 +82,7 @@ pub struct Container {
 
 /// Tears down a half-created container unless disarmed.
 struct Guard {
+    vm: bool,
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn skiff_cgroups::Manager>>,
     pid: i32,
@@ -104,6 +110,10 @@ impl Drop for Guard {
             let _ = cg.destroy();
         }
         if let Some(dir) = self.dir.take() {
+            #[cfg(feature = "vm")]
+            if self.vm {
+                let _ = skiff_vm::delete(&dir);
+            }
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -479,6 +489,8 @@ impl Runtime {
             root: Root::new(root),
             systemd_cgroup: false,
             rootless: false,
+            isolation: None,
+            debug: false,
         }
     }
 
@@ -518,6 +530,10 @@ impl Runtime {
     pub fn create_with(&self, o: &CreateOptions, bundle: PathBuf, spec: Spec) -> Result<Container> {
         config::validate_id(o.id)?;
         let rootfs = config::rootfs_path(&spec, &bundle)?;
+        #[cfg(feature = "vm")]
+        if skiff_vm::wants_vm(&spec, self.isolation.as_deref()) {
+            return self.create_vm(o, bundle, spec, rootfs);
+        }
         let process = spec
             .process()
             .as_ref()
@@ -550,6 +566,7 @@ impl Runtime {
 
         let (dir, lock) = self.root.create_dir(o.id)?;
         let mut guard = Guard {
+            vm: false,
             dir: Some(dir.clone()),
             cgroup: None,
             pid: 0,
@@ -672,6 +689,66 @@ impl Runtime {
         if pid != guard.pid {
             guard.pid = pid;
         }
+        saved.pid = pid;
+        saved.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
+        saved.creating = false;
+        state::write_saved(&dir, &saved)?;
+        if let Some(p) = o.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        guard.disarm();
+        Ok(Container {
+            saved,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// `create` for VM isolation: the VM boots and the container is created
+    /// inside it by the guest agent; the recorded pid is the host-side shim
+    /// that lives exactly as long as the container.
+    #[cfg(feature = "vm")]
+    fn create_vm(
+        &self,
+        o: &CreateOptions,
+        bundle: PathBuf,
+        spec: Spec,
+        rootfs: PathBuf,
+    ) -> Result<Container> {
+        let (dir, lock) = self.root.create_dir(o.id)?;
+        let mut guard = Guard {
+            vm: true,
+            dir: Some(dir.clone()),
+            cgroup: None,
+            pid: 0,
+        };
+        let mut saved = Saved {
+            id: o.id.to_string(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs,
+            created: state::now_rfc3339(),
+            owner: state::owner_name(),
+            creating: true,
+            cgroups_path: None,
+            systemd_cgroup: false,
+            rootless: self.rootless,
+            isolation: "vm".into(),
+            spec: spec.clone(),
+        };
+        state::write_saved(&dir, &saved)?;
+        let pid = skiff_vm::create(&skiff_vm::CreateOptions {
+            id: o.id,
+            bundle: &bundle,
+            spec: &spec,
+            state_dir: &dir,
+            console_socket: o.console_socket,
+            debug: self.debug,
+        })?;
+        guard.pid = pid;
+        // The exec fifo's presence marks `created` for VM containers too.
+        std::fs::write(dir.join(state::EXEC_FIFO), b"").ctx(|| "writing created marker")?;
         saved.pid = pid;
         saved.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
         saved.creating = false;
@@ -813,6 +890,13 @@ impl Container {
             return Err(self.bad_state(status, "cannot start a container that is not created"));
         }
         let fifo_path = self.dir.join(state::EXEC_FIFO);
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            skiff_vm::start(&self.dir)?;
+            let _ = std::fs::remove_file(&fifo_path);
+            self.poststart();
+            return Ok(());
+        }
         let fifo = nix::fcntl::open(
             &fifo_path,
             OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -838,18 +922,27 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(&fifo_path);
+        self.poststart();
+        Ok(())
+    }
+
+    /// True for VM-isolated containers.
+    pub fn is_vm(&self) -> bool {
+        self.saved.isolation == "vm"
+    }
+
+    fn poststart(&self) {
         if let Some(h) = self.saved.spec.hooks() {
             let st =
                 serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
             hooks::run_all_warn("poststart", h.poststart().as_ref(), &st);
         }
-        Ok(())
     }
 
     /// `kill`: sends `sig` to the init (or every process with `all`).
     pub fn kill(&self, rt: &Runtime, sig: i32, all: bool) -> Result<()> {
         let status = self.status(rt);
-        if all {
+        if all && !self.is_vm() {
             if status == Status::Stopped && sig != libc::SIGKILL {
                 return Err(self.bad_state(status, "container not running"));
             }
@@ -890,7 +983,11 @@ impl Container {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        if let Some(cg) = &cg {
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            skiff_vm::delete(&self.dir)?;
+        }
+        if let Some(cg) = cg.as_ref().filter(|_| !self.is_vm()) {
             if cg.pids().map(|p| !p.is_empty()).unwrap_or(false) {
                 let _ = cg.kill_all(libc::SIGKILL);
             }
@@ -946,6 +1043,18 @@ impl Container {
         }
         self.cgroup(rt)?.apply(res)?;
         Ok(())
+    }
+
+    /// `exec` into a VM container: the guest agent runs the process; returns
+    /// its exit code (0 when detached).
+    #[cfg(feature = "vm")]
+    pub fn exec_vm(
+        &self,
+        process: &Process,
+        console_socket: Option<&Path>,
+        detach: bool,
+    ) -> Result<i32> {
+        Ok(skiff_vm::exec(&self.dir, process, console_socket, detach)?)
     }
 
     /// `exec`: starts `process` inside the running container. Returns the pid

@@ -47,6 +47,10 @@ pub enum Error {
     /// Seccomp filter compilation failed.
     #[error("{0}")]
     Seccomp(#[from] skiff_seccomp::Error),
+    /// VM isolation failed.
+    #[cfg(feature = "vm")]
+    #[error("vm: {0}")]
+    Vm(#[from] skiff_vm::Error),
     /// Anything else, with its message.
     #[error("{0}")]
     Other(String),

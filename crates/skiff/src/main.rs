@@ -34,6 +34,10 @@ pub struct Global {
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
+    /// Default isolation for containers without a `run.skiff.isolation`
+    /// annotation: namespace (default) or vm.
+    #[arg(long, global = true, env = "SKIFF_ISOLATION", value_parser = ["namespace", "vm"])]
+    pub isolation: Option<String>,
     /// Directory for image content and snapshots.
     #[arg(
         long,

@@ -256,6 +256,8 @@ fn runtime(g: &Global) -> anyhow::Result<Runtime> {
         None | Some("auto") => euid != 0,
         Some(v) => bail!("--rootless: \"{v}\" is not true, false or auto"),
     };
+    rt.isolation = g.isolation.clone();
+    rt.debug = g.debug;
     Ok(rt)
 }
 
@@ -642,6 +644,9 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     };
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         bail!("exec: process.args must name a program");
+    }
+    if c.is_vm() {
+        return Ok(c.exec_vm(&process, a.console_socket.as_deref(), a.detach)?);
     }
     let proxy = !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false);
     let mut sock_path = a.console_socket.clone();
