@@ -235,6 +235,19 @@ mod vm {
             result["exec_out"] =
                 json!(fs::read_to_string(dir.join("exec.out")).unwrap_or_default());
         }
+        if let Some(args) = actions["exec_tty"].as_array() {
+            let sock = dir.join("console.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+            let reader = std::thread::spawn(move || read_console(listener));
+            let p: oci_spec::runtime::Process = serde_json::from_value(json!({
+                "args": args, "cwd": "/", "env": ["PATH=/bin"], "terminal": true, "user": {"uid": 0, "gid": 0}
+            }))
+            .unwrap();
+            let r = skiff_vm::exec(&state, &p, Some(&sock), false);
+            result["tty_status"] = json!(r.as_ref().ok());
+            result["tty_error"] = json!(r.err().map(|e| e.to_string()));
+            result["tty_out"] = json!(reader.join().unwrap());
+        }
         if actions["stats"].as_bool() == Some(true) {
             result["stats"] =
                 skiff_vm::stats(&state).unwrap_or_else(|e| json!({"error": e.to_string()}));
@@ -260,6 +273,51 @@ mod vm {
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(Value::Null);
         fs::write(dir.join("result.json"), result.to_string()).unwrap();
+    }
+
+    /// Receives a pty master on the console socket and reads it until the slave closes.
+    fn read_console(listener: std::os::unix::net::UnixListener) -> String {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut cmsg = [0u8; 64];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: recvmsg into local buffers; the fd is taken from the SCM_RIGHTS cmsg.
+        let master = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cmsg.as_mut_ptr().cast();
+            msg.msg_controllen = cmsg.len();
+            assert!(libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) >= 0);
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!c.is_null(), "no fd on the console socket");
+            std::fs::File::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+        };
+        let mut master = master;
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(120) {
+            let mut pfd = libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 200) } == 0 {
+                continue;
+            }
+            match master.read(&mut chunk) {
+                Ok(n) if n > 0 => out.extend_from_slice(&chunk[..n]),
+                _ => break, // EIO: every slave fd closed
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Processes whose command line mentions `needle` (e.g. the state dir).
@@ -357,6 +415,7 @@ mod vm {
             tmp.path(),
             &b,
             json!({"wait_for": "ready", "stats": true, "kill_vmm": true,
+                   "exec_tty": ["sh", "-c", "test -t 0 && test -t 1 && echo tty-yes; exit 4"],
                    "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
                              dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo survived; exit 5"]}),
         );
@@ -377,6 +436,14 @@ mod vm {
             "200 MiB fit in a 64 MiB limit: {exec_out}"
         );
         assert_eq!(r["exec_status"], json!(5));
+        // exec with a terminal: the pty master arrives on the console socket.
+        let tty_out = r["tty_out"].as_str().unwrap_or_default();
+        assert!(
+            tty_out.contains("tty-yes"),
+            "tty output: {tty_out:?} ({})",
+            r["tty_error"]
+        );
+        assert_eq!(r["tty_status"], json!(4));
         assert_eq!(
             r["stats"]["memory"]["limit"],
             json!(limit),

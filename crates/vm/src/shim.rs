@@ -770,6 +770,18 @@ fn openpty() -> io::Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(m), File::from_raw_fd(s)) })
 }
 
+/// Raw mode on a host pty slave: the guest's pty already does the line discipline.
+fn make_raw(slave: &File) {
+    // SAFETY: termios calls on a descriptor we own, into a local struct.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+}
+
 /// Sends `fd` over the unix socket at `path` (SCM_RIGHTS), like runc's console socket.
 pub(crate) fn send_fd(path: &Path, fd: RawFd, name: &str) -> io::Result<()> {
     let sock = UnixStream::connect(path)?;
@@ -810,15 +822,9 @@ fn setup_terminal(plan: &Plan) -> io::Result<File> {
         .as_ref()
         .ok_or_else(|| io::Error::other("no console socket"))?;
     let (master, slave) = openpty()?;
-    // SAFETY: termios calls on the slave we own.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
-        }
-        libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
-    }
+    make_raw(&slave);
+    // SAFETY: TIOCSCTTY on the slave we own; the shim is a session leader.
+    unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     send_fd(sock, master.as_raw_fd(), "/dev/ptmx")?;
     drop(master);
     TTY_FD.store(slave.as_raw_fd() as i64, Ordering::Relaxed);
@@ -895,6 +901,7 @@ pub(crate) fn exec(
     let tty = match (terminal, console_socket) {
         (true, Some(sock)) => {
             let (master, slave) = openpty().map_err(|e| io_err("openpty", e))?;
+            make_raw(&slave);
             send_fd(sock, master.as_raw_fd(), "/dev/ptmx")
                 .map_err(|e| io_err(&format!("console socket {}", sock.display()), e))?;
             Some(slave)
@@ -928,12 +935,28 @@ fn relay(conn: UnixStream, tty: Option<File>) -> i32 {
         .as_ref()
         .map(|t| (t.as_raw_fd(), t.as_raw_fd()))
         .unwrap_or((0, 1));
-    if let Ok(mut w) = conn.try_clone() {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_reader = Arc::clone(&stop);
+    let stdin_thread = conn.try_clone().ok().map(|mut w| {
         thread::spawn(move || {
-            // SAFETY: borrowed descriptor.
+            // SAFETY: borrowed descriptor, valid until the relay joins this thread.
             let mut input = ManuallyDrop::new(unsafe { File::from_raw_fd(in_fd) });
             let mut buf = vec![0u8; 32 * 1024];
             loop {
+                // Poll so the thread notices the end of the process and lets go of the fd.
+                let mut pfd = libc::pollfd {
+                    fd: in_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+                if stop_reader.load(Ordering::Relaxed) {
+                    return;
+                }
+                if ready == 0 {
+                    continue;
+                }
                 match input.read(&mut buf) {
                     Ok(0) | Err(_) => {
                         let _ = proto::write_frame(&mut w, &Msg::Stdin { proc: 0 }, &[]);
@@ -946,10 +969,10 @@ fn relay(conn: UnixStream, tty: Option<File>) -> i32 {
                     }
                 }
             }
-        });
-    }
+        })
+    });
     let mut conn = conn;
-    loop {
+    let status = loop {
         match proto::read_frame(&mut conn) {
             Ok(Some(proto::Frame {
                 msg: Msg::Output { fd, .. },
@@ -960,14 +983,20 @@ fn relay(conn: UnixStream, tty: Option<File>) -> i32 {
             Ok(Some(proto::Frame {
                 msg: Msg::Exit { status, .. },
                 ..
-            })) => return status & 0xff,
+            })) => break status & 0xff,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 log("exec: lost the VM container's shim");
-                return 255;
+                break 255;
             }
         }
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = stdin_thread {
+        let _ = t.join();
     }
+    drop(tty);
+    status
 }
 
 fn pid_alive(pid: i32) -> bool {
