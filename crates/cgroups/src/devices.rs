@@ -269,7 +269,9 @@ pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, Error> {
 fn bpf(cmd: libc::c_int, attr: &mut [u64; 16]) -> io::Result<i64> {
     // SAFETY: `attr` is a zero-padded, 8-byte aligned 128-byte buffer laid
     // out as the kernel's `union bpf_attr` member for `cmd`; the kernel reads
-    // (and for queries writes) at most `size_of_val(attr)` bytes of it.
+    // (and for queries writes) at most `size_of_val(attr)` bytes of it. The
+    // pointers callers store in it (instructions, license, log, id array)
+    // point to buffers that live until this call returns.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,

@@ -41,6 +41,18 @@ impl Num {
     }
 }
 
+/// The full spec name of a `linux.resources` field.
+pub(crate) fn field(name: &str) -> String {
+    format!("linux.resources.{name}")
+}
+
+/// Formats `major:minor value` into `line` (reused across a loop).
+pub(crate) fn dev_line(line: &mut String, major: i64, minor: i64, v: u64) {
+    use std::fmt::Write;
+    line.clear();
+    let _ = write!(line, "{major}:{minor} {v}");
+}
+
 /// Writes `value` to `dir/name` in one write(2).
 pub(crate) fn write(dir: &Path, name: &str, value: &[u8], field: &str) -> Result<(), Error> {
     let path = dir.join(name);

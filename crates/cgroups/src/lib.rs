@@ -28,18 +28,20 @@ mod manager;
 mod mounts;
 mod stats;
 mod systemd;
+mod v1;
+mod v2;
 mod validate;
 
 use std::path::PathBuf;
 
 pub use devices::{attached_device_filters, default_device_rules};
 pub use error::Error;
-pub use manager::{blkio_weight_to_io, shares_to_weight};
 pub use mounts::{CgroupMount, MountTable};
 pub use oci_spec::runtime::LinuxResources;
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
 };
+pub use v2::{blkio_weight_to_io, shares_to_weight};
 pub use validate::{parse_id_list, validate};
 
 /// The cgroup layout of a host.
