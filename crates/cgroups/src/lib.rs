@@ -133,7 +133,8 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
         })
     }
     /// Sends `signal` to every process (`cgroup.kill` for `SIGKILL` when
-    /// cgroup2 is joined; otherwise freeze, signal each pid, thaw).
+    /// cgroup2 is joined; otherwise freeze, signal each pid, thaw). A paused
+    /// container stays paused, except for `SIGKILL`.
     fn kill_all(&self, signal: i32) -> Result<(), Error>;
     /// Removes the container's directories (and any sub-cgroups); `Ok` if
     /// they are already gone. Retries briefly while the kernel reports EBUSY.

@@ -942,12 +942,18 @@ impl Manager for FsManager {
                 }
             }
         }
-        let frozen = self.dir(C::Freezer).is_some() && self.freeze().is_ok();
+        // Freeze so no process forks past the signal; a container that was
+        // paused stays paused unless the signal is SIGKILL (frozen tasks
+        // cannot die until thawed).
+        let has_freezer = self.dir(C::Freezer).is_some();
+        let was_frozen = has_freezer && self.is_frozen().unwrap_or(false);
+        let froze = has_freezer && !was_frozen && self.freeze().is_ok();
+        let thaw_after = froze || (was_frozen && signal == libc::SIGKILL);
         let pids = match self.pids() {
             Ok(p) => p,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => {
-                if frozen {
+                if froze {
                     let _ = self.thaw();
                 }
                 return Err(e);
@@ -957,7 +963,7 @@ impl Manager for FsManager {
             // SAFETY: kill(2) has no memory-safety preconditions.
             unsafe { libc::kill(pid, signal) };
         }
-        if frozen {
+        if thaw_after {
             self.thaw()?;
         }
         Ok(())

@@ -315,9 +315,24 @@ fn freeze_stops_and_thaw_resumes() {
         wait_for(5, || cpu_ticks(pid) > t0),
         "thawed process does not run"
     );
-    // kill_all with a catchable signal goes through freeze/signal/thaw
+    // a paused container stays paused when signalled with SIGTERM...
+    m.freeze().unwrap();
     m.kill_all(libc::SIGTERM).unwrap();
-    child.wait().unwrap();
+    assert!(
+        m.is_frozen().unwrap(),
+        "kill_all(SIGTERM) thawed a paused container"
+    );
+    // ...and dies once thawed; kill_all with a catchable signal on a
+    // running container goes through freeze/signal/thaw
+    m.thaw().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+    let mut child = parked("while :; do :; done");
+    m.add_task(child.id() as i32).unwrap();
+    go(&mut child);
+    m.kill_all(libc::SIGTERM).unwrap();
+    assert!(!m.is_frozen().unwrap());
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
 }
 
 #[test]
