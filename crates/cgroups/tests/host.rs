@@ -553,3 +553,42 @@ fn cpu_quota_bounds_a_busy_loop() {
     m.kill_all(libc::SIGKILL).unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn check_before_update_refuses_a_limit_below_usage() {
+    if !root("check_before_update_refuses_a_limit_below_usage") {
+        return;
+    }
+    let cg = Cg::new("cbu");
+    let m = &*cg.m;
+    m.apply(&res(r#"{"memory": {"limit": 134217728}}"#))
+        .unwrap();
+    let mut child = parked("x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo held; sleep 30");
+    m.add_task(child.id() as i32).unwrap();
+    go(&mut child);
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 5];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    assert_eq!(&buf, b"held\n");
+    let usage = m.stats().unwrap().memory.usage.usage;
+    assert!(usage > 20_000_000, "usage {usage}");
+    let limit_file = dir_of(m, "memory").join(if m.layout() == Layout::V2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    });
+    let before = read(&limit_file);
+    let e = m
+        .apply(&res(
+            r#"{"memory": {"limit": 8388608, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux.resources.memory.limit") && e.contains("current usage"),
+        "{e}"
+    );
+    assert_eq!(read(&limit_file), before);
+    m.kill_all(libc::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
