@@ -28,6 +28,11 @@ mod profile;
 
 pub use listener::STATE_OCI_VERSION;
 
+/// Syscalls a `SCMP_ACT_NOTIFY` rule may not name: after [`Filter::load`] the
+/// container init passes the notify fd to the runtime with `sendmsg(2)` (runc uses
+/// `write(2)`), and no agent can answer before it has the fd.
+pub const NOTIFY_FORBIDDEN_SYSCALLS: &[&str] = &["write", "sendmsg"];
+
 /// Errors of this crate. Profile errors name the offending field.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

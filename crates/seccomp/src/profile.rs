@@ -525,13 +525,18 @@ impl Profile {
                         "is empty".into(),
                     ));
                 }
-                if r.action.kind == ActionKind::Notify && n == "write" {
-                    // As runc: the init reports the notify fd to its parent with write(2).
+                if r.action.kind == ActionKind::Notify
+                    && crate::NOTIFY_FORBIDDEN_SYSCALLS.contains(&n.as_str())
+                {
+                    // As runc (which forbids write): the init hands the notify fd to
+                    // its parent after loading the filter; trapping that call to an
+                    // agent that does not have the fd yet would hang the container.
                     return Err(Error::invalid(
                         &format!("{field}.names[{k}]"),
-                        "\"write\" cannot use SCMP_ACT_NOTIFY: the runtime needs write(2) to hand \
-                         the notify fd to its parent"
-                            .into(),
+                        format!(
+                            "{n:?} cannot use SCMP_ACT_NOTIFY: the runtime needs it to hand the \
+                             notify fd to the seccomp agent"
+                        ),
                     ));
                 }
             }
