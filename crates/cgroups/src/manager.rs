@@ -970,9 +970,11 @@ impl Manager for FsManager {
     }
 
     fn destroy(&self) -> Result<(), Error> {
+        // one EBUSY budget for all hierarchies
+        let deadline = Instant::now() + Duration::from_secs(1);
         let mut first_err = None;
         for h in &self.hs {
-            if let Err(e) = remove_tree(&h.path) {
+            if let Err(e) = remove_tree(&h.path, deadline) {
                 first_err.get_or_insert(e);
             }
         }
@@ -989,31 +991,36 @@ impl Manager for FsManager {
 }
 
 /// Removes a cgroup directory and its sub-cgroups, deepest first; retries
-/// EBUSY for up to ~1 s (processes that are exiting); ENOENT is success.
-fn remove_tree(dir: &Path) -> Result<(), Error> {
+/// EBUSY until `deadline` (processes that are exiting); ENOENT is success.
+fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
     match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree(&e.path())?;
+                    remove_tree(&e.path(), deadline)?;
                 }
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("readdir", dir, e)),
     }
-    let start = Instant::now();
     let mut nap = Duration::from_millis(1);
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e)
-                if e.raw_os_error() == Some(libc::EBUSY)
-                    && start.elapsed() < Duration::from_secs(1) =>
-            {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let procs = fsutil::read_opt(dir, "cgroup.procs")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let procs: Vec<&str> = procs.split_whitespace().collect();
+                let msg = format!("{e}; processes still inside: [{}]", procs.join(" "));
+                return Err(Error::io("rmdir", dir, io::Error::new(e.kind(), msg)));
             }
             Err(e) => return Err(Error::io("rmdir", dir, e)),
         }

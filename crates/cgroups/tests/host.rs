@@ -512,6 +512,17 @@ fn destroy_is_ok_when_gone_and_removes_children() {
     let m = manager(&format!("/{id}"), &id);
     m.destroy().expect("destroy of a missing cgroup");
     m.create().unwrap();
+    // a live process makes destroy fail, naming it
+    let mut child = parked("sleep 30");
+    m.add_task(child.id() as i32).unwrap();
+    let e = m.destroy().unwrap_err().to_string();
+    assert!(
+        e.contains("rmdir") && e.contains(&child.id().to_string()),
+        "{e}"
+    );
+    m.kill_all(libc::SIGKILL).unwrap();
+    child.wait().unwrap();
+    m.create().unwrap();
     for h in m.hierarchies() {
         std::fs::create_dir(h.path.join("sub")).unwrap();
     }
