@@ -539,20 +539,62 @@ impl Client {
             path: part.clone(),
             source: e,
         };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&part)
-            .map_err(io)?;
+        // One writer per partial file: concurrent pulls of the same blob wait
+        // for each other through an flock on it, then reuse the result.
+        let mut tx = tx;
+        let mut f = loop {
+            if store.has_blob(&d.digest, Some(d.size)) {
+                if let Some(t) = tx.take() {
+                    let mut blob = store.open_blob(&d.digest)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = blob.read(&mut buf).map_err(io)?;
+                        if n == 0
+                            || t.send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                                .await
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+                pb.set_position(d.size);
+                return Ok((0, 0));
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&part)
+                .map_err(io)?;
+            match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(io(e.into())),
+            }
+            // The file may have been committed (renamed) before we locked it.
+            let same = match (f.metadata(), std::fs::metadata(&part)) {
+                (Ok(a), Ok(b)) => {
+                    std::os::unix::fs::MetadataExt::ino(&a)
+                        == std::os::unix::fs::MetadataExt::ino(&b)
+                }
+                _ => false,
+            };
+            if same && !store.has_blob(&d.digest, Some(d.size)) {
+                break f;
+            }
+        };
         let mut offset = f.metadata().map_err(io)?.len();
         if offset > d.size {
             f.set_len(0).map_err(io)?;
             offset = 0;
         }
         let mut hasher = Hasher::new();
-        let mut tx = tx;
+
         // Replay what an interrupted download already fetched.
         let resumed = offset;
         if offset > 0 {
