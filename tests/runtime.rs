@@ -157,6 +157,28 @@ fn capabilities_all_five_sets_root() {
 }
 
 #[test]
+fn runc_spec_capabilities_shape_runs() {
+    // `runc spec` lists ambient capabilities but no inheritable set; raising
+    // them then fails in the kernel and runc carries on (ambient stays
+    // empty).  Configs written by `runc spec` must keep working.
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("runc-caps");
+    let three = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    c.config["process"]["capabilities"] = json!({
+        "bounding": three, "effective": three, "permitted": three, "ambient": three,
+    });
+    c.config["process"]["args"] = json!(["cat", "/proc/self/status"]);
+    let out = c.run();
+    out.assert_ok("run with runc spec's capability sets");
+    let want = (1u64 << 29) | CAP_KILL | CAP_NET_BIND_SERVICE;
+    assert_eq!(cap_field(&out.stdout, "CapBnd"), want);
+    assert_eq!(cap_field(&out.stdout, "CapEff"), want);
+    c.finish();
+}
+
+#[test]
 fn no_new_privileges() {
     if !need_root() {
         return;

@@ -240,6 +240,11 @@ impl Output {
 /// Run `cmd` with piped stdout/stderr and a time limit; a timeout kills the
 /// command and panics with what was captured so far.
 pub fn output_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    output_timeout_with(cmd, limit, &mut || {})
+}
+
+/// [`output_timeout`] calling `tick` while it waits (e.g. to reap).
+pub fn output_timeout_with(cmd: &mut Command, limit: Duration, tick: &mut dyn FnMut()) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if cmd.get_program() != OsStr::new("") {
         // stdin is left to the caller when set; default to /dev/null
@@ -283,6 +288,7 @@ pub fn output_timeout(cmd: &mut Command, limit: Duration) -> Output {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
+        tick();
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
@@ -342,6 +348,9 @@ pub struct Container {
     /// The runtime binary this container is driven with (default
     /// [`test_bin`]; security tests use a throw-away copy).
     pub bin: PathBuf,
+    /// The container's init pid as last seen in `state`; used to reap it
+    /// when the runtime leaves it a child of the test process (like a shim).
+    pub last_pid: std::cell::Cell<Option<i32>>,
     /// When false, create/run leave `config.json` as it is on disk (for
     /// bad-input tests that write it by hand).
     pub write_config: bool,
@@ -381,6 +390,7 @@ impl Container {
             extra_cgroups: Vec::new(),
             global_args: Vec::new(),
             write_config: true,
+            last_pid: std::cell::Cell::new(None),
             bin: test_bin(),
             dir: Some(dir),
             finished: false,
@@ -426,7 +436,7 @@ impl Container {
 
     /// Run a runtime subcommand (args after the global flags) to completion.
     pub fn runtime(&self, args: &[&str]) -> Output {
-        output_timeout(self.cmd().args(args), TIMEOUT)
+        output_timeout_with(self.cmd().args(args), TIMEOUT, &mut || self.reap())
     }
 
     /// `run --bundle B ID` in the foreground; returns the container's output.
@@ -501,20 +511,44 @@ impl Container {
 
     /// `state ID` parsed as JSON (panics when the command fails).
     pub fn state(&self) -> Value {
+        self.reap();
         let out = self.runtime(&["state", &self.id]);
         out.assert_ok("state");
-        serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("state output is not JSON ({e}): {}", out.stdout))
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("state output is not JSON ({e}): {}", out.stdout));
+        if let Some(p) = v["pid"].as_i64().filter(|p| *p > 0) {
+            self.last_pid.set(Some(p as i32));
+        }
+        v
     }
 
     /// `state ID`'s status field, or None when `state` fails.
     pub fn status(&self) -> Option<String> {
+        self.reap();
         let out = self.runtime(&["state", &self.id]);
         if !out.ok() {
             return None;
         }
         let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        if let Some(p) = v["pid"].as_i64().filter(|p| *p > 0) {
+            self.last_pid.set(Some(p as i32));
+        }
         v["status"].as_str().map(str::to_owned)
+    }
+
+    /// Reap the container's init if it exited as a child of this process
+    /// (a runtime may leave it parented to its caller, as containerd's shim
+    /// expects; the shim reaps it, so the test does too).
+    pub fn reap(&self) {
+        if let Some(pid) = self.last_pid.get() {
+            let mut st = 0;
+            // SAFETY: waitpid on a specific pid with WNOHANG; fails with
+            // ECHILD when it is not our child, which is fine.
+            let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+            if r == pid {
+                self.last_pid.set(None);
+            }
+        }
     }
 
     /// Poll `state` until the status is `want` (panics after `limit`).
@@ -554,7 +588,22 @@ impl Container {
     /// directory named after the id.
     pub fn finish(mut self) {
         self.finished = true;
+        if self.last_pid.get().is_none() {
+            let _ = self.status();
+        }
+        self.reap();
         let del = self.delete(true);
+        // the init may only now have been killed
+        if let Some(pid) = self.last_pid.get() {
+            let start = Instant::now();
+            while self.last_pid.get().is_some() && start.elapsed() < Duration::from_secs(2) {
+                self.reap();
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         if let Err(e) = std::panic::catch_unwind(|| {
             assert_clean(&self.root, &self.bundle, &self.id, &self.extra_cgroups)
         }) {
@@ -578,14 +627,32 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = Command::new(&self.bin)
+            self.reap();
+            let child = Command::new(&self.bin)
                 .arg("--root")
                 .arg(&self.root)
                 .args(["delete", "--force", &self.id])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .spawn();
+            if let Ok(mut child) = child {
+                // never hang in drop: give up after 10 s
+                let start = Instant::now();
+                loop {
+                    self.reap();
+                    match child.try_wait() {
+                        Ok(Some(_)) | Err(_) => break,
+                        Ok(None) if start.elapsed() > Duration::from_secs(10) => {
+                            eprintln!("delete --force {} hung; killed it", self.id);
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break;
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            }
         }
         // Unmount anything a failed test left under the bundle so the temp
         // dir can be removed.
