@@ -216,12 +216,12 @@ fn masked_eq_on_open_flags() {
     assert!(!created.exists());
 }
 
-/// i386 umask via `int 0x80` (works in a 64-bit process with IA32 emulation).
+/// An i386 syscall via `int 0x80` (works in a 64-bit process with IA32
+/// emulation); only for syscalls whose argument is not a pointer.
 #[cfg(target_arch = "x86_64")]
-fn umask_i386(mask: u32) -> i32 {
-    const NR_UMASK_I386: u32 = 60;
+fn i386_syscall(nr: u32, arg: u32) -> i32 {
     let ret: u32;
-    // SAFETY: int 0x80 enters the i386 syscall table; umask takes no pointer and
+    // SAFETY: int 0x80 enters the i386 syscall table; callers pass no pointers and
     // only eax is written by the kernel.
     unsafe {
         // rbx is reserved by LLVM: swap the argument in and out around the trap.
@@ -229,12 +229,18 @@ fn umask_i386(mask: u32) -> i32 {
             "xchg {arg:e}, ebx",
             "int 0x80",
             "xchg {arg:e}, ebx",
-            arg = inout(reg) mask => _,
-            inlateout("eax") NR_UMASK_I386 => ret,
+            arg = inout(reg) arg => _,
+            inlateout("eax") nr => ret,
             options(nostack),
         );
     }
     ret as i32
+}
+
+/// i386 umask (60).
+#[cfg(target_arch = "x86_64")]
+fn umask_i386(mask: u32) -> i32 {
+    i386_syscall(60, mask)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -263,6 +269,27 @@ fn extra_architectures_filter_i386_syscalls() {
             1
         }),
         0
+    );
+    // Default ERRNO: the -ENOSYS stub also guards the i386 table. Largest i386
+    // number named: exit_group (252); getrandom is 355 there, getppid 64.
+    let strict = compile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [{"names": ["exit_group", "exit", "rt_sigreturn", "umask"], "action": "SCMP_ACT_ALLOW"}]
+    }));
+    let got = exit_code(&strict, || {
+        let umask = i386_syscall(60, 0o022);
+        let getppid = i386_syscall(64, 0);
+        let getrandom = i386_syscall(355, 0);
+        if umask >= 0 && getppid == -libc::EPERM && getrandom == -libc::ENOSYS {
+            0
+        } else {
+            1
+        }
+    });
+    assert_eq!(
+        got, 0,
+        "i386: umask allowed, getppid EPERM (default), getrandom ENOSYS (stub)"
     );
     // x86 not listed: i386 syscalls hit libseccomp's bad-arch action (kill).
     let native = compile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rule}));
