@@ -1226,6 +1226,90 @@ fn hooks_order_and_state_on_stdin() {
     c.finish();
 }
 
+#[test]
+fn hooks_run_in_the_right_namespaces() {
+    // createContainer and startContainer run in the container's namespaces
+    // (its hostname, its mount namespace); the others in the runtime's
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("hook-ns");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.config["hostname"] = json!("hook-ns-box");
+    let dir = c.scratch().join("hooks");
+    fs::create_dir(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": d, "type": "bind", "source": d, "options": ["bind"]}));
+    let mut hooks = serde_json::Map::new();
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+    ] {
+        let script = format!(
+            "echo {kind} $(readlink /proc/self/ns/uts) $(readlink /proc/self/ns/mnt) >> {d}/log"
+        );
+        hooks.insert(
+            kind.into(),
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]),
+        );
+    }
+    c.config["hooks"] = Value::Object(hooks);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let ctr_mnt = fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ctr_uts = fs::read_link(format!("/proc/{pid}/ns/uts"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("{kind} ")))
+            .unwrap_or_else(|| panic!("{kind} did not run: {log}"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let inside = kind == "createContainer" || kind == "startContainer";
+        if inside {
+            assert_eq!(
+                f[1], ctr_uts,
+                "{kind} runs in the container's uts ns: {line}"
+            );
+            assert_eq!(
+                f[2], ctr_mnt,
+                "{kind} runs in the container's mount ns: {line}"
+            );
+        } else {
+            assert_eq!(
+                f[1],
+                host_ns("uts"),
+                "{kind} runs in the runtime's uts ns: {line}"
+            );
+            assert_eq!(
+                f[2],
+                host_ns("mnt"),
+                "{kind} runs in the runtime's mount ns: {line}"
+            );
+        }
+    }
+    c.finish();
+}
+
 fn c_pid(log: &[(String, Value)]) -> i64 {
     log.iter()
         .find(|(n, _)| n == "prestart" || n == "createRuntime")
