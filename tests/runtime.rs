@@ -888,6 +888,25 @@ fn lifecycle_create_start_stop_delete() {
 }
 
 #[test]
+fn exited_init_is_stopped_even_if_unreaped() {
+    // A caller that does not reap (not a subreaper, e.g. the runtime-tools
+    // suite) may end up the parent of an exited init: a zombie has exited,
+    // so `state` must say stopped and `delete` must work.
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("zombie");
+    c.reap_children = false;
+    c.sh("exit 0");
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.wait_status("stopped", SEC5);
+    c.delete(false).assert_ok("delete");
+    c.reap_children = true;
+    c.finish();
+}
+
+#[test]
 fn start_twice_fails() {
     if !need_root() {
         return;

@@ -351,6 +351,10 @@ pub struct Container {
     /// The container's init pid as last seen in `state`; used to reap it
     /// when the runtime leaves it a child of the test process (like a shim).
     pub last_pid: std::cell::Cell<Option<i32>>,
+    /// When false the test never reaps the init (a caller that is not a
+    /// subreaper, like the runtime-tools suite): an exited init may stay a
+    /// zombie child of the test process, which must still count as stopped.
+    pub reap_children: bool,
     /// When false, create/run leave `config.json` as it is on disk (for
     /// bad-input tests that write it by hand).
     pub write_config: bool,
@@ -391,6 +395,7 @@ impl Container {
             global_args: Vec::new(),
             write_config: true,
             last_pid: std::cell::Cell::new(None),
+            reap_children: true,
             bin: test_bin(),
             dir: Some(dir),
             finished: false,
@@ -540,6 +545,9 @@ impl Container {
     /// (a runtime may leave it parented to its caller, as containerd's shim
     /// expects; the shim reaps it, so the test does too).
     pub fn reap(&self) {
+        if !self.reap_children {
+            return;
+        }
         if let Some(pid) = self.last_pid.get() {
             let mut st = 0;
             // SAFETY: waitpid on a specific pid with WNOHANG; fails with
