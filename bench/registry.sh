@@ -74,7 +74,7 @@ head -c $((1 << 20)) /dev/urandom > "$WORK/blob1m"
 BLOB_DIGEST=sha256:$(sha256sum "$WORK/blob1m" | cut -d' ' -f1)
 echo "image: $LAYERS x ${LAYER_MB} MiB layers ($IMG_BYTES bytes); $RUNS runs; wrk ${DURATION}s x $CONNS conns"
 
-# start_server <kind> <storage> <port>; echoes pid
+# start_server <kind> <storage> <port>; sets SERVER_PID
 start_server() {
   local kind=$1 dir=$2 port=$3
   mkdir -p "$dir"
@@ -90,12 +90,12 @@ http: {addr: 127.0.0.1:$port}
 EOF
     docker-registry serve "$dir.yml" >"$dir.log" 2>&1 &
   fi
-  local pid=$!
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break
     sleep 0.05
   done
-  echo "$pid"
 }
 
 now() { date +%s.%N; }
@@ -107,8 +107,8 @@ for kind in distribution skiff; do
   for run in $(seq "$RUNS"); do
     port=$(free_port)
     dir="$WORK/$kind-$run"
-    pid=$(start_server "$kind" "$dir" "$port")
-    PIDS+=("$pid")
+    start_server "$kind" "$dir" "$port"
+    pid=$SERVER_PID
     t0=$(now)
     skopeo copy -q --dest-tls-verify=false "oci:$WORK/img:latest" "docker://127.0.0.1:$port/bench/img:v1"
     t1=$(now)
@@ -122,8 +122,15 @@ for kind in distribution skiff; do
     best_push=$(python3 -c "print(max($best_push,$push))")
     best_pull=$(python3 -c "print(max($best_pull,$pull))")
     if [ "$run" = "$RUNS" ]; then
-      curl -sf -X POST --data-binary @"$WORK/blob1m" -H 'Content-Type: application/octet-stream' \
-        "http://127.0.0.1:$port/v2/bench/img/blobs/uploads/?digest=$BLOB_DIGEST" -o /dev/null
+      # POST then PUT (distribution 2.8 ignores single-POST uploads).
+      loc=$(curl -sf -X POST -D - -o /dev/null "http://127.0.0.1:$port/v2/bench/img/blobs/uploads/" |
+        awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
+      case "$loc" in http*) ;; *) loc="http://127.0.0.1:$port$loc" ;; esac
+      case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
+      curl -sf -X PUT --data-binary @"$WORK/blob1m" -H 'Content-Type: application/octet-stream' \
+        "$loc${sep}digest=$BLOB_DIGEST" -o /dev/null
+      curl -sf -o /dev/null "http://127.0.0.1:$port/v2/bench/img/blobs/$BLOB_DIGEST" ||
+        { echo "blob upload to $kind failed"; exit 1; }
       out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency \
         "http://127.0.0.1:$port/v2/bench/img/blobs/$BLOB_DIGEST")
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

@@ -11,8 +11,10 @@
 //! uploads/<uuid>/{info,data}                             upload in progress
 //! ```
 //! Uploads are appended to `uploads/<uuid>/data`, hashed as they stream in,
-//! fsynced, verified against the client's digest and only then renamed into
-//! `blobs/`, so a crash never leaves a wrong blob under a digest. The upload's
+//! verified against the client's digest, fsynced and only then renamed into
+//! `blobs/` (PATCHes are not fsynced: after a crash the upload's length is
+//! what survived and the client resumes from the reported offset), so a
+//! crash never leaves a wrong blob under a digest. The upload's
 //! state lives on disk (its data length is its offset), so uploads survive a
 //! restart; the hash state is rebuilt from the data when it is missing.
 
@@ -453,6 +455,8 @@ impl Store {
             ));
         }
         let target = blob_path(digest);
+        // Durable before it becomes visible under its digest.
+        self.driver.sync(&path).await?;
         if self.driver.touch(&target).await? {
             self.driver.delete(&path).await?;
         } else {

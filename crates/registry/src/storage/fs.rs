@@ -64,9 +64,6 @@ impl Appender for FsAppender {
             .await
             .map_err(|e| StorageError::io("flush", &p, e))?;
         let f = self.file.get_mut();
-        f.sync_data()
-            .await
-            .map_err(|e| StorageError::io("fsync", &p, e))?;
         let m = f
             .metadata()
             .await
@@ -219,6 +216,15 @@ impl Driver for FsDriver {
         .await
         .expect("rename task panicked")
         .map_err(|e| StorageError::io("rename", &p, e))
+    }
+
+    async fn sync(&self, path: &str) -> Result<(), StorageError> {
+        let full = self.full(path);
+        let p = path.to_string();
+        tokio::task::spawn_blocking(move || std::fs::File::open(full)?.sync_data())
+            .await
+            .expect("sync task panicked")
+            .map_err(|e| StorageError::io("fsync", &p, e))
     }
 
     async fn touch(&self, path: &str) -> Result<bool, StorageError> {

@@ -54,7 +54,8 @@ pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 pub trait Appender: Send {
     /// Appends bytes.
     async fn write(&mut self, data: &[u8]) -> Result<(), StorageError>;
-    /// Flushes and syncs; returns the object's total size.
+    /// Flushes (not necessarily durably; see [`Driver::sync`]); returns the
+    /// object's total size.
     async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
 }
 
@@ -78,6 +79,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn delete(&self, path: &str) -> Result<bool, StorageError>;
     /// Moves an object atomically and durably (replacing the target).
     async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError>;
+    /// Makes an object's data durable (fsync); a no-op where writes are.
+    async fn sync(&self, _path: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Sets an object's modification time to now (GC grace marking).
     async fn touch(&self, path: &str) -> Result<bool, StorageError>;
     /// Deletes `path` unless it was modified at or after `cutoff`, closing
