@@ -39,7 +39,8 @@ pub use error::Error;
 pub use mounts::{CgroupMount, MountTable};
 pub use oci_spec::runtime::LinuxResources;
 pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, PsiData,
+    PsiStats, Stats, Throttling,
 };
 pub use v2::{blkio_weight_to_io, shares_to_weight};
 pub use validate::{parse_id_list, validate};

@@ -877,6 +877,13 @@ impl Manager for FsManager {
         if let Some((d, v2)) = self.dir(C::Hugetlb) {
             stats::hugetlb(d, &mut s, v2)?;
         }
+        if let Some(ix) = self.v2 {
+            // pressure files are per cgroup2 cgroup, also on hybrid hosts
+            let d = &self.hs[ix].path;
+            s.cpu.psi = stats::psi(d, "cpu.pressure")?;
+            s.memory.psi = stats::psi(d, "memory.pressure")?;
+            s.blkio.psi = stats::psi(d, "io.pressure")?;
+        }
         Ok(s)
     }
 

@@ -113,6 +113,57 @@ pub struct Hugetlb {
     pub failcnt: u64,
 }
 
+/// One line of a pressure file (`some` or `full`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PsiData {
+    /// Share of time stalled over 10 s, percent.
+    pub avg10: f64,
+    /// Over 60 s.
+    pub avg60: f64,
+    /// Over 300 s.
+    pub avg300: f64,
+    /// Total stall time, microseconds.
+    pub total: u64,
+}
+
+/// Pressure stall information of one resource (cgroup2 `*.pressure`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PsiStats {
+    /// Some tasks stalled.
+    pub some: PsiData,
+    /// All tasks stalled.
+    pub full: PsiData,
+}
+
+/// Parses a cgroup2 pressure file.
+pub(crate) fn psi(dir: &Path, name: &str) -> Result<Option<PsiStats>, Error> {
+    let Some(text) = fsutil::read_opt(dir, name)? else {
+        return Ok(None);
+    };
+    let mut p = PsiStats::default();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let d = match it.next() {
+            Some("some") => &mut p.some,
+            Some("full") => &mut p.full,
+            _ => continue,
+        };
+        for kv in it {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            match k {
+                "avg10" => d.avg10 = v.parse().unwrap_or(0.0),
+                "avg60" => d.avg60 = v.parse().unwrap_or(0.0),
+                "avg300" => d.avg300 = v.parse().unwrap_or(0.0),
+                "total" => d.total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(p))
+}
+
 /// One block I/O counter.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct BlkioEntry {
@@ -142,6 +193,9 @@ pub struct Blkio {
     /// I/O operations per device and operation.
     #[serde(rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty")]
     pub io_serviced_recursive: Vec<BlkioEntry>,
+    /// I/O pressure (cgroup2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 /// Process count.
@@ -197,6 +251,9 @@ pub struct Cpu {
     pub usage: CpuUsage,
     /// Throttling.
     pub throttling: Throttling,
+    /// CPU pressure (cgroup2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 /// One memory counter group.
@@ -232,6 +289,9 @@ pub struct Memory {
     /// Every counter of `memory.stat`.
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub raw: HashMap<String, u64>,
+    /// Memory pressure (cgroup2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 fn flat(text: &str) -> HashMap<String, u64> {

@@ -211,6 +211,9 @@ fn process_joins_every_hierarchy_and_is_killed() {
     for k in ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"] {
         assert!(j.get(k).is_some(), "stats json lacks {k}: {j}");
     }
+    if m.hierarchies().iter().any(|h| h.version == 2) {
+        assert!(j["cpu"]["psi"]["some"]["total"].is_u64(), "no cpu psi: {j}");
+    }
     eprintln!("stats: {j}");
     m.kill_all(libc::SIGKILL).expect("kill_all");
     let st = child.wait().unwrap();
