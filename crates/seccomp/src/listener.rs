@@ -5,7 +5,7 @@
 //! SOCK_STREAM), send the JSON state with the fd attached via `SCM_RIGHTS` to the
 //! first `sendmsg(2)`, send any remainder without fds, close.
 
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -53,7 +53,7 @@ pub(crate) fn send(
     };
     let payload = serde_json::to_vec(&process_state(pid, metadata, state_json))
         .map_err(|e| err("serialising the container process state")(e.into()))?;
-    let mut stream = UnixStream::connect(path).map_err(err("connecting"))?;
+    let stream = UnixStream::connect(path).map_err(err("connecting"))?;
     stream
         .set_write_timeout(Some(SEND_TIMEOUT))
         .map_err(err("setting the send timeout"))?;
@@ -72,9 +72,15 @@ pub(crate) fn send(
         }
     };
     // The spec allows several sendmsg calls as long as the fds go with the first.
-    stream
-        .write_all(&payload[sent..])
-        .map_err(err("sending the container process state"))?;
+    // MSG_NOSIGNAL: a vanished agent must give EPIPE, not kill the runtime.
+    let mut rest = &payload[sent..];
+    while !rest.is_empty() {
+        match nix::sys::socket::send(stream.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(err("sending the container process state")(e.into())),
+        }
+    }
     stream
         .shutdown(std::net::Shutdown::Write)
         .map_err(err("closing"))?;
