@@ -7,24 +7,27 @@
 #                namespaces (pid, network, ipc, uts, mount)
 #   (b) lifecycle `<rt> create -b B id && <rt> start id && <rt> delete -f id`
 #
-# Usage: bench/runtime.sh [--runs N] [--no-hugetlb-fix] [--only-skiff]
+# Usage: bench/runtime.sh [--runs N] [--no-hugetlb-fix] [--keep-hugetlb] [--only-skiff]
 # Env:   SKIFF (default target/release/skiff, built if missing), RUNC, CRUN.
 #
 # Host note: crun 1.8 refuses a hybrid cgroup layout whose cgroup2 mount holds
 # the hugetlb controller (as on the reference machine).  Unless
 # --no-hugetlb-fix is given, this script mounts hugetlb as a v1 hierarchy at
 # /sys/fs/cgroup/hugetlb, which MOVES hugetlb off cgroup2 for the whole host
-# (it stays that way after the script; `umount /sys/fs/cgroup/hugetlb` undoes
-# it).  It says so when it does it.
+# while the benchmark runs; it unmounts it again at exit (hugetlb then returns
+# to cgroup2) unless --keep-hugetlb is given.  It says so when it does it.
 set -euo pipefail
 
 runs=30
 fix_hugetlb=1
+keep_hugetlb=0
+mounted_hugetlb=0
 only_skiff=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --no-hugetlb-fix) fix_hugetlb=0; shift ;;
+    --keep-hugetlb) keep_hugetlb=1; shift ;;
     --only-skiff) only_skiff=1; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -55,6 +58,10 @@ cleanup() {
     done
   done
   rm -rf "$work"
+  if [ $mounted_hugetlb = 1 ] && [ $keep_hugetlb = 0 ]; then
+    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    echo "NOTE: unmounted the v1 hugetlb hierarchy again (hugetlb is back on cgroup2)"
+  fi
 }
 trap cleanup EXIT
 
@@ -75,6 +82,10 @@ p = sys.argv[1]
 c = json.load(open(p))
 c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
+# runc spec lists ambient caps without an inheritable set: the kernel refuses
+# to raise them and runc/crun silently end with an empty ambient set.  Drop
+# the list so every runtime does the same (valid) work.
+c["process"]["capabilities"].pop("ambient", None)
 json.dump(c, open(p, "w"), indent=1)
 EOF
 
@@ -87,10 +98,18 @@ if [ $only_skiff = 0 ]; then
       if [ $fix_hugetlb = 1 ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null \
          && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
         echo "NOTE: crun refuses hugetlb on cgroup2 in this hybrid layout; mounting hugetlb as a v1"
-        echo "      hierarchy at /sys/fs/cgroup/hugetlb (moves hugetlb off cgroup2 host-wide;"
-        echo "      undo with: umount /sys/fs/cgroup/hugetlb)"
+        echo "      hierarchy at /sys/fs/cgroup/hugetlb (moves hugetlb off cgroup2 host-wide"
+        echo "      until this script exits; --keep-hugetlb leaves it mounted)"
         mkdir -p /sys/fs/cgroup/hugetlb
-        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+        if mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
+          mounted_hugetlb=1
+        else
+          rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+          echo "NOTE: hugetlb could not be moved: it is enabled in a cgroup2 subtree_control"
+          echo "      ($(grep -l hugetlb /sys/fs/cgroup/unified/cgroup.subtree_control \
+                 /sys/fs/cgroup/unified/*/cgroup.subtree_control 2>/dev/null | tr '\n' ' '))."
+          echo "      Moving it would need those cgroups emptied first; not done here."
+        fi
       fi
       "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
     else
