@@ -41,10 +41,12 @@ pub(crate) fn memory_v2(d: &Path, m: &LinuxMemory) -> Result<(), Error> {
     }
     let swap = swap_v2(m.swap().unwrap_or(0), limit.unwrap_or(0))
         .map_err(|msg| Error::invalid(f("memory.swap"), msg))?;
-    if swap != 0 {
+    // swap == limit (both > 0) means "no swap": write 0 then (as runc)
+    let no_swap = swap == 0 && m.swap().unwrap_or(0) > 0;
+    if swap != 0 || no_swap {
         if exists(d, "memory.swap.max") {
             fsutil::write_max(d, "memory.swap.max", swap, &f("memory.swap"))?;
-        } else if swap != -1 {
+        } else if swap != -1 && !no_swap {
             return Err(Error::unsupported(
                 f("memory.swap"),
                 "swap accounting is off on this host (no memory.swap.max)",
