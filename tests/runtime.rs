@@ -1926,6 +1926,52 @@ fn pause_resume_and_ps() {
     c.finish();
 }
 
+/// Host path of the container's cgroup for v1 `controller` (None on a
+/// host without that v1 hierarchy).
+fn v1_cgroup_dir(pid: i64, controller: &str) -> Option<std::path::PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let line = text.lines().find(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|x| x == controller))
+    })?;
+    let path = line.splitn(3, ':').nth(2)?;
+    let dir = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(path.trim_start_matches('/'));
+    dir.exists().then_some(dir)
+}
+
+#[test]
+fn update_and_events_stats() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("update");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    c.runtime(&["update", "--pids-limit", "77", &c.id])
+        .assert_ok("update --pids-limit");
+    match v1_cgroup_dir(pid, "pids") {
+        Some(dir) => {
+            assert_eq!(
+                fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+                "77"
+            );
+        }
+        None => skip("no v1 pids hierarchy: pids.max not checked"),
+    }
+    let out = c.runtime(&["events", "--stats", &c.id]);
+    out.assert_ok("events --stats");
+    let v: Value = serde_json::from_str(out.stdout.lines().next().unwrap_or("")).unwrap();
+    assert_eq!(v["type"], "stats", "{v}");
+    assert_eq!(v["id"], c.id.as_str(), "{v}");
+    assert!(v["data"].is_object(), "{v}");
+    c.finish();
+}
+
 #[test]
 fn listen_fds_are_passed() {
     if !need_root() {

@@ -40,6 +40,7 @@ const ATTACKER_C: &str = r##"/* attacker: runs inside a hostile container.
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,12 @@ static int foreign(const char *pid, char *target, size_t n) {
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "exe";
+  if (!strcmp(mode, "keyring")) {
+    /* KEYCTL_GET_KEYRING_ID (0) of KEY_SPEC_SESSION_KEYRING (-3), no create */
+    long id = syscall(SYS_keyctl, 0, -3, 0);
+    printf("session-keyring %ld\n", id);
+    return 0;
+  }
   double end = now() + (argc > 2 ? atof(argv[2]) : 3);
   char self[32]; snprintf(self, sizeof self, "%d", getpid());
   int fds[64]; int nfd = 0; int seen = 0, denied = 0;
@@ -289,6 +296,46 @@ fn which(name: &str) -> Option<PathBuf> {
         .iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.exists())
+}
+
+#[test]
+fn new_session_keyring_unless_asked() {
+    // each container gets its own session keyring (keys of the caller are
+    // not shared), unless --no-new-keyring
+    if !need_root() {
+        return;
+    }
+    // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1)
+    // only returns (creating if needed) this process's session keyring id.
+    let host = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i64, 1i64) };
+    if host < 0 {
+        skip("keyctl not available");
+        return;
+    }
+    for (flags, same) in [(&[][..], false), (&["--no-new-keyring"][..], true)] {
+        let Some(mut c) = hostile("keyring") else {
+            return;
+        };
+        c.config["process"]["args"] = json!(["/attacker", "keyring"]);
+        let out = c.run_with(flags);
+        out.assert_ok("run");
+        let id: i64 = out
+            .stdout
+            .trim()
+            .strip_prefix("session-keyring ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if same {
+            assert_eq!(
+                id, host,
+                "--no-new-keyring keeps the caller's session keyring"
+            );
+        } else {
+            assert_ne!(id, host, "a new session keyring by default");
+        }
+        c.finish();
+    }
 }
 
 /// Host fixture for the fd/cwd tests: a directory with a secret and a
