@@ -1202,3 +1202,56 @@ fn bundle_config_from_image_and_flags() {
 fn lines(s: &[u8]) -> Vec<String> {
     s.lines().map(|l| l.unwrap()).collect()
 }
+
+#[test]
+fn platform_selection_from_index() {
+    if !prerequisites(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let tmp = tmpdir("platform");
+    let reg = Registry::start();
+    let layout = build_image(tmp.path(), false);
+    // Wrap the manifest in an index with two platforms.
+    let idx_path = layout.join("index.json");
+    let mut idx: Value = serde_json::from_slice(&std::fs::read(&idx_path).unwrap()).unwrap();
+    let m = idx["manifests"][0].clone();
+    let entry = |arch: &str| {
+        let mut e = m.clone();
+        e.as_object_mut().unwrap().remove("annotations");
+        e["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        e
+    };
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("arm64"), entry("amd64")]});
+    let body = serde_json::to_vec(&index).unwrap();
+    let hex = sha256_hex(&body);
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &body).unwrap();
+    idx["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"),
+        "size": body.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}));
+    std::fs::write(&idx_path, serde_json::to_vec(&idx).unwrap()).unwrap();
+    let image = format!("{}/test/multi:t", reg.host());
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{image}")));
+    let store = tmp.path().join("store");
+    let got = ok(&mut sk(
+        &store,
+        &["image", "pull", "-q", "--platform", "linux/arm64", &image],
+    ));
+    assert_eq!(got.trim(), m["digest"].as_str().unwrap());
+    let out = run(&mut sk(
+        &store,
+        &["image", "pull", "-q", "--platform", "linux/s390x", &image],
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no manifest for platform linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
+}
