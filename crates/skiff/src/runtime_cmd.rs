@@ -217,25 +217,25 @@ pub struct UpdateArgs {
     pub blkio_weight: Option<u16>,
     #[arg(long)]
     pub cpu_period: Option<u64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long)]
     pub cpu_share: Option<u64>,
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
     #[arg(long)]
     pub cpuset_mems: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     #[arg(long, hide = true)]
     pub l3_cache_schema: Option<String>,
