@@ -211,18 +211,32 @@ pub struct Pending {
     pub stdout: Option<File>,
     /// Read end of stderr (none with a terminal).
     pub stderr: Option<File>,
-    start: File,
-    sync: File,
+    start: Option<File>,
+    sync: Option<File>,
 }
 
 impl Pending {
+    /// A process that is already running (nothing to release).
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub fn started(pid: i32, stdin: File, stdout: File, stderr: File) -> Self {
+        Pending {
+            pid,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            start: None,
+            sync: None,
+        }
+    }
+
     /// Lets the process exec; returns the exec error, if any.
     pub fn release(self) -> io::Result<()> {
-        let Pending {
-            start, mut sync, ..
-        } = self;
+        let Pending { start, sync, .. } = self;
         drop(start); // EOF on the start pipe releases the child
-        read_child_report(&mut sync, true)
+        match sync {
+            Some(mut sync) => read_child_report(&mut sync, true),
+            None => Ok(()),
+        }
     }
 }
 
@@ -683,7 +697,7 @@ pub fn spawn(target: Target<'_>, p: &ProcessSpec) -> io::Result<Pending> {
         stdin: stdin_w,
         stdout: Some(stdout_r),
         stderr: stderr_r,
-        start: start_w,
-        sync: sync_r,
+        start: Some(start_w),
+        sync: Some(sync_r),
     })
 }

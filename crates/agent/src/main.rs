@@ -22,6 +22,8 @@
 mod proto;
 
 mod container;
+#[cfg(feature = "runtime")]
+mod rt;
 
 use proto::{Msg, Request};
 use serde_json::{json, Value};
@@ -153,9 +155,12 @@ struct Proc {
     pid: i32,
     stdin: Option<mpsc::Sender<Vec<u8>>>,
     pty: Option<File>,
-    pending: Option<container::Pending>,
+    /// Releases a created process (the init until `start`).
+    pending: Option<Release>,
     streams: Arc<Streams>,
 }
+
+type Release = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 struct Agent {
     out: Mutex<File>,
@@ -164,6 +169,8 @@ struct Agent {
     init_pid: AtomicI32,
     next_proc: AtomicU32,
     cgroup: Mutex<Option<String>>,
+    #[cfg(feature = "runtime")]
+    rt: Mutex<Option<Arc<rt::RtContainer>>>,
 }
 
 impl Agent {
@@ -308,6 +315,21 @@ impl Agent {
         debug(&format!("rootfs mounted in {:?}", t.elapsed()));
         let cspec = container::parse_container(spec, ROOTFS)?;
         let pspec = container::parse_process(&spec["process"])?;
+        #[cfg(feature = "runtime")]
+        if !pspec.terminal {
+            let (c, pending) = rt::RtContainer::create(cid, spec, ROOTFS)?;
+            let c = Arc::new(c);
+            *self.rt.lock().unwrap() = Some(Arc::clone(&c));
+            let pid = pending.pid;
+            self.init_pid.store(pid, Ordering::SeqCst);
+            self.register(proto::INIT_PROC, pending);
+            if let Some(p) = self.procs.lock().unwrap().get_mut(&proto::INIT_PROC) {
+                p.pending = Some(Box::new(move || c.start()));
+            }
+            *self.container.lock().unwrap() = Some(cspec);
+            debug(&format!("created with skiff-runtime, init pid {pid}"));
+            return Ok(json!({ "pid": pid }));
+        }
         self.setup_cgroup(cid, spec)?;
         let pending = container::spawn(container::Target::Init(&cspec), &pspec)?;
         let pid = pending.pid;
@@ -317,7 +339,7 @@ impl Agent {
         self.init_pid.store(pid, Ordering::SeqCst);
         let pending = self.register(proto::INIT_PROC, pending);
         if let Some(p) = self.procs.lock().unwrap().get_mut(&proto::INIT_PROC) {
-            p.pending = Some(pending);
+            p.pending = Some(Box::new(move || pending.release()));
         }
         *self.container.lock().unwrap() = Some(cspec);
         Ok(json!({ "pid": pid }))
@@ -365,7 +387,7 @@ impl Agent {
             .get_mut(&proto::INIT_PROC)
             .and_then(|p| p.pending.take())
             .ok_or_else(|| io::Error::other("container not created or already started"))?;
-        pending.release()?;
+        pending()?;
         Ok(Value::Null)
     }
 
@@ -375,6 +397,14 @@ impl Agent {
             return Err(io::Error::other("no container to exec into"));
         }
         let pspec = container::parse_process(process)?;
+        #[cfg(feature = "runtime")]
+        if !pspec.terminal {
+            if let Some(c) = self.rt.lock().unwrap().clone() {
+                let pending = c.exec(process)?;
+                let n = self.next_proc.fetch_add(1, Ordering::SeqCst);
+                return Ok((n, self.register(n, pending)));
+            }
+        }
         let pending = container::spawn(container::Target::Join(init), &pspec)?;
         if let Some(cg) = self.cgroup.lock().unwrap().as_ref() {
             let _ = fs::write(format!("{cg}/cgroup.procs"), pending.pid.to_string());
@@ -415,7 +445,13 @@ impl Agent {
                 .unwrap_or(0)
                 * 1024
         };
-        let cg = self.cgroup.lock().unwrap().clone();
+        let cg = self.cgroup.lock().unwrap().clone().or_else(|| {
+            // The runtime placed the init in its own cgroup: find it.
+            let pid = self.init_pid.load(Ordering::SeqCst);
+            let line = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let path = line.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+            Some(format!("/sys/fs/cgroup{path}"))
+        });
         let read_cg = |f: &str| {
             cg.as_ref()
                 .and_then(|d| fs::read_to_string(format!("{d}/{f}")).ok())
@@ -616,6 +652,8 @@ fn run() -> io::Result<()> {
         init_pid: AtomicI32::new(0),
         next_proc: AtomicU32::new(1),
         cgroup: Mutex::new(None),
+        #[cfg(feature = "runtime")]
+        rt: Mutex::new(None),
     });
     let reaper = Arc::clone(&agent);
     thread::spawn(move || reaper.reap());
