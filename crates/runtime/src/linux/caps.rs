@@ -125,8 +125,12 @@ impl CapSets {
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // The kernel only allows ambient capabilities that are permitted and
+        // inheritable; others are skipped (runc's default spec lists ambient
+        // capabilities without inheritable ones and runc accepts it).
+        let ambient = self.ambient & self.permitted & self.inheritable;
         for cap in 0..=last_cap() {
-            if self.ambient & (1 << cap) != 0 {
+            if ambient & (1 << cap) != 0 {
                 // SAFETY: prctl with integer arguments only.
                 let rc = unsafe {
                     libc::prctl(
