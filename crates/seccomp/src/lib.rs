@@ -16,6 +16,8 @@
 //! [`features`] reports what is recognised and supported, for `skiff features`.
 //! See `docs/seccomp.md` for semantics, numbers and limits.
 
+#![warn(missing_docs)]
+
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
