@@ -21,8 +21,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -p skiff >/dev/null 2>&1 || cargo build --release -p skiff
-SKIFF=$PWD/target/release/skiff
+# SKIFF_BIN=path skips the build (e.g. when the target dir is busy).
+if [ -n "${SKIFF_BIN:-}" ]; then
+  SKIFF=$SKIFF_BIN
+else
+  cargo build --release -p skiff >/dev/null 2>&1 || cargo build --release -p skiff
+  SKIFF=$PWD/target/release/skiff
+fi
 
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 cat >"$W/registry.yml" <<YML
@@ -91,7 +96,7 @@ hyperfine --runs "$RUNS" --export-json "$W/results.json" --style basic \
      "skopeo copy --quiet --src-tls-verify=false docker://$REF oci:$W/oci:t && umoci unpack --image $W/oci:t $W/bundle >/dev/null" \
   -n podman --prepare "podman --root $W/podman/root --runroot $W/podman/run system reset -f >/dev/null 2>&1 || true; rm -rf $W/podman/root $W/podman/run" \
      "podman --root $W/podman/root --runroot $W/podman/run --storage-driver overlay pull -q --tls-verify=false $REF" \
-  -n zcat-floor "cat $LAYER_FILES | gzip -dc >/dev/null"
+  -n zcat-floor --prepare true "cat $LAYER_FILES | gzip -dc >/dev/null"
 
 python3 - "$W/results.json" <<'PY'
 import json, sys

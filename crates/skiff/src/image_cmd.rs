@@ -260,9 +260,8 @@ pub fn run_image(
         );
     }
     let result = crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, None);
-    if args.rm && !detach {
-        container::remove_bundle(&prepared.bundle);
-    } else if result.is_err() {
+    // --rm after a foreground run; always when the runtime failed to start it.
+    if (args.rm && !detach) || result.is_err() {
         container::remove_bundle(&prepared.bundle);
     }
     result
