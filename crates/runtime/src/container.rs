@@ -271,6 +271,8 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
 
 /// The resources to apply: the config's, with device rules completed as runc
 /// does (config rules first, then the default devices and linux.devices).
+/// A `linux.devices` entry that a config rule names explicitly (same type,
+/// major and minor) keeps that rule's access: a deny rule wins.
 fn effective_resources(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut res = linux
@@ -283,8 +285,25 @@ fn effective_resources(spec: &Spec) -> LinuxResources {
                 .expect("static"),
         );
     }
+    let named = |d: &oci_spec::runtime::LinuxDevice| {
+        rules.iter().any(|r| {
+            r.major() == Some(d.major())
+                && r.minor() == Some(d.minor())
+                && r.typ().is_some_and(|t| {
+                    (t == oci_spec::runtime::LinuxDeviceType::B)
+                        == (d.typ() == oci_spec::runtime::LinuxDeviceType::B)
+                })
+        })
+    };
+    let explicit: Vec<bool> = linux
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(named)
+        .collect();
     rules.extend(default_device_rules());
-    for d in linux.and_then(|l| l.devices().clone()).unwrap_or_default() {
+    let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    for (d, _) in devs.iter().zip(explicit).filter(|(_, e)| !e) {
         let typ = serde_json::to_value(d.typ())
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -649,7 +668,21 @@ impl Runtime {
             || linux::spawn(plan),
         )?;
         guard.pid = spawned.pid;
-        cg.add_task(spawned.pid)?;
+        // Moving a task between v1 cgroups costs a full RCU grace period
+        // (~13 ms here) the first time. The init only needs to be in its
+        // cgroup before it reports HOOKS (it waits for HOOKS_DONE, which this
+        // process sends after joining), so let it set up its namespaces and
+        // mounts meanwhile. After an extra fork the grandchild must be forked
+        // inside the cgroup, so join first there.
+        if fork_again {
+            cg.add_task(spawned.pid)?;
+        } else if new_user {
+            write_id_maps(spawned.pid, &spec, self.rootless)?;
+        }
+        spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
+        if !fork_again {
+            cg.add_task(spawned.pid)?;
+        }
         if let Some(adj) = process.oom_score_adj() {
             std::fs::write(
                 format!("/proc/{}/oom_score_adj", spawned.pid),
@@ -657,10 +690,6 @@ impl Runtime {
             )
             .ctx(|| format!("config.json: process.oomScoreAdj {adj}"))?;
         }
-        if new_user && !fork_again {
-            write_id_maps(spawned.pid, &spec, self.rootless)?;
-        }
-        spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
         let hooks = spec.hooks().clone();
         let for_seccomp = saved.clone();
         let pid = converse(
