@@ -332,6 +332,92 @@ pub(crate) fn load(prog: &[sock_filter], flags: u32) -> Result<Option<OwnedFd>, 
     }
 }
 
+/// A classic-BPF interpreter for `struct seccomp_data` (tests only): lets the
+/// linked per-arch program be compared with libseccomp's combined one over the
+/// whole input space, without loading anything.
+#[cfg(test)]
+pub(crate) fn emulate(prog: &[sock_filter], nr: u32, arch: u32, args: &[u64; 6]) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + i * 8..24 + i * 8].copy_from_slice(&a.to_ne_bytes());
+    }
+    let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+    let mut pc = 0usize;
+    loop {
+        let ins = prog[pc];
+        let k = ins.k;
+        pc += 1;
+        match ins.code & 0x07 {
+            0x00 | 0x01 => {
+                let v = match ins.code & 0xe0 {
+                    0x00 => k,
+                    0x20 => {
+                        let o = k as usize;
+                        u32::from_ne_bytes(data[o..o + 4].try_into().expect("in range"))
+                    }
+                    0x60 => mem[k as usize],
+                    0x80 => 64,
+                    m => panic!("unsupported load mode {m:#x}"),
+                };
+                if ins.code & 0x07 == 0 {
+                    a = v
+                } else {
+                    x = v
+                }
+            }
+            0x02 => mem[k as usize] = a,
+            0x03 => mem[k as usize] = x,
+            0x04 => {
+                let src = if ins.code & 0x08 != 0 { x } else { k };
+                a = match ins.code & 0xf0 {
+                    0x00 => a.wrapping_add(src),
+                    0x10 => a.wrapping_sub(src),
+                    0x20 => a.wrapping_mul(src),
+                    0x40 => a | src,
+                    0x50 => a & src,
+                    0x60 => a.wrapping_shl(src),
+                    0x70 => a.wrapping_shr(src),
+                    0x80 => a.wrapping_neg(),
+                    0xa0 => a ^ src,
+                    op => panic!("unsupported alu op {op:#x}"),
+                };
+            }
+            0x05 => {
+                let src = if ins.code & 0x08 != 0 { x } else { k };
+                let taken = match ins.code & 0xf0 {
+                    0x00 => {
+                        pc += k as usize;
+                        continue;
+                    }
+                    0x10 => a == src,
+                    0x20 => a > src,
+                    0x30 => a >= src,
+                    0x40 => a & src != 0,
+                    op => panic!("unsupported jump {op:#x}"),
+                };
+                pc += if taken { ins.jt } else { ins.jf } as usize;
+            }
+            0x06 => {
+                return match ins.code & 0x18 {
+                    0x00 => k,
+                    0x10 => a,
+                    0x08 => x,
+                    r => panic!("unsupported ret {r:#x}"),
+                }
+            }
+            _ => {
+                if ins.code & 0xf8 == 0x80 {
+                    a = x
+                } else {
+                    x = a
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,3 +352,146 @@ fn arch_maxima(p: &Profile, archs: &[ScmpArch]) -> Vec<(u32, ArchMax)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::emulate;
+
+    /// libseccomp's own multi-arch filter, as before the per-arch split.
+    fn combined(p: &Profile, archs: &[ScmpArch]) -> Vec<libc::sock_filter> {
+        let mut ctx = ScmpFilterContext::new(p.default_action.to_scmp()).unwrap();
+        for a in &archs[1..] {
+            ctx.add_arch(*a).unwrap();
+        }
+        if p.rules.len() > 32 {
+            ctx.set_ctl_optimize(2).unwrap();
+        }
+        for (i, r) in p.rules.iter().enumerate() {
+            add_rule(&mut ctx, i, r, p.default_action).unwrap();
+        }
+        let memfd =
+            nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MFdFlags::empty()).unwrap();
+        ctx.export_bpf(&memfd).unwrap();
+        let mut f = std::fs::File::from(memfd);
+        let mut b = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut b).unwrap();
+        bpf::parse_program(&b).unwrap()
+    }
+
+    /// The linked per-arch program for the same profile, without the stub.
+    fn linked(p: &Profile, archs: &[ScmpArch]) -> Vec<libc::sock_filter> {
+        let parts: Vec<_> = archs
+            .iter()
+            .map(|&a| bpf::ArchProgram {
+                audit: bpf::audit_arch(a).unwrap(),
+                x32: a == ScmpArch::X32,
+                prog: compile_arch(p, a).unwrap(),
+            })
+            .collect();
+        bpf::link(&parts)
+    }
+
+    fn profile() -> Profile {
+        let mut names: Vec<String> = Vec::new();
+        for nr in 0..400 {
+            if let Ok(n) = ScmpSyscall::from(nr).get_name() {
+                if nr % 3 != 0 && !["personality", "socket", "clone", "umask", "kill", "getpid"].contains(&n.as_str())
+                {
+                    names.push(n);
+                }
+            }
+        }
+        names.extend(["socketcall", "_llseek", "ipc", "no_such_syscall"].map(String::from));
+        Profile::from_json(&serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": names, "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97, "args": [{"index": 0, "value": 10, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 2, "op": "SCMP_CMP_GT"}]},
+                {"names": ["umask"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 18, "op": "SCMP_CMP_LE"}, {"index": 0, "value": 63, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["kill"], "action": "SCMP_ACT_KILL_PROCESS"},
+                {"names": ["getpid"], "action": "SCMP_ACT_LOG"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn linked_program_matches_libseccomp_combined_filter() {
+        if ScmpArch::native() != ScmpArch::X8664 {
+            eprintln!("SKIP: the reference profile is written for x86_64");
+            return;
+        }
+        let p = profile();
+        let archs = [ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32];
+        let (a, b) = (combined(&p, &archs), linked(&p, &archs));
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut argsets: Vec<[u64; 6]> = vec![
+            [0; 6],
+            [8, 0, 0, 0, 0, 0],
+            [0xffff_ffff, 1, 2, 3, 4, 5],
+            [10, 3, 0, 0, 0, 0],
+            [10, 1, 0, 0, 0, 0],
+            [18, 0, 0, 0, 0, 0],
+            [63, 0, 0, 0, 0, 0],
+            [0x1_0000_0008, 0, 0, 0, 0, 0],
+            [0x7E02_0000, 0, 0, 0, 0, 0],
+            [0x0001_1000, 0, 0, 0, 0, 0],
+        ];
+        for _ in 0..6 {
+            argsets.push([next(), next() & 0xff, next(), next(), next(), next()]);
+        }
+        let mut checked = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for arch in [0xc000_003e, 0x4000_0003, 0xc000_00b7] {
+            for base in [0u32, 0x4000_0000] {
+                for nr in 0..600u32 {
+                    for args in &argsets {
+                        let (ra, rb) = (
+                            emulate(&a, base | nr, arch, args),
+                            emulate(&b, base | nr, arch, args),
+                        );
+                        assert_eq!(ra, rb, "arch {arch:#x} nr {:#x} args {args:x?}", base | nr);
+                        seen.insert(ra);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 50_000);
+        // ALLOW, ERRNO(EPERM), ERRNO(97), TRAP, KILL_PROCESS, LOG, bad-arch KILL.
+        assert!(seen.len() >= 7, "outcomes exercised: {seen:x?}");
+    }
+
+    #[test]
+    fn enosys_stub_only_changes_numbers_above_the_profile() {
+        let p = profile();
+        let plan = plan(&p).unwrap();
+        let full = generate(&p, &plan).unwrap();
+        let body = linked(&p, &plan.archs);
+        let maxima = arch_maxima(&p, &plan.archs);
+        let enosys = 0x0005_0000 | libc::ENOSYS as u32;
+        for (audit, m) in maxima {
+            for nr in 0..700u32 {
+                let with = emulate(&full, nr, audit, &[0; 6]);
+                let without = emulate(&body, nr, audit, &[0; 6]);
+                if m.main.is_some_and(|max| nr > max) {
+                    assert_eq!(with, enosys, "arch {audit:#x} nr {nr}");
+                } else {
+                    assert_eq!(with, without, "arch {audit:#x} nr {nr}");
+                }
+            }
+        }
+    }
+}
