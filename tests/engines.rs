@@ -1,0 +1,2 @@
+//! Engines driving skiff end to end (issue 3): containerd and podman.
+mod common;

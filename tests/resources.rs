@@ -1,0 +1,863 @@
+//! End-to-end checks of resource control and operations (issue 3) through
+//! the runtime's command line: limits set in `linux.resources` are verified
+//! from inside the container (a memory hog is OOM-killed, a fork bomb stops,
+//! a busy loop is throttled, a denied device cannot be opened) and from the
+//! host's cgroup files; `update`, `pause`/`resume`, `ps`, `events`, `exec`,
+//! `kill --all` and `delete --force` are driven like an engine would; bad
+//! input must fail clearly and leave the host unchanged.  One test mounts a
+//! pure cgroup2 hierarchy in a private mount namespace so that the runtime
+//! sees a unified-only host.
+//!
+//! Run with `cargo test -p skiff --test resources` as root.
+//! `SKIFF_TEST_BIN=/usr/sbin/runc` runs the same checks against runc (the
+//! stricter input validation applies to skiff only, `is_skiff()`).
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SEC5: Duration = Duration::from_secs(5);
+
+/// The host directory of `pid`'s cgroup for v1 `controller`, else (pure v2
+/// or a controller only on cgroup2) the unified directory when it has
+/// `v2_probe`.
+fn cg_dir(pid: i64, controller: &str, v2_probe: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let rel = path.trim_start_matches('/');
+        if ctrls.split(',').any(|c| c == controller) {
+            let d = Path::new("/sys/fs/cgroup").join(controller).join(rel);
+            if d.exists() {
+                return Some(d);
+            }
+        }
+    }
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("0::") {
+            let rel = path.trim_start_matches('/');
+            for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+                let d = Path::new(base).join(rel);
+                if d.join(v2_probe).exists() {
+                    return Some(d);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn read_trim(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// A `key value` field of a flat keyed cgroup file (cpu.stat, pids.events).
+fn keyed(p: &Path, key: &str) -> Option<u64> {
+    fs::read_to_string(p).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Create and start `c`; returns the init pid.
+fn up(c: &mut Container) -> i64 {
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.state()["pid"].as_i64().unwrap()
+}
+
+fn sleeper(tag: &str) -> Container {
+    let mut c = Container::new(tag);
+    c.config["process"]["args"] = json!(["sleep", "1000"]);
+    c
+}
+
+/// The first line of /proc/<pid>/stat's state letter.
+fn proc_state(pid: i64) -> char {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    s.rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next()
+        .unwrap_or('?')
+}
+
+// ---------------------------------------------------------------- memory
+
+#[test]
+fn memory_hog_is_oom_killed_and_events_report_it() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("oom");
+    let limit: i64 = 32 << 20;
+    c.config["linux"]["resources"] = json!({"memory": {"limit": limit}});
+    let pid = up(&mut c);
+    let Some(mem) = cg_dir(pid, "memory", "memory.max") else {
+        skip("no memory cgroup controller on this host");
+        c.finish();
+        return;
+    };
+    let v1 = mem.join("memory.limit_in_bytes").exists();
+    let lim_file = if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(read_trim(&mem.join(lim_file)), limit.to_string());
+
+    // `events` (not --stats) watching for OOM kills, as containerd would
+    let ev_path = c.scratch().join("events.out");
+    let mut ev = c
+        .cmd()
+        .args(["events", "--interval", "300ms", &c.id])
+        .stdout(fs::File::create(&ev_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn events");
+    std::thread::sleep(Duration::from_millis(400));
+    // `tail` keeps the whole newline-less stream in memory: 100 MiB > 32 MiB
+    let out = c.runtime(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "dd if=/dev/zero bs=1M count=100 2>/dev/null | tail >/dev/null; echo rc=$?",
+    ]);
+    out.assert_ok("exec memory hog");
+    assert_eq!(out.stdout.trim(), "rc=137", "hog not SIGKILLed: {out:?}");
+    let start = Instant::now();
+    let mut text = String::new();
+    while start.elapsed() < SEC5 {
+        text = fs::read_to_string(&ev_path).unwrap_or_default();
+        if text.contains("\"oom\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = ev.kill();
+    let _ = ev.wait();
+    let oom: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "oom")
+        .collect();
+    assert!(!oom.is_empty(), "no oom event in:\n{text}");
+    assert_eq!(oom[0]["id"], c.id.as_str());
+    assert!(
+        text.lines().any(|l| l.contains("\"stats\"")),
+        "events printed no stats at the interval:\n{text}"
+    );
+    let kills = if v1 {
+        keyed(&mem.join("memory.oom_control"), "oom_kill")
+    } else {
+        keyed(&mem.join("memory.events"), "oom_kill")
+    };
+    assert!(kills.unwrap_or(0) >= 1, "host counts no oom_kill");
+    // the init survived: only the hog was killed
+    assert_eq!(c.status().as_deref(), Some("running"));
+    c.finish();
+}
+
+// ---------------------------------------------------------------- pids
+
+#[test]
+fn fork_bomb_stops_at_pids_max_and_kill_all_ends_it() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("forkbomb");
+    c.config["linux"]["resources"] = json!({"pids": {"limit": 16}});
+    let pid = up(&mut c);
+    let Some(pids) = cg_dir(pid, "pids", "pids.max") else {
+        skip("no pids cgroup controller on this host");
+        c.finish();
+        return;
+    };
+    assert_eq!(read_trim(&pids.join("pids.max")), "16");
+    // every shell holds a sleep: the tree stays at the limit once forks fail
+    c.runtime(&[
+        "exec",
+        "-d",
+        &c.id,
+        "sh",
+        "-c",
+        "exec >/dev/null 2>&1; b() { b & b & sleep 1000; }; b",
+    ])
+    .assert_ok("exec -d fork bomb");
+    // wait until the bomb hits the limit
+    let start = Instant::now();
+    let mut max_hits = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        let cur: u64 = read_trim(&pids.join("pids.current")).parse().unwrap();
+        assert!(cur <= 16, "pids.current {cur} above pids.max 16");
+        max_hits = keyed(&pids.join("pids.events"), "max").unwrap_or(0);
+        if max_hits > 0 && cur >= 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(max_hits > 0, "pids.events never counted a refused fork");
+    let n = c.runtime(&["ps", "--format", "json", &c.id]);
+    n.assert_ok("ps during the bomb");
+    let listed: Vec<i64> = serde_json::from_str(&n.stdout).unwrap();
+    assert!(listed.len() <= 16 && listed.len() >= 3, "{listed:?}");
+    assert!(listed.contains(&pid), "{listed:?}");
+    c.runtime(&["kill", "--all", &c.id, "KILL"])
+        .assert_ok("kill --all");
+    c.wait_status("stopped", SEC5);
+    let start = Instant::now();
+    while read_trim(&pids.join("pids.current")) != "0" && start.elapsed() < SEC5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        read_trim(&pids.join("pids.current")),
+        "0",
+        "kill --all left processes"
+    );
+    c.finish();
+}
+
+// ---------------------------------------------------------------- cpu
+
+/// CPU time used by the cgroup, in nanoseconds.
+fn cpu_usage_ns(pid: i64) -> Option<(PathBuf, u64)> {
+    if let Some(d) = cg_dir(pid, "cpuacct", "cpu.stat") {
+        if d.join("cpuacct.usage").exists() {
+            let v = read_trim(&d.join("cpuacct.usage")).parse().ok()?;
+            return Some((d, v));
+        }
+        let us = keyed(&d.join("cpu.stat"), "usage_usec")?;
+        return Some((d, us * 1000));
+    }
+    None
+}
+
+#[test]
+fn cpu_quota_bounds_a_busy_loop() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("cpuquota");
+    c.config["linux"]["resources"] = json!({"cpu": {"quota": 20000, "period": 100000}});
+    let pid = up(&mut c);
+    let Some(cpu) = cg_dir(pid, "cpu", "cpu.max") else {
+        skip("no cpu cgroup controller on this host");
+        c.finish();
+        return;
+    };
+    if cpu.join("cpu.cfs_quota_us").exists() {
+        assert_eq!(read_trim(&cpu.join("cpu.cfs_quota_us")), "20000");
+        assert_eq!(read_trim(&cpu.join("cpu.cfs_period_us")), "100000");
+    } else {
+        assert_eq!(read_trim(&cpu.join("cpu.max")), "20000 100000");
+    }
+    c.runtime(&["exec", "-d", &c.id, "sh", "-c", "while :; do :; done"])
+        .assert_ok("exec -d busy loop");
+    std::thread::sleep(Duration::from_millis(300));
+    let Some((_, u0)) = cpu_usage_ns(pid) else {
+        skip("no cpu usage file (cpuacct.usage / cpu.stat)");
+        c.finish();
+        return;
+    };
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, u1) = cpu_usage_ns(pid).unwrap();
+    let share = (u1 - u0) as f64 / t0.elapsed().as_nanos() as f64;
+    eprintln!("busy loop under a 0.2 CPU quota used {share:.3} CPU");
+    assert!(share < 0.30, "quota 0.2 CPU, busy loop used {share:.3}");
+    assert!(share > 0.02, "busy loop did not run ({share:.3})");
+    let throttled = keyed(&cpu.join("cpu.stat"), "nr_throttled").unwrap_or(0);
+    assert!(throttled > 0, "cpu.stat shows no throttling");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- devices
+
+#[test]
+fn device_not_allowed_cannot_be_opened() {
+    if !need_root() {
+        return;
+    }
+    // /dev/lc is loop-control (c 10:237: open needs no capability), made
+    // in the container by linux.devices and denied by an explicit rule;
+    // /dev/net/tun (c 10:200) is in the default allowed set (a control).
+    let mut c = Container::new("devices");
+    c.config["linux"]["devices"] = json!([
+        {"path": "/dev/lc", "type": "c", "major": 10, "minor": 237, "fileMode": 0o666},
+        {"path": "/dev/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o666},
+    ]);
+    c.config["linux"]["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 10, "minor": 237, "access": "rwm"},
+    ]});
+    c.sh("[ -c /dev/lc ] && echo exists; head -c0 /dev/lc; echo lc=$?; head -c0 /dev/tun; echo tun=$?");
+    let out = c.run();
+    out.assert_ok("run with device rules");
+    assert_eq!(out.stdout, "exists\nlc=1\ntun=0\n", "{out:?}");
+    assert!(out.stderr.contains("not permitted"), "{out:?}");
+    c.finish();
+
+    // read-only access: read opens, write opens are refused
+    let mut c = sleeper("devices-ro");
+    c.config["linux"]["devices"] = json!([
+        {"path": "/dev/lc", "type": "c", "major": 10, "minor": 237, "fileMode": 0o666},
+    ]);
+    c.config["linux"]["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 237, "access": "r"},
+    ]});
+    let pid = up(&mut c);
+    if let Some(dev) = cg_dir(pid, "devices", "cgroup.procs") {
+        if dev.join("devices.list").exists() {
+            let list = read_trim(&dev.join("devices.list"));
+            assert!(list.lines().any(|l| l == "c 10:237 r"), "{list}");
+            assert!(!list.lines().any(|l| l == "c 10:237 rwm"), "{list}");
+            assert!(!list.contains("a *:* rwm"), "{list}");
+        }
+    }
+    let out = c.runtime(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "head -c0 /dev/lc && echo r-ok; if true >> /dev/lc; then echo w-ok; else echo w-denied; fi",
+    ]);
+    out.assert_ok("exec device probe");
+    assert_eq!(out.stdout, "r-ok\nw-denied\n", "{out:?}");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- update
+
+#[test]
+fn update_flags_and_json_change_the_host_files() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("update");
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}});
+    let pid = up(&mut c);
+    let (Some(mem), Some(pids)) = (
+        cg_dir(pid, "memory", "memory.max"),
+        cg_dir(pid, "pids", "pids.max"),
+    ) else {
+        skip("no memory/pids controllers");
+        c.finish();
+        return;
+    };
+    let lim = if mem.join("memory.limit_in_bytes").exists() {
+        mem.join("memory.limit_in_bytes")
+    } else {
+        mem.join("memory.max")
+    };
+    assert_eq!(read_trim(&lim), (64u64 << 20).to_string());
+    c.runtime(&["update", "--memory", "96M", "--pids-limit", "77", &c.id])
+        .assert_ok("update flags");
+    assert_eq!(read_trim(&lim), (96u64 << 20).to_string());
+    assert_eq!(read_trim(&pids.join("pids.max")), "77");
+
+    let mut cmd = c.cmd();
+    cmd.args(["update", "--resources", "-", &c.id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"memory": {"limit": 50331648}, "pids": {"limit": 42}}"#)
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "update -r -: {o:?}");
+    assert_eq!(read_trim(&lim), "50331648");
+    assert_eq!(read_trim(&pids.join("pids.max")), "42");
+
+    // -1 means unlimited, as with runc
+    c.runtime(&["update", "--pids-limit", "-1", "--memory", "-1", &c.id])
+        .assert_ok("update to unlimited");
+    assert_eq!(read_trim(&pids.join("pids.max")), "max");
+    let l = read_trim(&lim);
+    assert!(l == "max" || l.parse::<u64>().unwrap() > 1 << 60, "{l}");
+
+    // a bad value fails and changes nothing
+    c.runtime(&["update", "--pids-limit", "33", &c.id])
+        .assert_ok("update pids");
+    let before_lim = read_trim(&lim);
+    let out = c.runtime(&["update", "--memory", "-5", "--pids-limit", "12", &c.id]);
+    out.assert_fail("update with a negative memory limit");
+    assert_eq!(
+        read_trim(&pids.join("pids.max")),
+        "33",
+        "partial update applied"
+    );
+    assert_eq!(read_trim(&lim), before_lim);
+    c.finish();
+}
+
+// ---------------------------------------------------------------- pause
+
+/// utime + stime of `pid` in clock ticks.
+fn cpu_ticks(pid: i64) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
+    // fields after the comm: state is [0], utime [11], stime [12]
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("freeze");
+    c.sh("while :; do :; done");
+    let pid = up(&mut c);
+    std::thread::sleep(Duration::from_millis(200));
+    c.runtime(&["pause", &c.id]).assert_ok("pause");
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    if let Some(fr) = cg_dir(pid, "freezer", "cgroup.freeze") {
+        if fr.join("freezer.state").exists() {
+            assert_eq!(read_trim(&fr.join("freezer.state")), "FROZEN");
+        } else {
+            assert_eq!(keyed(&fr.join("cgroup.events"), "frozen"), Some(1));
+        }
+    }
+    let st = proc_state(pid);
+    assert!(
+        st == 'D' || st == 'S' || st == 'T',
+        "paused busy loop in state {st}"
+    );
+    let a = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(400));
+    let b = cpu_ticks(pid);
+    assert_eq!(a, b, "the busy loop ran while paused");
+    assert_eq!(proc_state(pid), st);
+    // exec into a paused container is refused (runc needs --ignore-paused)
+    if is_skiff() {
+        c.runtime(&["exec", &c.id, "true"])
+            .assert_fail("exec into a paused container");
+    }
+    c.runtime(&["resume", &c.id]).assert_ok("resume");
+    assert_eq!(c.status().as_deref(), Some("running"));
+    let start = Instant::now();
+    while cpu_ticks(pid) == b && start.elapsed() < SEC5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cpu_ticks(pid) > b, "the busy loop did not run after resume");
+    c.runtime(&["resume", &c.id])
+        .assert_fail("resume of a running container");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- ps, events --stats
+
+#[test]
+fn ps_and_events_stats() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("ps");
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 40}});
+    let pid = up(&mut c);
+    let pf = c.scratch().join("exec.pid");
+    c.runtime(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        &pf.to_string_lossy(),
+        &c.id,
+        "sleep",
+        "999",
+    ])
+    .assert_ok("exec -d");
+    let epid: i64 = read_trim(&pf).parse().unwrap();
+    let out = c.runtime(&["ps", "--format", "json", &c.id]);
+    out.assert_ok("ps --format json");
+    let mut pids: Vec<i64> = serde_json::from_str(&out.stdout).unwrap();
+    pids.sort();
+    let mut want = vec![pid, epid];
+    want.sort();
+    assert_eq!(pids, want);
+    let out = c.runtime(&["ps", &c.id]);
+    out.assert_ok("ps");
+    let mut lines = out.stdout.lines();
+    let head = lines.next().unwrap();
+    let col = head
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .expect("PID column");
+    let rows: Vec<i64> = lines
+        .map(|l| l.split_whitespace().nth(col).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", out.stdout);
+    assert!(
+        rows.contains(&pid) && rows.contains(&epid),
+        "{}",
+        out.stdout
+    );
+    let out = c.runtime(&["ps", &c.id, "-o", "pid,comm"]);
+    out.assert_ok("ps -o pid,comm");
+    assert!(
+        out.stdout.lines().next().unwrap().contains("COMMAND"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("sleep").count(), 2, "{}", out.stdout);
+
+    let out = c.runtime(&["events", "--stats", &c.id]);
+    out.assert_ok("events --stats");
+    assert_eq!(
+        out.stdout.trim().lines().count(),
+        1,
+        "one JSON line: {}",
+        out.stdout
+    );
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], c.id.as_str());
+    let d = &v["data"];
+    assert_eq!(d["pids"]["current"], 2, "{d}");
+    assert_eq!(d["pids"]["limit"], 40, "{d}");
+    assert_eq!(d["memory"]["usage"]["limit"], 64 << 20, "{d}");
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{d}");
+    assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{d}");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- exec
+
+fn ns_links(pid: i64) -> Vec<String> {
+    ["pid", "mnt", "net", "ipc", "uts", "cgroup"]
+        .iter()
+        .map(|n| {
+            fs::read_link(format!("/proc/{pid}/ns/{n}"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn exec_is_in_the_same_container_and_honours_flags() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("execflags");
+    c.config["hostname"] = json!("exec-host");
+    let pid = up(&mut c);
+    let pf = c.scratch().join("e.pid");
+    c.runtime(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        &pf.to_string_lossy(),
+        &c.id,
+        "sleep",
+        "999",
+    ])
+    .assert_ok("exec -d --pid-file");
+    let epid: i64 = read_trim(&pf).parse().unwrap();
+    assert!(pid_alive(epid));
+    assert_eq!(ns_links(epid), ns_links(pid), "namespaces of exec vs init");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{epid}/cgroup")).unwrap(),
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
+        "cgroup of exec vs init"
+    );
+    let st_i = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let st_e = fs::read_to_string(format!("/proc/{epid}/status")).unwrap();
+    for f in ["Uid", "Gid", "CapBnd", "CapEff", "NoNewPrivs", "Seccomp"] {
+        assert_eq!(
+            status_field(&st_e, f),
+            status_field(&st_i, f),
+            "{f} of exec vs init"
+        );
+    }
+    let out = c.runtime(&["exec", &c.id, "sh", "-c", "hostname; id -u; pwd"]);
+    out.assert_ok("exec");
+    assert_eq!(out.stdout, "exec-host\n0\n/\n");
+
+    let out = c.runtime(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--env",
+        "FOO=bar",
+        "--env",
+        "PATH=/bin",
+        "--cwd",
+        "/tmp",
+        &c.id,
+        "sh",
+        "-c",
+        "id -u; id -g; echo $FOO $PATH; pwd",
+    ]);
+    out.assert_ok("exec --user --env --cwd");
+    assert_eq!(out.stdout, "1000\n1000\nbar /bin\n/tmp\n");
+
+    let sys_admin = 1u64 << 21;
+    let eff = |out: &Output| -> u64 { cap_field(&out.stdout, "CapEff") };
+    let out = c.runtime(&["exec", &c.id, "cat", "/proc/self/status"]);
+    out.assert_ok("exec status");
+    assert_eq!(eff(&out) & sys_admin, 0, "init has no CAP_SYS_ADMIN");
+    let out = c.runtime(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &c.id,
+        "cat",
+        "/proc/self/status",
+    ]);
+    out.assert_ok("exec --cap");
+    assert_ne!(
+        eff(&out) & sys_admin,
+        0,
+        "exec --cap CAP_SYS_ADMIN: {}",
+        out.stdout
+    );
+    assert_ne!(cap_field(&out.stdout, "CapBnd") & sys_admin, 0);
+    let out = c.runtime(&["exec", &c.id, "sh", "-c", "exit 7"]);
+    assert_eq!(out.code, Some(7), "exec exit code: {out:?}");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- delete
+
+#[test]
+fn delete_force_kills_leftovers_and_removes_the_cgroup() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("delleft");
+    // No pid namespace: the sleep outlives the init.
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    c.sh("sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > /child; exit 0");
+    let pid = up(&mut c);
+    let child_file = c.rootfs().join("child");
+    assert!(wait_for_path(&child_file, SEC5));
+    std::thread::sleep(Duration::from_millis(50));
+    let child: i64 = read_trim(&child_file).parse().unwrap();
+    c.wait_status("stopped", SEC5);
+    assert!(pid_alive(child), "the leftover sleep should still run");
+    let cgs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer", "devices"]
+        .iter()
+        .filter_map(|k| cg_dir(child, k, "cgroup.procs"))
+        .collect();
+    assert!(!cgs.is_empty());
+    let _ = pid;
+    c.delete(true).assert_ok("delete --force");
+    assert!(
+        wait_pid_gone(child, SEC5),
+        "delete --force left {child} running"
+    );
+    for d in &cgs {
+        assert!(!d.exists(), "{} survived delete --force", d.display());
+    }
+    c.assert_clean();
+    c.finish();
+}
+
+// ---------------------------------------------------------------- bad input
+
+fn create_must_fail(tag: &str, resources: Value, needle: &str) {
+    let mut c = sleeper(tag);
+    c.config["linux"]["resources"] = resources.clone();
+    let out = c.create();
+    if !is_skiff() && out.ok() {
+        eprintln!("{tag}: {} accepts {resources}", test_bin().display());
+        c.finish();
+        return;
+    }
+    out.assert_fail(&format!("create with {resources}"));
+    assert!(
+        out.stderr.contains(needle),
+        "error for {resources} should name {needle}: {}",
+        out.stderr
+    );
+    // nothing left on the host: no state, no cgroup
+    c.assert_clean();
+    c.finish();
+}
+
+#[test]
+fn bad_resources_fail_create_cleanly() {
+    if !need_root() {
+        return;
+    }
+    create_must_fail("neg-mem", json!({"memory": {"limit": -5}}), "memory.limit");
+    create_must_fail("shares", json!({"cpu": {"shares": 1}}), "cpu.shares");
+    create_must_fail(
+        "swappiness",
+        json!({"memory": {"swappiness": 101}}),
+        "swappiness",
+    );
+    create_must_fail(
+        "quota",
+        json!({"cpu": {"quota": 10, "period": 100000}}),
+        "cpu.quota",
+    );
+    create_must_fail("unified", json!({"unified": {"foo.bar": "1"}}), "foo");
+    create_must_fail("cpuset", json!({"cpu": {"cpus": "0-4095"}}), "cpus");
+    create_must_fail("mems", json!({"cpu": {"mems": "63"}}), "mems");
+}
+
+#[test]
+fn exec_and_update_on_stopped_or_missing_containers_fail() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("stopped");
+    up(&mut c);
+    c.wait_status("stopped", SEC5);
+    let out = c.runtime(&["exec", &c.id, "true"]);
+    out.assert_fail("exec into a stopped container");
+    if is_skiff() {
+        assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+    }
+    let out = c.runtime(&["update", "--pids-limit", "10", &c.id]);
+    out.assert_fail("update of a stopped container");
+    let missing = unique_id("missing");
+    let out = c.runtime(&["exec", &missing, "true"]);
+    out.assert_fail("exec into a missing container");
+    assert!(
+        out.stderr.contains("does not exist") || out.stderr.contains("not exist"),
+        "{}",
+        out.stderr
+    );
+    let out = c.runtime(&["update", "--memory", "10M", &missing]);
+    out.assert_fail("update of a missing container");
+    assert!(
+        out.stderr.contains(&missing) || out.stderr.contains("not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(leftover_cgroups(&missing, &[]).is_empty());
+    assert!(!c.root.join(&missing).exists());
+    for cmd in ["pause", "resume", "ps"] {
+        c.runtime(&[cmd, &missing]).assert_fail(cmd);
+    }
+    c.runtime(&["events", "--stats", &missing])
+        .assert_fail("events --stats missing");
+    c.finish();
+}
+
+// ---------------------------------------------------------------- pure cgroup2
+
+/// A wrapper that runs the runtime in a fresh private mount namespace where
+/// `/sys/fs/cgroup` is a cgroup2 mount only (the host's v1 tree is
+/// unmounted there first), so the runtime sees a pure unified host.
+fn v2_wrapper(dir: &Path, bin: &Path) -> PathBuf {
+    let w = dir.join("skiff-v2");
+    fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\nexec unshare -m --propagation private /bin/sh -c '\
+             umount -R -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"' {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
+    w
+}
+
+#[test]
+fn pure_cgroup2_in_a_private_mount_namespace() {
+    if !need_root() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        skip("no cgroup2 at /sys/fs/cgroup/unified (pure v2 hosts run the other tests on v2)");
+        return;
+    }
+    let mut c = sleeper("purev2");
+    c.bin = v2_wrapper(&c.scratch(), &test_bin());
+    let probe = output_timeout(
+        Command::new(&c.bin).arg("--version").stdin(Stdio::null()),
+        TIMEOUT,
+    );
+    if !probe.ok() {
+        skip(&format!(
+            "cannot mount cgroup2 in a private mount namespace: {}",
+            probe.stderr
+        ));
+        return;
+    }
+    // the default config of `spec` has only device rules: fine on any v2
+    let pid = up(&mut c);
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup2 line");
+    assert!(
+        v2.contains(&c.id),
+        "init not in a cgroup2 dir named after it: {text}"
+    );
+    let dir = Path::new("/sys/fs/cgroup/unified").join(v2.trim_start_matches('/'));
+    let procs = read_trim(&dir.join("cgroup.procs"));
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    // only hugetlb lives on this cgroup2 hierarchy
+    let ctrls = read_trim(&Path::new("/sys/fs/cgroup/unified/cgroup.controllers"));
+    eprintln!("cgroup2 controllers here: {ctrls:?}");
+    // the v1 hierarchies were not used: no directory named after the id
+    for k in ["memory", "pids", "cpu", "freezer"] {
+        let line = text.lines().find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|x| x == k))
+        });
+        if let Some(l) = line {
+            assert!(
+                !l.contains(&c.id),
+                "{k} v1 cgroup used on a pure v2 view: {l}"
+            );
+        }
+    }
+    // freeze through cgroup.freeze
+    c.runtime(&["pause", &c.id]).assert_ok("pause on v2");
+    assert_eq!(read_trim(&dir.join("cgroup.freeze")), "1");
+    let start = Instant::now();
+    while keyed(&dir.join("cgroup.events"), "frozen") != Some(1) && start.elapsed() < SEC5 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(keyed(&dir.join("cgroup.events"), "frozen"), Some(1));
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    c.runtime(&["resume", &c.id]).assert_ok("resume on v2");
+    assert_eq!(read_trim(&dir.join("cgroup.freeze")), "0");
+    assert_eq!(c.status().as_deref(), Some("running"));
+    let out = c.runtime(&["exec", &c.id, "cat", "/proc/self/cgroup"]);
+    out.assert_ok("exec on v2");
+    let out = c.runtime(&["ps", "--format", "json", &c.id]);
+    out.assert_ok("ps on v2");
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pids, vec![pid]);
+    // a memory limit cannot be honoured without the memory controller
+    let out = c.runtime(&["update", "--memory", "64M", &c.id]);
+    if !ctrls.split_whitespace().any(|x| x == "memory") {
+        out.assert_fail("memory limit on a cgroup2 without the memory controller");
+        eprintln!(
+            "update --memory on v2 without memory: {}",
+            out.stderr.trim()
+        );
+    }
+    c.finish();
+    assert!(!dir.exists(), "{} left after delete", dir.display());
+}
