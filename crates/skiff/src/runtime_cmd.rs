@@ -871,9 +871,26 @@ fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The error and its causes joined with ": ", leaving out a cause whose text
+/// the message already holds (library errors often print their source).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 /// Reports an error the way runc does: to `--log` (text or JSON lines) and stderr.
 pub fn log_error(g: &Global, err: &anyhow::Error) {
-    let msg = format!("{err:#}");
+    let msg = error_chain(err);
     if let Some(path) = &g.log {
         let line = if g.log_format == "json" {
             serde_json::json!({
