@@ -719,6 +719,66 @@ fn bad_resources_fail_create_cleanly() {
 }
 
 #[test]
+fn cpuset_outside_the_parent_fails_cleanly() {
+    if !need_root() {
+        return;
+    }
+    let online = read_trim(Path::new("/sys/devices/system/cpu/online"));
+    if online == "0" {
+        skip("one CPU only: no cpuset outside a parent restricted to CPU 0");
+        return;
+    }
+    // a parent cgroup restricted to CPU 0; the container asks for CPU 1
+    let parent = format!("skt-cpuset-parent-{}", std::process::id());
+    let (cpuset_root, v1) = if Path::new("/sys/fs/cgroup/cpuset/cpuset.cpus").exists() {
+        (PathBuf::from("/sys/fs/cgroup/cpuset"), true)
+    } else if fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .unwrap_or_default()
+        .contains("cpuset")
+    {
+        (PathBuf::from("/sys/fs/cgroup"), false)
+    } else {
+        skip("no cpuset controller");
+        return;
+    };
+    let pdir = cpuset_root.join(&parent);
+    fs::create_dir(&pdir).unwrap();
+    let (cpus, mems) = if v1 {
+        ("cpuset.cpus", "cpuset.mems")
+    } else {
+        let _ = fs::write(cpuset_root.join("cgroup.subtree_control"), "+cpuset");
+        ("cpuset.cpus", "cpuset.mems")
+    };
+    fs::write(pdir.join(cpus), "0").unwrap();
+    fs::write(pdir.join(mems), "0").unwrap();
+    let mut c = sleeper("cpuset-parent");
+    let path = format!("/{parent}/{}", c.id);
+    c.config["linux"]["cgroupsPath"] = json!(path);
+    c.config["linux"]["resources"] = json!({"cpu": {"cpus": "1"}});
+    c.extra_cgroups.push(path.clone());
+    let out = c.create();
+    let rm_parent = || {
+        for e in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = fs::remove_dir(e.path().join(&parent));
+        }
+        let _ = fs::remove_dir(&pdir);
+    };
+    if out.ok() {
+        c.finish();
+        rm_parent();
+        panic!("create with cpus 1 under a parent limited to CPU 0 succeeded");
+    }
+    eprintln!("cpuset outside the parent: {}", out.stderr.trim());
+    if is_skiff() {
+        assert!(out.stderr.contains("cpus"), "{}", out.stderr);
+    }
+    c.assert_clean();
+    c.finish();
+    assert_eq!(read_trim(&pdir.join(cpus)), "0", "parent changed");
+    rm_parent();
+}
+
+#[test]
 fn exec_and_update_on_stopped_or_missing_containers_fail() {
     if !need_root() {
         return;
@@ -816,7 +876,7 @@ fn pure_cgroup2_in_a_private_mount_namespace() {
     let procs = read_trim(&dir.join("cgroup.procs"));
     assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
     // only hugetlb lives on this cgroup2 hierarchy
-    let ctrls = read_trim(&Path::new("/sys/fs/cgroup/unified/cgroup.controllers"));
+    let ctrls = read_trim(Path::new("/sys/fs/cgroup/unified/cgroup.controllers"));
     eprintln!("cgroup2 controllers here: {ctrls:?}");
     // the v1 hierarchies were not used: no directory named after the id
     for k in ["memory", "pids", "cpu", "freezer"] {
