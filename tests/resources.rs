@@ -641,6 +641,14 @@ fn delete_force_kills_leftovers_and_removes_the_cgroup() {
     if !need_root() {
         return;
     }
+    for force in [true, false] {
+        delete_with_leftovers(force);
+    }
+}
+
+/// A stopped container (no pid namespace) whose init left a sleep behind in
+/// its cgroup: `delete [--force]` kills it and removes the cgroup.
+fn delete_with_leftovers(force: bool) {
     let mut c = Container::new("delleft");
     // No pid namespace: the sleep outlives the init.
     c.config["linux"]["namespaces"]
@@ -648,7 +656,7 @@ fn delete_force_kills_leftovers_and_removes_the_cgroup() {
         .unwrap()
         .retain(|n| n["type"] != "pid");
     c.sh("sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > /child; exit 0");
-    let pid = up(&mut c);
+    up(&mut c);
     let child_file = c.rootfs().join("child");
     assert!(wait_for_path(&child_file, SEC5));
     std::thread::sleep(Duration::from_millis(50));
@@ -660,14 +668,18 @@ fn delete_force_kills_leftovers_and_removes_the_cgroup() {
         .filter_map(|k| cg_dir(child, k, "cgroup.procs"))
         .collect();
     assert!(!cgs.is_empty());
-    let _ = pid;
-    c.delete(true).assert_ok("delete --force");
+    c.delete(force)
+        .assert_ok(&format!("delete (force {force})"));
     assert!(
         wait_pid_gone(child, SEC5),
-        "delete --force left {child} running"
+        "delete (force {force}) left {child} running"
     );
     for d in &cgs {
-        assert!(!d.exists(), "{} survived delete --force", d.display());
+        assert!(
+            !d.exists(),
+            "{} survived delete (force {force})",
+            d.display()
+        );
     }
     c.assert_clean();
     c.finish();
