@@ -1671,3 +1671,78 @@ fn s3_backend_shared_by_two_replicas() {
     );
     assert_eq!(got.body.len(), data.len());
 }
+
+#[test]
+fn blob_size_limit_and_disabled_deletes() {
+    require!("curl");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("limits.toml");
+    std::fs::write(
+        &cfg,
+        "delete_enabled = false\n[limits]\nmax_blob_size = 1000\nmax_manifest_size = 2000\n",
+    )
+    .unwrap();
+    let s = Server::start(
+        &tmp.path().join("reg"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let big = vec![7u8; 1500];
+    let r = curl(
+        "POST",
+        &s.url(&format!("/v2/lim/app/blobs/uploads/?digest={}", sha(&big))),
+        &[],
+        Some(&big),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (413, "SIZE_INVALID"));
+    assert_eq!(
+        curl(
+            "HEAD",
+            &s.url(&format!("/v2/lim/app/blobs/{}", sha(&big))),
+            &[],
+            None,
+            &[]
+        )
+        .status,
+        404
+    );
+    // Chunked: the second chunk crosses the limit.
+    let st = curl("POST", &s.url("/v2/lim/app/blobs/uploads/"), &[], None, &[]);
+    let loc = st.header("location").unwrap().to_string();
+    let r = curl(
+        "PATCH",
+        &s.url(&loc),
+        &["Content-Range: 0-799"],
+        Some(&big[..800]),
+        &[],
+    );
+    assert_eq!(r.status, 202);
+    let r = curl(
+        "PATCH",
+        &s.url(&loc),
+        &["Content-Range: 800-1499"],
+        Some(&big[800..]),
+        &[],
+    );
+    assert_eq!(r.status, 413);
+    let small = push_blob(&s, "lim/app", b"ok");
+    let r = curl(
+        "DELETE",
+        &s.url(&format!("/v2/lim/app/blobs/{small}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (405, "UNSUPPORTED"));
+    assert_eq!(
+        curl(
+            "HEAD",
+            &s.url(&format!("/v2/lim/app/blobs/{small}")),
+            &[],
+            None,
+            &[]
+        )
+        .status,
+        200
+    );
+}
