@@ -193,7 +193,9 @@ impl Auth {
 
     fn basic_user(&self, authorization: Option<&str>) -> Option<Result<String, ()>> {
         let v = authorization?.strip_prefix("Basic ")?;
-        let raw = base64::engine::general_purpose::STANDARD.decode(v.trim()).ok();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok();
         let text = raw.and_then(|r| String::from_utf8(r).ok());
         Some(match text.as_deref().and_then(|t| t.split_once(':')) {
             Some((u, p)) if self.check_password(u, p) => Ok(u.to_string()),
@@ -205,12 +207,19 @@ impl Auth {
         match &self.token {
             None => format!("Basic realm=\"{}\"", self.realm),
             Some(t) => {
-                let realm = t.realm.clone().unwrap_or_else(|| format!("{host_url}/token"));
+                let realm = t
+                    .realm
+                    .clone()
+                    .unwrap_or_else(|| format!("{host_url}/token"));
                 let scope = match need {
                     Need::Login => String::new(),
                     Need::Catalog => ",scope=\"registry:catalog:*\"".into(),
                     Need::Repo { name, action } => {
-                        let acts = if *action == "push" { "pull,push" } else { action };
+                        let acts = if *action == "push" {
+                            "pull,push"
+                        } else {
+                            action
+                        };
                         format!(",scope=\"repository:{name}:{acts}\"")
                     }
                 };
@@ -298,10 +307,13 @@ impl Auth {
                         .split(',')
                         .filter(|a| granted.contains(a) || (*a == "*" && granted.len() == 3))
                         .collect();
-                    access.push(serde_json::json!({"type":"repository","name":name,"actions":acts}));
+                    access
+                        .push(serde_json::json!({"type":"repository","name":name,"actions":acts}));
                 }
                 "registry" if name == "catalog" && !account.is_empty() => {
-                    access.push(serde_json::json!({"type":"registry","name":"catalog","actions":["*"]}));
+                    access.push(
+                        serde_json::json!({"type":"registry","name":"catalog","actions":["*"]}),
+                    );
                 }
                 _ => {}
             }

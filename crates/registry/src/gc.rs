@@ -126,12 +126,25 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
             let (children, blobs, subject) = match manifest::parse(&body, Some(&meta.media_type)) {
                 Ok(p) => (
                     p.manifests.into_iter().map(|m| m.digest).collect(),
-                    p.blobs.into_iter().filter(|b| !b.foreign).map(|b| b.digest).collect(),
+                    p.blobs
+                        .into_iter()
+                        .filter(|b| !b.foreign)
+                        .map(|b| b.digest)
+                        .collect(),
                     p.subject.map(|s| s.digest),
                 ),
                 Err(_) => (Vec::new(), Vec::new(), None),
             };
-            revs.insert(dg, Rev { meta, children, blobs, subject, young });
+            revs.insert(
+                dg,
+                Rev {
+                    meta,
+                    children,
+                    blobs,
+                    subject,
+                    young,
+                },
+            );
         }
         // Roots: tagged manifests, young ones, or everything.
         let mut marked: HashSet<Digest> = HashSet::new();
@@ -172,7 +185,9 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
                 marked_blobs.insert(dg.clone());
                 marked_blobs.extend(r.blobs.iter().cloned());
             } else {
-                report.manifests_deleted.push((repo.clone(), dg.to_string()));
+                report
+                    .manifests_deleted
+                    .push((repo.clone(), dg.to_string()));
                 if !opts.dry_run {
                     st.unlink_manifest(&repo, dg, &r.meta).await?;
                 }

@@ -70,7 +70,9 @@ fn build_app(config: Config) -> Result<(Arc<App>, Option<tokio_rustls::TlsAccept
     );
     let auth = config.auth.as_ref().map(auth::Auth::new).transpose()?;
     let acceptor = match &config.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(&t.cert, &t.key)?)),
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &t.cert, &t.key,
+        )?)),
         None => None,
     };
     let app = Arc::new(App {
@@ -129,14 +131,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        server::handle(app, peer, req.map(axum::body::Body::new)).await,
-                    )
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            server::handle(app, peer, req.map(axum::body::Body::new)).await,
+                        )
+                    }
+                });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.keep_alive(true);
             match acceptor {

@@ -68,10 +68,11 @@ fn descriptor(v: &Value, field: &str) -> Result<Descriptor, Invalid> {
         .ok_or_else(|| Invalid(format!("{field}.digest: missing or not a string")))?
         .parse::<Digest>()
         .map_err(|e| Invalid(format!("{field}.digest: {e}")))?;
-    let size = obj
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| Invalid(format!("{field}.size: missing or not a non-negative integer")))?;
+    let size = obj.get("size").and_then(Value::as_u64).ok_or_else(|| {
+        Invalid(format!(
+            "{field}.size: missing or not a non-negative integer"
+        ))
+    })?;
     let foreign = obj
         .get("urls")
         .and_then(Value::as_array)
@@ -115,7 +116,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, Invalid>
         }
     };
     if !ACCEPTED.contains(&media_type.as_str()) {
-        return Err(Invalid(format!("unsupported manifest media type {media_type:?}")));
+        return Err(Invalid(format!(
+            "unsupported manifest media type {media_type:?}"
+        )));
     }
     if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
         return Err(Invalid("schemaVersion: must be 2".into()));

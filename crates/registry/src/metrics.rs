@@ -84,11 +84,36 @@ impl Metrics {
         );
         let _ = writeln!(s, "skiff_registry_request_duration_seconds_count {count}");
         for (name, help, kind, v) in [
-            ("in_flight_requests", "Requests being served.", "gauge", &self.in_flight),
-            ("blob_bytes_received_total", "Blob bytes uploaded.", "counter", &self.bytes_received),
-            ("blob_bytes_sent_total", "Blob bytes served.", "counter", &self.bytes_sent),
-            ("uploads_completed_total", "Blob uploads completed.", "counter", &self.uploads_completed),
-            ("manifests_pushed_total", "Manifests pushed.", "counter", &self.manifests_pushed),
+            (
+                "in_flight_requests",
+                "Requests being served.",
+                "gauge",
+                &self.in_flight,
+            ),
+            (
+                "blob_bytes_received_total",
+                "Blob bytes uploaded.",
+                "counter",
+                &self.bytes_received,
+            ),
+            (
+                "blob_bytes_sent_total",
+                "Blob bytes served.",
+                "counter",
+                &self.bytes_sent,
+            ),
+            (
+                "uploads_completed_total",
+                "Blob uploads completed.",
+                "counter",
+                &self.uploads_completed,
+            ),
+            (
+                "manifests_pushed_total",
+                "Manifests pushed.",
+                "counter",
+                &self.manifests_pushed,
+            ),
         ] {
             let _ = writeln!(s, "# HELP skiff_registry_{name} {help}");
             let _ = writeln!(s, "# TYPE skiff_registry_{name} {kind}");

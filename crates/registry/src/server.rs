@@ -91,7 +91,8 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 3;
@@ -148,14 +149,23 @@ fn content_range_start(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = hdr(h, "content-range") else {
         return Ok(None);
     };
-    let v = v.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+    let v = v
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches(['=', ' ']);
     let bad = || {
         ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}"))
             .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     };
     let (a, b) = v.split_once('-').ok_or_else(bad)?;
     let a: u64 = a.trim().parse().map_err(|_| bad())?;
-    let b: u64 = b.split('/').next().unwrap_or("").trim().parse().map_err(|_| bad())?;
+    let b: u64 = b
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
     if b < a {
         return Err(bad());
     }
@@ -171,7 +181,10 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if crate::store::valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::new(Code::NameInvalid, format!("invalid repository name {name:?}")))
+        Err(ApiError::new(
+            Code::NameInvalid,
+            format!("invalid repository name {name:?}"),
+        ))
     }
 }
 
@@ -208,7 +221,8 @@ pub async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Body>) -> Resp
         HeaderValue::from_static("registry/2.0"),
     );
     let elapsed = start.elapsed();
-    app.metrics.record(method.as_str(), r.status().as_u16(), elapsed);
+    app.metrics
+        .record(method.as_str(), r.status().as_u16(), elapsed);
     if app.config.access_log {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -243,7 +257,11 @@ async fn route(app: &App, req: Request<Body>) -> Result<(Resp, String), ApiError
     }
     let Some(target) = parse_target(&path) else {
         return Ok((
-            resp(StatusCode::NOT_FOUND, &[], Body::from("404 page not found\n")),
+            resp(
+                StatusCode::NOT_FOUND,
+                &[],
+                Body::from("404 page not found\n"),
+            ),
             String::new(),
         ));
     };
@@ -267,13 +285,17 @@ async fn route(app: &App, req: Request<Body>) -> Result<(Resp, String), ApiError
             }
         }
     };
-    let r = api(app, req, target, &user).await?;
+    let r = api(app, req, target).await?;
     Ok((r, user))
 }
 
 fn token(app: &App, req: &Request<Body>) -> Result<Resp, ApiError> {
     let Some(auth) = app.auth.as_ref().filter(|a| a.token_mode()) else {
-        return Ok(resp(StatusCode::NOT_FOUND, &[], Body::from("404 page not found\n")));
+        return Ok(resp(
+            StatusCode::NOT_FOUND,
+            &[],
+            Body::from("404 page not found\n"),
+        ));
     };
     let qs = query(req);
     let scopes: Vec<String> = qs
@@ -287,8 +309,12 @@ fn token(app: &App, req: &Request<Body>) -> Result<Resp, ApiError> {
             &[("content-type", "application/json".into())],
             Body::from(tok.to_string()),
         )),
-        None => Err(ApiError::new(Code::Unauthorized, "bad credentials")
-            .with_header("WWW-Authenticate", "Basic realm=\"skiff-registry token\"".into())),
+        None => Err(
+            ApiError::new(Code::Unauthorized, "bad credentials").with_header(
+                "WWW-Authenticate",
+                "Basic realm=\"skiff-registry token\"".into(),
+            ),
+        ),
     }
 }
 
@@ -296,7 +322,7 @@ fn unsupported() -> ApiError {
     ApiError::new(Code::Unsupported, "method not allowed on this endpoint")
 }
 
-async fn api(app: &App, req: Request<Body>, target: Target, user: &str) -> Result<Resp, ApiError> {
+async fn api(app: &App, req: Request<Body>, target: Target) -> Result<Resp, ApiError> {
     let method = req.method().clone();
     match target {
         Target::Base => Ok(resp(
@@ -363,7 +389,7 @@ async fn api(app: &App, req: Request<Body>, target: Target, user: &str) -> Resul
             if method != Method::POST {
                 return Err(unsupported());
             }
-            upload_start(app, req, &name, user).await
+            upload_start(app, req, &name).await
         }
         Target::Upload(name, uuid) => {
             check_name(&name)?;
@@ -384,8 +410,11 @@ fn paginate(
     let n = match q(qs, "n") {
         None | Some("") => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(Code::Unsupported, format!("n={v:?} is not a non-negative integer"))
-                .with_status(StatusCode::BAD_REQUEST)
+            ApiError::new(
+                Code::Unsupported,
+                format!("n={v:?} is not a non-negative integer"),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
         })?),
     };
     let mut items: Vec<String> = match q(qs, "last") {
@@ -480,7 +509,11 @@ async fn blob(app: &App, req: Request<Body>, name: &str, d: &str) -> Result<Resp
                 return Err(ApiError::new(Code::Unsupported, "deletes are disabled"));
             }
             app.store.blob_delete(name, &d).await?;
-            Ok(resp(StatusCode::ACCEPTED, &[("content-length", "0".into())], Body::empty()))
+            Ok(resp(
+                StatusCode::ACCEPTED,
+                &[("content-length", "0".into())],
+                Body::empty(),
+            ))
         }
         _ => Err(unsupported()),
     }
@@ -502,7 +535,11 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
         return Some((total.saturating_sub(n), total - 1));
     }
     let a: u64 = a.parse().ok()?;
-    let b: u64 = if b.is_empty() { total.checked_sub(1)? } else { b.parse().ok()? };
+    let b: u64 = if b.is_empty() {
+        total.checked_sub(1)?
+    } else {
+        b.parse().ok()?
+    };
     if a > b || a >= total {
         return None;
     }
@@ -531,7 +568,7 @@ fn upload_headers(name: &str, uuid: &str, offset: u64) -> Vec<(&'static str, Str
     ]
 }
 
-async fn upload_start(app: &App, req: Request<Body>, name: &str, user: &str) -> Result<Resp, ApiError> {
+async fn upload_start(app: &App, req: Request<Body>, name: &str) -> Result<Resp, ApiError> {
     let qs = query(&req);
     let created = |d: &Digest| {
         resp(
@@ -550,11 +587,12 @@ async fn upload_start(app: &App, req: Request<Body>, name: &str, user: &str) -> 
             let may_pull = match &app.auth {
                 None => true,
                 Some(auth) => {
-                    let scheme = if app.tls { "https" } else { "http" };
-                    let need = Need::Repo { name: from.to_string(), action: "pull" };
-                    let _ = user;
+                    let need = Need::Repo {
+                        name: from.to_string(),
+                        action: "pull",
+                    };
                     matches!(
-                        auth.check(hdr(req.headers(), "authorization"), &need, &format!("{scheme}://x")),
+                        auth.check(hdr(req.headers(), "authorization"), &need, ""),
                         Decision::Allow(_)
                     )
                 }
@@ -585,12 +623,17 @@ async fn upload_start(app: &App, req: Request<Body>, name: &str, user: &str) -> 
             let _ = app.store.upload_cancel(name, &uuid).await;
         }
         res?;
-        app.metrics.uploads_completed.fetch_add(1, Ordering::Relaxed);
+        app.metrics
+            .uploads_completed
+            .fetch_add(1, Ordering::Relaxed);
         return Ok(created(&d));
     }
     let mut h = upload_headers(name, &uuid, 0);
     if app.config.chunk_min_length > 0 {
-        h.push(("oci-chunk-min-length", app.config.chunk_min_length.to_string()));
+        h.push((
+            "oci-chunk-min-length",
+            app.config.chunk_min_length.to_string(),
+        ));
     }
     Ok(resp(StatusCode::ACCEPTED, &h, Body::empty()))
 }
@@ -599,7 +642,11 @@ async fn upload(app: &App, req: Request<Body>, name: &str, uuid: &str) -> Result
     match req.method().clone() {
         Method::GET => {
             let off = app.store.upload_status(name, uuid).await?;
-            Ok(resp(StatusCode::NO_CONTENT, &upload_headers(name, uuid, off), Body::empty()))
+            Ok(resp(
+                StatusCode::NO_CONTENT,
+                &upload_headers(name, uuid, off),
+                Body::empty(),
+            ))
         }
         Method::PATCH => {
             let start = content_range_start(req.headers())?;
@@ -607,7 +654,11 @@ async fn upload(app: &App, req: Request<Body>, name: &str, uuid: &str) -> Result
                 .store
                 .upload_append(name, uuid, start, body_stream(app, req))
                 .await?;
-            Ok(resp(StatusCode::ACCEPTED, &upload_headers(name, uuid, off), Body::empty()))
+            Ok(resp(
+                StatusCode::ACCEPTED,
+                &upload_headers(name, uuid, off),
+                Body::empty(),
+            ))
         }
         Method::PUT => {
             let qs = query(&req);
@@ -621,7 +672,9 @@ async fn upload(app: &App, req: Request<Body>, name: &str, uuid: &str) -> Result
             app.store
                 .upload_finish(name, uuid, &d, start, body_stream(app, req))
                 .await?;
-            app.metrics.uploads_completed.fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .uploads_completed
+                .fetch_add(1, Ordering::Relaxed);
             Ok(resp(
                 StatusCode::CREATED,
                 &[
@@ -634,18 +687,30 @@ async fn upload(app: &App, req: Request<Body>, name: &str, uuid: &str) -> Result
         }
         Method::DELETE => {
             app.store.upload_cancel(name, uuid).await?;
-            Ok(resp(StatusCode::NO_CONTENT, &[("content-length", "0".into())], Body::empty()))
+            Ok(resp(
+                StatusCode::NO_CONTENT,
+                &[("content-length", "0".into())],
+                Body::empty(),
+            ))
         }
         _ => Err(unsupported()),
     }
 }
 
-async fn manifest(app: &App, req: Request<Body>, name: &str, reference: &str) -> Result<Resp, ApiError> {
+async fn manifest(
+    app: &App,
+    req: Request<Body>,
+    name: &str,
+    reference: &str,
+) -> Result<Resp, ApiError> {
     let is_put = req.method() == Method::PUT;
     let r = Reference::parse(reference).ok_or_else(|| {
         if !is_put {
             // Nothing can be stored under an invalid reference.
-            ApiError::new(Code::ManifestUnknown, format!("manifest {reference:?} unknown"))
+            ApiError::new(
+                Code::ManifestUnknown,
+                format!("manifest {reference:?} unknown"),
+            )
         } else if reference.contains(':') {
             ApiError::new(Code::DigestInvalid, format!("invalid digest {reference:?}"))
         } else {
@@ -687,10 +752,16 @@ async fn manifest(app: &App, req: Request<Body>, name: &str, reference: &str) ->
                     }
                 })?
                 .to_bytes();
-            let pushed = app.store.manifest_put(name, &r, ct.as_deref(), &body).await?;
+            let pushed = app
+                .store
+                .manifest_put(name, &r, ct.as_deref(), &body)
+                .await?;
             app.metrics.manifests_pushed.fetch_add(1, Ordering::Relaxed);
             let mut h = vec![
-                ("location", format!("/v2/{name}/manifests/{}", pushed.digest)),
+                (
+                    "location",
+                    format!("/v2/{name}/manifests/{}", pushed.digest),
+                ),
                 ("docker-content-digest", pushed.digest.to_string()),
                 ("content-length", "0".into()),
             ];
@@ -704,15 +775,22 @@ async fn manifest(app: &App, req: Request<Body>, name: &str, reference: &str) ->
                 return Err(ApiError::new(Code::Unsupported, "deletes are disabled"));
             }
             app.store.manifest_delete(name, &r).await?;
-            Ok(resp(StatusCode::ACCEPTED, &[("content-length", "0".into())], Body::empty()))
+            Ok(resp(
+                StatusCode::ACCEPTED,
+                &[("content-length", "0".into())],
+                Body::empty(),
+            ))
         }
         _ => Err(unsupported()),
     }
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::new(Code::SizeInvalid, format!("manifest exceeds the limit of {limit} bytes"))
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    ApiError::new(
+        Code::SizeInvalid,
+        format!("manifest exceeds the limit of {limit} bytes"),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
 #[cfg(test)]
@@ -732,8 +810,12 @@ mod tests {
     #[test]
     fn targets() {
         assert!(matches!(parse_target("/v2/"), Some(Target::Base)));
-        assert!(matches!(parse_target("/v2/a/b/blobs/uploads/"), Some(Target::UploadStart(n)) if n == "a/b"));
-        assert!(matches!(parse_target("/v2/a/manifests/latest"), Some(Target::Manifest(n, r)) if n == "a" && r == "latest"));
+        assert!(
+            matches!(parse_target("/v2/a/b/blobs/uploads/"), Some(Target::UploadStart(n)) if n == "a/b")
+        );
+        assert!(
+            matches!(parse_target("/v2/a/manifests/latest"), Some(Target::Manifest(n, r)) if n == "a" && r == "latest")
+        );
         assert!(matches!(parse_target("/v2/a/tags/list"), Some(Target::Tags(n)) if n == "a"));
     }
 }

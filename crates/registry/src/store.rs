@@ -57,6 +57,9 @@ pub struct RevisionMeta {
     pub subject: Option<String>,
 }
 
+/// Upload sessions kept in memory before idle ones are dropped.
+const MAX_CACHED_UPLOADS: usize = 4096;
+
 struct Upload {
     repo: String,
     offset: u64,
@@ -110,13 +113,22 @@ pub fn valid_tag(tag: &str) -> bool {
 
 /// Path of a blob's content.
 pub fn blob_path(d: &Digest) -> String {
-    format!("blobs/{}/{}/{}/data", d.algorithm().name(), &d.hex()[..2], d.hex())
+    format!(
+        "blobs/{}/{}/{}/data",
+        d.algorithm().name(),
+        &d.hex()[..2],
+        d.hex()
+    )
 }
 pub(crate) fn repo_dir(repo: &str) -> String {
     format!("repositories/{repo}")
 }
 pub(crate) fn layer_link(repo: &str, d: &Digest) -> String {
-    format!("repositories/{repo}/_layers/{}/{}", d.algorithm().name(), d.hex())
+    format!(
+        "repositories/{repo}/_layers/{}/{}",
+        d.algorithm().name(),
+        d.hex()
+    )
 }
 pub(crate) fn revision(repo: &str, d: &Digest) -> String {
     format!(
@@ -213,7 +225,10 @@ impl Store {
     /// Unlinks a blob from a repository.
     pub async fn blob_delete(&self, repo: &str, d: &Digest) -> Result<(), ApiError> {
         if !self.driver.delete(&layer_link(repo, d)).await? {
-            return Err(ApiError::new(Code::BlobUnknown, format!("blob {d} not in {repo}")));
+            return Err(ApiError::new(
+                Code::BlobUnknown,
+                format!("blob {d} not in {repo}"),
+            ));
         }
         Ok(())
     }
@@ -250,9 +265,13 @@ impl Store {
             .appender(&format!("{}/data", upload_dir(&uuid)))
             .await?;
         app.finish().await?;
-        // Creating the repository directory makes it visible to the catalog
-        // only once content lands; the upload itself lives outside it.
-        self.uploads.lock().expect("uploads lock").insert(
+        let mut map = self.uploads.lock().expect("uploads lock");
+        if map.len() >= MAX_CACHED_UPLOADS {
+            // Forget idle sessions (abandoned uploads); they reload from
+            // storage if the client comes back, re-hashing the data.
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        map.insert(
             uuid.clone(),
             Arc::new(tokio::sync::Mutex::new(Upload {
                 repo: repo.to_string(),
@@ -271,7 +290,12 @@ impl Store {
         if uuid::Uuid::parse_str(uuid).is_err() {
             return Err(upload_unknown(uuid));
         }
-        let existing = self.uploads.lock().expect("uploads lock").get(uuid).cloned();
+        let existing = self
+            .uploads
+            .lock()
+            .expect("uploads lock")
+            .get(uuid)
+            .cloned();
         let s = match existing {
             Some(s) => s,
             None => {
@@ -376,7 +400,10 @@ impl Store {
                 failure = Some(
                     ApiError::new(
                         Code::SizeInvalid,
-                        format!("blob exceeds the limit of {} bytes", self.limits.max_blob_size),
+                        format!(
+                            "blob exceeds the limit of {} bytes",
+                            self.limits.max_blob_size
+                        ),
                     )
                     .with_status(StatusCode::PAYLOAD_TOO_LARGE),
                 );
@@ -430,7 +457,10 @@ impl Store {
             if start != up.offset {
                 return Err(ApiError::new(
                     Code::BlobUploadInvalid,
-                    format!("chunk starts at {start} but the upload has {} bytes", up.offset),
+                    format!(
+                        "chunk starts at {start} but the upload has {} bytes",
+                        up.offset
+                    ),
                 )
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .with_header("Range", range_header(up.offset)));
@@ -517,13 +547,15 @@ impl Store {
     }
 
     /// Fetches a manifest by tag or digest.
-    pub async fn manifest_get(&self, repo: &str, reference: &Reference) -> Result<Fetched, ApiError> {
+    pub async fn manifest_get(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Fetched, ApiError> {
         let (d, meta) = self.manifest_meta(repo, reference).await?;
-        let body = self
-            .driver
-            .get(&blob_path(&d))
-            .await?
-            .ok_or_else(|| ApiError::new(Code::ManifestUnknown, format!("content of {d} missing")))?;
+        let body = self.driver.get(&blob_path(&d)).await?.ok_or_else(|| {
+            ApiError::new(Code::ManifestUnknown, format!("content of {d} missing"))
+        })?;
         Ok(Fetched {
             body,
             media_type: meta.media_type,
@@ -560,13 +592,21 @@ impl Store {
             if self.blob_stat(repo, &b.digest).await?.is_none() {
                 return Err(ApiError::new(
                     Code::ManifestBlobUnknown,
-                    format!("blob {} ({}) is not in repository {repo}", b.digest, b.media_type),
+                    format!(
+                        "blob {} ({}) is not in repository {repo}",
+                        b.digest, b.media_type
+                    ),
                 ));
             }
         }
         for m in &parsed.manifests {
             self.driver.touch(&blob_path(&m.digest)).await?;
-            if self.driver.stat(&revision(repo, &m.digest)).await?.is_none() {
+            if self
+                .driver
+                .stat(&revision(repo, &m.digest))
+                .await?
+                .is_none()
+            {
                 return Err(ApiError::new(
                     Code::ManifestBlobUnknown,
                     format!("manifest {} is not in repository {repo}", m.digest),
@@ -614,7 +654,10 @@ impl Store {
         }
         if let Reference::Tag(t) = reference {
             self.driver
-                .put(&format!("{}/{t}", tags_dir(repo)), digest.to_string().as_bytes())
+                .put(
+                    &format!("{}/{t}", tags_dir(repo)),
+                    digest.to_string().as_bytes(),
+                )
                 .await?;
         }
         Ok(Pushed {
@@ -627,13 +670,23 @@ impl Store {
     pub async fn manifest_delete(&self, repo: &str, reference: &Reference) -> Result<(), ApiError> {
         match reference {
             Reference::Tag(t) => {
-                if !self.driver.delete(&format!("{}/{t}", tags_dir(repo))).await? {
-                    return Err(ApiError::new(Code::ManifestUnknown, format!("tag {t} unknown")));
+                if !self
+                    .driver
+                    .delete(&format!("{}/{t}", tags_dir(repo)))
+                    .await?
+                {
+                    return Err(ApiError::new(
+                        Code::ManifestUnknown,
+                        format!("tag {t} unknown"),
+                    ));
                 }
             }
             Reference::Digest(d) => {
                 let Some(meta) = self.revision_meta(repo, d).await? else {
-                    return Err(ApiError::new(Code::ManifestUnknown, format!("manifest {d} unknown")));
+                    return Err(ApiError::new(
+                        Code::ManifestUnknown,
+                        format!("manifest {d} unknown"),
+                    ));
                 };
                 self.unlink_manifest(repo, d, &meta).await?;
             }
@@ -657,7 +710,11 @@ impl Store {
                 }
             }
         }
-        if let Some(subject) = meta.subject.as_deref().and_then(|s| s.parse::<Digest>().ok()) {
+        if let Some(subject) = meta
+            .subject
+            .as_deref()
+            .and_then(|s| s.parse::<Digest>().ok())
+        {
             self.driver
                 .delete(&format!(
                     "{}/{}-{}",
@@ -722,7 +779,11 @@ impl Store {
                 out.push(prefix.clone());
             }
             for c in children.into_iter().filter(|c| !c.starts_with('_')) {
-                stack.push(if prefix.is_empty() { c } else { format!("{prefix}/{c}") });
+                stack.push(if prefix.is_empty() {
+                    c
+                } else {
+                    format!("{prefix}/{c}")
+                });
             }
         }
         out.sort();

@@ -232,9 +232,7 @@ impl Driver for FsDriver {
         let p = path.to_string();
         tokio::task::spawn_blocking(move || {
             match std::fs::File::options().write(true).open(&full) {
-                Ok(f) => f
-                    .set_modified(std::time::SystemTime::now())
-                    .map(|_| true),
+                Ok(f) => f.set_modified(std::time::SystemTime::now()).map(|_| true),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(e),
             }

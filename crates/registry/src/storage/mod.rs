@@ -69,8 +69,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Size and mtime; `None` if absent.
     async fn stat(&self, path: &str) -> Result<Option<Meta>, StorageError>;
     /// Opens an object for streaming from `offset`; `None` if absent.
-    async fn reader(&self, path: &str, offset: u64)
-        -> Result<Option<(BoxRead, Meta)>, StorageError>;
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> Result<Option<(BoxRead, Meta)>, StorageError>;
     /// Opens (creating) an object for appending.
     async fn appender(&self, path: &str) -> Result<Box<dyn Appender>, StorageError>;
     /// Names of the direct children of a directory/prefix (empty if absent).

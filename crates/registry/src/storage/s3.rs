@@ -245,7 +245,11 @@ impl Driver for S3Driver {
         if !parts.is_empty() {
             return Ok(Some(Meta {
                 size: parts.iter().map(|(_, m)| m.size).sum(),
-                modified: parts.iter().map(|(_, m)| m.modified).max().unwrap_or(UNIX_EPOCH),
+                modified: parts
+                    .iter()
+                    .map(|(_, m)| m.modified)
+                    .max()
+                    .unwrap_or(UNIX_EPOCH),
             }));
         }
         // A "directory": anything below the prefix.
@@ -279,7 +283,11 @@ impl Driver for S3Driver {
                     return Ok(None);
                 }
                 let total = parts.iter().map(|(_, m)| m.size).sum();
-                let modified = parts.iter().map(|(_, m)| m.modified).max().unwrap_or(UNIX_EPOCH);
+                let modified = parts
+                    .iter()
+                    .map(|(_, m)| m.modified)
+                    .max()
+                    .unwrap_or(UNIX_EPOCH);
                 let mut segs = Vec::new();
                 let mut pos = 0u64;
                 for (k, m) in parts {
@@ -289,7 +297,13 @@ impl Driver for S3Driver {
                     }
                     pos = end;
                 }
-                (segs, Meta { size: total, modified })
+                (
+                    segs,
+                    Meta {
+                        size: total,
+                        modified,
+                    },
+                )
             }
         };
         if offset >= meta.size {
@@ -353,7 +367,11 @@ impl Driver for S3Driver {
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
-            .chain(r.objects.iter().filter_map(|m| m.location.filename().map(str::to_string)))
+            .chain(
+                r.objects
+                    .iter()
+                    .filter_map(|m| m.location.filename().map(str::to_string)),
+            )
             .filter(|n| !n.ends_with(".touch") && !n.ends_with(".parts"))
             .collect();
         out.sort();
@@ -369,7 +387,9 @@ impl Driver for S3Driver {
             Err(e) => return Err(err("delete", path, e)),
         }
         // S3 DELETE succeeds on absent keys; count what listing finds.
-        existed |= self.delete_prefix(&self.key(&format!("{path}.parts")), path).await?;
+        existed |= self
+            .delete_prefix(&self.key(&format!("{path}.parts")), path)
+            .await?;
         existed |= self.delete_prefix(&self.key(path), path).await?;
         let _ = self.store.delete(&self.key(&format!("{path}.touch"))).await;
         Ok(existed)
@@ -424,7 +444,9 @@ impl Driver for S3Driver {
                         w.put(chunk);
                     }
                 }
-                w.finish().await.map_err(|e| err("complete multipart", to, e))?;
+                w.finish()
+                    .await
+                    .map_err(|e| err("complete multipart", to, e))?;
             }
         }
         self.delete_prefix(&self.key(&format!("{from}.parts")), from)
