@@ -934,3 +934,36 @@ fn pure_cgroup2_in_a_private_mount_namespace() {
     c.finish();
     assert!(!dir.exists(), "{} left after delete", dir.display());
 }
+
+// ---------------------------------------------------------------- exec --tty
+
+#[test]
+fn exec_tty_gets_a_controlling_terminal() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("exectty");
+    up(&mut c);
+    let sock = ConsoleSocket::bind(&c.scratch().join("console.sock"));
+    let sock_path = sock.path.to_string_lossy().into_owned();
+    let reader = std::thread::spawn(move || {
+        let master = sock.recv_master(Duration::from_secs(10));
+        read_pty(master, Duration::from_secs(10))
+    });
+    let out = c.runtime(&[
+        "exec",
+        "--tty",
+        "--console-socket",
+        &sock_path,
+        "--detach",
+        &c.id,
+        "sh",
+        "-c",
+        "tty; echo tty-ok",
+    ]);
+    out.assert_ok("exec --tty --console-socket --detach");
+    let text = reader.join().unwrap();
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(text.contains("tty-ok"), "{text:?}");
+    c.finish();
+}
