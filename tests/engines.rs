@@ -621,3 +621,55 @@ fn podman_runs_execs_pauses_stats_and_stops() {
     );
     assert!(!pids.exists(), "{} left", pids.display());
 }
+
+/// `podman run --read-only` mounts tmpfs on /tmp, /run and /var/tmp with
+/// podman's `tmpcopyup` option (copy the image's directory into the tmpfs),
+/// and `podman exec -t` asks for a terminal.
+#[test]
+fn podman_read_only_and_exec_tty() {
+    if !need_root() {
+        return;
+    }
+    if !have("podman") {
+        skip("podman not installed");
+        return;
+    }
+    let p = Podman {
+        dir: temp_dir("podman-ro"),
+    };
+    let tar = p.dir.path().join("rootfs.tar");
+    rootfs_tar(&tar);
+    let tag = format!("localhost/skiff-test-engines-ro:{}", std::process::id());
+    p.cmd(&["import", &tar.to_string_lossy(), &tag])
+        .assert_ok("podman import");
+    let common = [
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let mut args = vec!["run", "--rm", "--read-only"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        &tag,
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null || echo root-ro; touch /tmp/x && echo tmp-rw",
+    ]);
+    let out = p.cmd(&args);
+    out.assert_ok("podman run --read-only");
+    assert_eq!(out.stdout, "root-ro\ntmp-rw\n");
+
+    let name = format!("skt-pm-tty-{}", std::process::id());
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[&tag, "sleep", "1000"]);
+    p.cmd(&args).assert_ok("podman run -d");
+    let out = p.cmd(&["exec", "-t", &name, "sh", "-c", "tty"]);
+    out.assert_ok("podman exec -t");
+    assert!(out.stdout.starts_with("/dev/pts/"), "{out:?}");
+    p.cmd(&["rm", "-f", "-t", "0", &name])
+        .assert_ok("podman rm -f");
+}
