@@ -1746,3 +1746,47 @@ fn blob_size_limit_and_disabled_deletes() {
         200
     );
 }
+
+#[test]
+fn skiff_own_client_push_pull() {
+    require!("skopeo", "umoci", "curl");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = build_layout(tmp.path());
+    let s = Server::start(&tmp.path().join("reg"), &[]);
+    let src = format!("docker://{}/own/img:v1", s.addr);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", layout.display()),
+        &src,
+    ]);
+    assert!(ok, "skopeo push: {out}");
+    let store = tmp.path().join("store");
+    let skiff = |args: &[&str]| {
+        let out = Command::new(SKIFF)
+            .arg("--store")
+            .arg(&store)
+            .args(["image"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skiff image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let name = format!("{}/own/img:v1", s.addr);
+    skiff(&["pull", "-q", &name]);
+    skiff(&["push", &name, &format!("{}/own/back:v2", s.addr)]);
+    let a = curl("HEAD", &s.url("/v2/own/img/manifests/v1"), &[], None, &[]);
+    let b = curl("HEAD", &s.url("/v2/own/back/manifests/v2"), &[], None, &[]);
+    assert_eq!(
+        a.header("docker-content-digest"),
+        Some(layout_manifest_digest(&layout).as_str())
+    );
+    assert_eq!(
+        a.header("docker-content-digest"),
+        b.header("docker-content-digest")
+    );
+}
