@@ -1033,6 +1033,33 @@ fn htpasswd_basic_auth_with_scopes() {
         curl("DELETE", &blob, &[], None, &["-u", "bob:bob-pw"]).status,
         403
     );
+    // Manifest push and delete without the right scope change nothing.
+    let cd = sha(b"data");
+    let m = image_manifest(&cd, 4, &[], serde_json::json!({}));
+    let murl = s.url("/v2/team/app/manifests/v1");
+    let ct = format!("Content-Type: {OCI_MANIFEST}");
+    assert_eq!(
+        curl("PUT", &murl, &[&ct], Some(&m), &["-u", "bob:bob-pw"]).status,
+        403
+    );
+    assert_eq!(curl("PUT", &murl, &[&ct], Some(&m), &[]).status, 401);
+    assert_eq!(
+        curl("GET", &murl, &[], None, &["-u", "bob:bob-pw"]).status,
+        404
+    );
+    assert_eq!(
+        curl("PUT", &murl, &[&ct], Some(&m), &["-u", "alice:alice-pw"]).status,
+        201
+    );
+    assert_eq!(
+        curl("DELETE", &murl, &[], None, &["-u", "bob:bob-pw"]).status,
+        403
+    );
+    assert_eq!(curl("DELETE", &murl, &[], None, &[]).status, 401);
+    assert_eq!(
+        curl("GET", &murl, &[], None, &["-u", "bob:bob-pw"]).status,
+        200
+    );
     // Outside the ACL'd namespace nobody gets in.
     let r = curl(
         "GET",
