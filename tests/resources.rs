@@ -967,3 +967,45 @@ fn exec_tty_gets_a_controlling_terminal() {
     assert!(text.contains("tty-ok"), "{text:?}");
     c.finish();
 }
+
+// ---------------------------------------------------------------- cgroup namespace
+
+#[test]
+fn cgroup_namespace_root_is_the_container_cgroup() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("cgroupns");
+    let has_cgroupns = c.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    if !has_cgroupns {
+        c.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "cgroup"}));
+    }
+    let pid = up(&mut c);
+    // the init and an exec'd process see their own cgroup as the root
+    for who in ["init", "exec"] {
+        let out = if who == "init" {
+            c.runtime(&["exec", &c.id, "cat", "/proc/1/cgroup"])
+        } else {
+            c.runtime(&["exec", &c.id, "cat", "/proc/self/cgroup"])
+        };
+        out.assert_ok("exec cat cgroup");
+        for line in out.stdout.lines() {
+            let path = line.splitn(3, ':').nth(2).unwrap_or("");
+            assert_eq!(
+                path,
+                "/",
+                "{who}: cgroup namespace root is not the container's cgroup:\n{}\nhost view:\n{}",
+                out.stdout,
+                fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap()
+            );
+        }
+    }
+    c.finish();
+}
