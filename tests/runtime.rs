@@ -2039,3 +2039,231 @@ fn concurrent_creates_of_one_id() {
     winner.disarm();
     base.finish();
 }
+
+// ---------------------------------------------------------------- more edges
+
+#[test]
+fn default_spec_mounts_and_umask() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("specmounts");
+    c.sh("umask; echo ---; cat /proc/self/mountinfo");
+    let out = c.run();
+    out.assert_ok("run");
+    let (head, mi) = out.stdout.split_once("---\n").unwrap();
+    assert_eq!(head, "0022\n", "default umask");
+    let m = parse_mountinfo(mi);
+    assert_eq!(find_mount(&m, "/proc").fstype, "proc");
+    let dev = find_mount(&m, "/dev");
+    assert_eq!(dev.fstype, "tmpfs");
+    assert!(dev.super_opts.contains(&"mode=755".into()), "{dev:?}");
+    assert!(dev.opts.contains(&"nosuid".into()), "{dev:?}");
+    let pts = find_mount(&m, "/dev/pts");
+    assert_eq!(pts.fstype, "devpts");
+    assert!(pts.super_opts.contains(&"ptmxmode=666".into()), "{pts:?}");
+    let shm = find_mount(&m, "/dev/shm");
+    assert_eq!(shm.fstype, "tmpfs");
+    for o in ["nosuid", "noexec", "nodev"] {
+        assert!(
+            shm.opts.contains(&o.to_string()),
+            "{o} on /dev/shm: {shm:?}"
+        );
+    }
+    assert_eq!(find_mount(&m, "/dev/mqueue").fstype, "mqueue");
+    let sys = find_mount(&m, "/sys");
+    assert_eq!(sys.fstype, "sysfs");
+    assert!(sys.opts.contains(&"ro".into()), "{sys:?}");
+    assert!(
+        m.iter()
+            .any(|x| x.mount_point.starts_with("/sys/fs/cgroup")),
+        "a cgroup mount under /sys/fs/cgroup"
+    );
+    for x in m
+        .iter()
+        .filter(|x| x.mount_point.starts_with("/sys/fs/cgroup") && x.fstype.starts_with("cgroup"))
+    {
+        assert!(
+            x.opts.contains(&"ro".into()),
+            "cgroup mounts are read-only: {x:?}"
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn file_bind_and_symlinks_inside_rootfs() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("filebind");
+    let src = c.scratch().join("file");
+    fs::write(&src, "file-content\n").unwrap();
+    // /var/run -> /run inside the rootfs: a mount below it follows the link
+    // within the rootfs
+    fs::create_dir_all(c.rootfs().join("var")).unwrap();
+    std::os::unix::fs::symlink("/run", c.rootfs().join("var/run")).unwrap();
+    let s = src.to_string_lossy().into_owned();
+    c.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/new/dir/file", "type": "bind", "source": s, "options": ["bind", "ro"]}),
+        json!({"destination": "/var/run/lock", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    ]);
+    c.sh("cat /new/dir/file; test -f /new/dir/file && echo is-file; grep -c ' /run/lock ' /proc/self/mountinfo");
+    let out = c.run();
+    out.assert_ok("run");
+    assert_eq!(out.stdout, "file-content\nis-file\n1\n");
+    c.finish();
+}
+
+#[test]
+fn stopped_container_refuses_start_and_kill() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("stopped");
+    c.sh("exit 0");
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.wait_status("stopped", SEC5);
+    c.start().assert_fail("start of a stopped container");
+    c.kill("KILL").assert_fail("kill of a stopped container");
+    assert_eq!(c.status().as_deref(), Some("stopped"));
+    c.delete(false).assert_ok("delete");
+    c.runtime(&["delete", &c.id])
+        .assert_fail("delete of a missing container");
+    c.finish();
+}
+
+#[test]
+fn fifo_and_block_devices() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("devtypes");
+    c.config["linux"]["devices"] = json!([
+        {"path": "/dev/testfifo", "type": "p", "fileMode": 0o600},
+        {"path": "/dev/testblk", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600},
+    ]);
+    c.sh("stat -c '%F %a %t:%T' /dev/testfifo /dev/testblk");
+    let out = c.run();
+    out.assert_ok("run");
+    assert_eq!(out.stdout, "fifo 600 0:0\nblock special file 600 7:c8\n");
+    c.finish();
+}
+
+#[test]
+fn cgroups_path_and_pids_limit() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("cgpath");
+    let rel = format!("skiff-itest/{}", c.id);
+    c.config["linux"]["cgroupsPath"] = json!(format!("/{rel}"));
+    c.config["linux"]["resources"]["pids"] = json!({"limit": 42});
+    c.extra_cgroups.push(rel.clone());
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.create().assert_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let pids_line = text.lines().find(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|x| x == "pids"))
+    });
+    match pids_line {
+        Some(l) => {
+            assert!(l.ends_with(&format!("/{rel}")), "pids cgroup {l}");
+            let dir = v1_cgroup_dir(pid, "pids").unwrap();
+            assert_eq!(
+                fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+                "42"
+            );
+        }
+        None => {
+            let l = text.lines().find(|l| l.starts_with("0::")).unwrap();
+            assert!(l.ends_with(&format!("/{rel}")), "cgroup2 path {l}");
+        }
+    }
+    c.finish();
+    // the parent the runtime created may stay (runc keeps it); the
+    // container's own directory must be gone (checked by finish)
+    for ctrl in [
+        "pids", "memory", "cpu", "unified", "systemd", "freezer", "devices",
+    ] {
+        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join("skiff-itest"));
+    }
+}
+
+#[test]
+fn run_forwards_signals_and_reports_signal_exit() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("sigfwd");
+    c.sh("trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done");
+    c.save();
+    let mut child = c
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    use std::io::Read;
+    stdout.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // SAFETY: sending SIGTERM to the runtime process we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < SEC5, "run did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        rest, "got-term\n",
+        "the container got the forwarded SIGTERM"
+    );
+    assert_eq!(status.code(), Some(7));
+    c.finish();
+
+    // killed by a signal: `run` exits 128+signal
+    let mut c = Container::new("sigexit");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.save();
+    let mut child = c
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.wait_status("running", SEC5);
+    c.kill("KILL").assert_ok("kill KILL");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < SEC5,
+            "run did not exit after the container was killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "run's exit status for SIGKILL"
+    );
+    c.finish();
+}
