@@ -1239,6 +1239,22 @@ fn tls_health_metrics_and_graceful_shutdown() {
     let ca = ["--cacert", ca_path.to_str().unwrap()];
     let r = curl("GET", &https("/v2/"), &[], None, &ca);
     assert_eq!(r.status, 200);
+    // HTTP/2 is negotiated by ALPN.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "--cacert",
+        ])
+        .arg(certs.join("cert.pem"))
+        .arg(https("/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "no h2 over TLS");
     // Plain HTTP to the TLS port fails; untrusted TLS fails.
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])

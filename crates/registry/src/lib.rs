@@ -140,8 +140,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                         )
                     }
                 });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.keep_alive(true);
+            // HTTP/1.1, and HTTP/2 by ALPN (TLS) or prior knowledge (h2c).
+            let http = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            );
             match acceptor {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(tcp), svc);

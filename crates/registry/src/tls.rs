@@ -25,7 +25,7 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
-/// Builds a rustls server config from PEM files (HTTP/1.1 via ALPN).
+/// Builds a rustls server config from PEM files (ALPN: h2, http/1.1).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let pem_err = |p: &Path, e: &dyn std::fmt::Display| TlsError::Pem {
         path: p.display().to_string(),
@@ -45,7 +45,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
