@@ -1166,13 +1166,42 @@ impl Container {
             e
         };
         let add = match o.cgroup {
-            Some(sub) => cg
-                .hierarchies()
-                .iter()
-                .try_for_each(|h| {
-                    std::fs::write(h.path.join(sub).join("cgroup.procs"), pid.to_string())
-                })
-                .ctx(|| format!("--cgroup {sub}")),
+            // runc's format: [<controller>[,<controller>...]:]<path>, the
+            // path below the container's cgroup; hierarchies not named stay
+            // in the container's cgroup ("unified" names cgroup2).
+            Some(sub) => {
+                let (ctrls, rel) = match sub.split_once(':') {
+                    Some((c, p)) => (Some(c), p),
+                    None => (None, sub),
+                };
+                let rel = rel.trim_start_matches('/');
+                if rel.split('/').any(|c| c == "..") {
+                    Err(Error::Config(format!(
+                        "--cgroup {sub}: the path must stay inside the container's cgroup"
+                    )))
+                } else {
+                    cg.hierarchies()
+                        .iter()
+                        .try_for_each(|h| {
+                            let named = ctrls.is_none_or(|c| {
+                                c.split(',').any(|x| {
+                                    if h.version == 2 {
+                                        x.is_empty() || x == "unified"
+                                    } else {
+                                        h.controllers.split(',').any(|y| y == x)
+                                    }
+                                })
+                            });
+                            let dir = if named {
+                                h.path.join(rel)
+                            } else {
+                                h.path.clone()
+                            };
+                            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                        })
+                        .ctx(|| format!("--cgroup {sub}"))
+                }
+            }
             None => cg.add_task(pid).map_err(Error::from),
         };
         add.map_err(fail)?;
