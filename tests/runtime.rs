@@ -2267,3 +2267,149 @@ fn run_forwards_signals_and_reports_signal_exit() {
     );
     c.finish();
 }
+
+#[test]
+fn idmapped_bind_mount() {
+    if !need_root() {
+        return;
+    }
+    if is_runc() {
+        skip("runc 1.1 has no idmap mounts");
+        return;
+    }
+    let mut c = Container::new("idmap");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c.config["linux"]["uidMappings"] = map.clone();
+    c.config["linux"]["gidMappings"] = map.clone();
+    let src = c.scratch().join("idsrc");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap(); // owned by host root
+                                            // container root (host 200000) cannot create mount points in a rootfs
+                                            // owned by host root (runc neither): make them up front
+    fs::create_dir_all(c.rootfs().join("mnt/plain")).unwrap();
+    fs::create_dir_all(c.rootfs().join("mnt/idm")).unwrap();
+    let s = src.to_string_lossy().into_owned();
+    c.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/mnt/plain", "type": "bind", "source": s, "options": ["bind"]}),
+        json!({"destination": "/mnt/idm", "type": "bind", "source": s, "options": ["bind", "idmap"],
+               "uidMappings": map, "gidMappings": map}),
+    ]);
+    c.sh("stat -c %u /mnt/plain/f /mnt/idm/f; touch /mnt/idm/new && echo wrote");
+    let out = c.run();
+    out.assert_ok("run");
+    // through the plain bind host root is unmapped (nobody); through the
+    // idmapped mount it is the container's root, and so are new files
+    assert_eq!(out.stdout, "65534\n0\nwrote\n");
+    let md = fs::metadata(src.join("new")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid()),
+        (0, 0),
+        "written as host root through the idmap"
+    );
+    c.finish();
+}
+
+#[test]
+fn exec_options() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("execopts");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    // --cwd and a process.json
+    let out = c.runtime(&["exec", "--cwd", "/tmp", &c.id, "pwd"]);
+    out.assert_ok("exec --cwd");
+    assert_eq!(out.stdout, "/tmp\n");
+    let pj = c.scratch().join("process.json");
+    let mut p = c.config["process"].clone();
+    p["args"] = json!(["sh", "-c", "echo from-process-json $PJ; id -u"]);
+    p["env"] = json!(["PATH=/bin:/usr/bin", "PJ=yes"]);
+    p["user"] = json!({"uid": 1000, "gid": 1000});
+    fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = c.runtime(&["exec", "--process", &pj.to_string_lossy(), &c.id]);
+    out.assert_ok("exec --process");
+    assert_eq!(out.stdout, "from-process-json yes\n1000\n");
+    // --detach with --pid-file
+    let pf = c.scratch().join("exec.pid");
+    let mark = c.rootfs().join("exec-ran");
+    let out = c.runtime(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        &pf.to_string_lossy(),
+        &c.id,
+        "sh",
+        "-c",
+        "touch /exec-ran; sleep 5",
+    ]);
+    out.assert_ok("exec --detach --pid-file");
+    let pid: i64 = fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+    assert!(pid > 0);
+    assert!(wait_for_path(&mark, SEC5), "detached exec ran");
+    // exec into a stopped container fails
+    c.kill("KILL").assert_ok("kill");
+    c.wait_status("stopped", SEC5);
+    c.runtime(&["exec", &c.id, "true"])
+        .assert_fail("exec into a stopped container");
+    c.finish();
+}
+
+#[test]
+fn kill_a_created_container() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("killcreated");
+    c.config["process"]["args"] = json!(["touch", "/ran"]);
+    c.create().assert_ok("create");
+    c.kill("KILL").assert_ok("kill of a created container");
+    c.wait_status("stopped", SEC5);
+    assert!(
+        !c.rootfs().join("ran").exists(),
+        "the user process never ran"
+    );
+    c.delete(false).assert_ok("delete");
+    c.finish();
+}
+
+#[test]
+fn parallel_runs_in_one_root() {
+    if !need_root() {
+        return;
+    }
+    let first = Container::new("par");
+    let root = first.root.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut c = Container::new(&format!("par{i}"));
+                c.root = root;
+                c.sh(&format!("echo {i}"));
+                let out = c.run();
+                (i, out, c)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (i, out, c) = h.join().unwrap();
+        out.assert_ok(&format!("parallel run {i}"));
+        assert_eq!(out.stdout, format!("{i}\n"));
+        c.finish();
+    }
+    let left: Vec<_> = fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with("skt-")),
+        "containers left in the shared root: {left:?}"
+    );
+    first.finish();
+}
