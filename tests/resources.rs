@@ -75,6 +75,34 @@ fn up(c: &mut Container) -> i64 {
     c.state()["pid"].as_i64().unwrap()
 }
 
+/// A runtime command whose stdio go to files: a detached process keeps
+/// inherited pipes open, which would make the harness wait for them.
+fn detached(c: &Container, args: &[&str]) -> Output {
+    let out_p = c.scratch().join("detached.out");
+    let err_p = c.scratch().join("detached.err");
+    let mut child = c
+        .cmd()
+        .args(args)
+        .stdout(fs::File::create(&out_p).unwrap())
+        .stderr(fs::File::create(&err_p).unwrap())
+        .spawn()
+        .expect("spawn runtime");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        c.reap();
+        assert!(start.elapsed() < TIMEOUT, "{args:?} timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        code: status.code(),
+        stdout: fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_p).unwrap_or_default(),
+    }
+}
+
 fn sleeper(tag: &str) -> Container {
     let mut c = Container::new(tag);
     c.config["process"]["args"] = json!(["sleep", "1000"]);
@@ -187,14 +215,17 @@ fn fork_bomb_stops_at_pids_max_and_kill_all_ends_it() {
     };
     assert_eq!(read_trim(&pids.join("pids.max")), "16");
     // every shell holds a sleep: the tree stays at the limit once forks fail
-    c.runtime(&[
-        "exec",
-        "-d",
-        &c.id,
-        "sh",
-        "-c",
-        "exec >/dev/null 2>&1; b() { b & b & sleep 1000; }; b",
-    ])
+    detached(
+        &c,
+        &[
+            "exec",
+            "-d",
+            &c.id,
+            "sh",
+            "-c",
+            "exec >/dev/null 2>&1; b() { b & b & sleep 1000; }; b",
+        ],
+    )
     .assert_ok("exec -d fork bomb");
     // wait until the bomb hits the limit
     let start = Instant::now();
@@ -263,8 +294,11 @@ fn cpu_quota_bounds_a_busy_loop() {
     } else {
         assert_eq!(read_trim(&cpu.join("cpu.max")), "20000 100000");
     }
-    c.runtime(&["exec", "-d", &c.id, "sh", "-c", "while :; do :; done"])
-        .assert_ok("exec -d busy loop");
+    detached(
+        &c,
+        &["exec", "-d", &c.id, "sh", "-c", "while :; do :; done"],
+    )
+    .assert_ok("exec -d busy loop");
     std::thread::sleep(Duration::from_millis(300));
     let Some((_, u0)) = cpu_usage_ns(pid) else {
         skip("no cpu usage file (cpuacct.usage / cpu.stat)");
@@ -473,15 +507,18 @@ fn ps_and_events_stats() {
     c.config["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 40}});
     let pid = up(&mut c);
     let pf = c.scratch().join("exec.pid");
-    c.runtime(&[
-        "exec",
-        "-d",
-        "--pid-file",
-        &pf.to_string_lossy(),
-        &c.id,
-        "sleep",
-        "999",
-    ])
+    detached(
+        &c,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            &pf.to_string_lossy(),
+            &c.id,
+            "sleep",
+            "999",
+        ],
+    )
     .assert_ok("exec -d");
     let epid: i64 = read_trim(&pf).parse().unwrap();
     let out = c.runtime(&["ps", "--format", "json", &c.id]);
@@ -559,15 +596,18 @@ fn exec_is_in_the_same_container_and_honours_flags() {
     c.config["hostname"] = json!("exec-host");
     let pid = up(&mut c);
     let pf = c.scratch().join("e.pid");
-    c.runtime(&[
-        "exec",
-        "-d",
-        "--pid-file",
-        &pf.to_string_lossy(),
-        &c.id,
-        "sleep",
-        "999",
-    ])
+    detached(
+        &c,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            &pf.to_string_lossy(),
+            &c.id,
+            "sleep",
+            "999",
+        ],
+    )
     .assert_ok("exec -d --pid-file");
     let epid: i64 = read_trim(&pf).parse().unwrap();
     assert!(pid_alive(epid));
@@ -1008,4 +1048,117 @@ fn cgroup_namespace_root_is_the_container_cgroup() {
         }
     }
     c.finish();
+}
+
+// ---------------------------------------------------------------- exec --cgroup
+
+/// The host cgroup dirs of `pid`, one per hierarchy line of
+/// /proc/<pid>/cgroup: (controllers, dir).
+fn all_cg_dirs(pid: i64) -> Vec<(String, PathBuf)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let mut p = line.splitn(3, ':');
+        let (_, ctrls, path) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+        let rel = path.trim_start_matches('/');
+        let mount = match ctrls {
+            "" => "unified".to_string(),
+            c => c
+                .split(',')
+                .next()
+                .unwrap()
+                .trim_start_matches("name=")
+                .to_string(),
+        };
+        let mut d = Path::new("/sys/fs/cgroup").join(&mount).join(rel);
+        if !d.exists() && ctrls.is_empty() {
+            d = Path::new("/sys/fs/cgroup").join(rel);
+        }
+        if d.exists() {
+            v.push((ctrls.to_string(), d));
+        }
+    }
+    v
+}
+
+#[test]
+fn exec_into_a_sub_cgroup() {
+    if !need_root() {
+        return;
+    }
+    let mut c = sleeper("execcg");
+    let pid = up(&mut c);
+    let dirs = all_cg_dirs(pid);
+    for (_, d) in &dirs {
+        let sub = d.join("sub");
+        fs::create_dir(&sub).unwrap();
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if sub.join(f).exists() {
+                fs::write(sub.join(f), fs::read_to_string(d.join(f)).unwrap()).unwrap();
+            }
+        }
+    }
+    let pf = c.scratch().join("sub.pid");
+    let pf_s = pf.to_string_lossy().into_owned();
+    let exec_in = |spec: &str| -> String {
+        let _ = fs::remove_file(&pf);
+        detached(
+            &c,
+            &[
+                "exec",
+                "-d",
+                "--pid-file",
+                &pf_s,
+                "--cgroup",
+                spec,
+                &c.id,
+                "sleep",
+                "100",
+            ],
+        )
+        .assert_ok(&format!("exec --cgroup {spec}"));
+        let epid = read_trim(&pf);
+        fs::read_to_string(format!("/proc/{epid}/cgroup")).unwrap()
+    };
+    let line = |text: &str, ctrl: &str| -> String {
+        text.lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == ctrl))
+            })
+            .unwrap_or("")
+            .to_string()
+    };
+    // every hierarchy
+    let all = exec_in("sub");
+    for l in all.lines() {
+        assert!(l.ends_with("/sub"), "exec --cgroup sub: {l}\n{all}");
+    }
+    // only the named controllers
+    if dirs
+        .iter()
+        .any(|(c, _)| c.split(',').any(|x| x == "memory"))
+        && dirs.iter().any(|(c, _)| c.split(',').any(|x| x == "pids"))
+    {
+        let some = exec_in("memory:sub");
+        assert!(line(&some, "memory").ends_with("/sub"), "{some}");
+        assert!(!line(&some, "pids").ends_with("/sub"), "{some}");
+        assert!(line(&some, "pids").ends_with(&c.id), "{some}");
+    }
+    // a path outside the container's cgroup is refused
+    let out = c.runtime(&["exec", "--cgroup", "../..", &c.id, "true"]);
+    if is_skiff() {
+        out.assert_fail("exec --cgroup ../..");
+    }
+    c.runtime(&["kill", "--all", &c.id, "KILL"])
+        .assert_ok("kill --all");
+    c.wait_status("stopped", SEC5);
+    // delete removes the sub-cgroups too
+    let mut dirs_all: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+    dirs_all.sort();
+    c.finish();
+    for d in dirs_all {
+        assert!(!d.exists(), "{} left", d.display());
+    }
 }
