@@ -118,8 +118,8 @@ int main(int argc, char **argv) {
 fn attacker() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = temp_dir("attacker").keep();
-        let out = dir.join("attacker");
+        // next to the rootfs template: removed with it by a later run
+        let out = rootfs_template().parent().unwrap().join("attacker");
         match build_static_c(ATTACKER_C, &out) {
             Ok(()) => Some(out),
             Err(e) => {
@@ -563,4 +563,84 @@ fn fake_procfs_is_refused() {
         c.config["process"]["args"] = json!(["true"]);
         run_hostile_bundle(c, &fake.join(sub));
     }
+}
+
+#[test]
+fn symlink_swapped_during_setup_stays_inside() {
+    // CVE-2021-30465 class: while the runtime sets up mounts, a path
+    // component of a mount destination is swapped between a directory and a
+    // symlink to a host directory.  Whatever wins the race, nothing may be
+    // created or mounted in the host directory.
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("swap-race");
+    let target = c.scratch().join("host-target");
+    fs::create_dir(&target).unwrap();
+    let mnt = c.rootfs().join("mnt");
+    fs::create_dir(mnt.join("x")).unwrap();
+    std::os::unix::fs::symlink(&target, mnt.join("x.link")).unwrap();
+    let src = c.scratch().join("src-file");
+    fs::write(&src, "from bundle\n").unwrap();
+    let s = src.to_string_lossy().into_owned();
+    c.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/mnt/x/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+        json!({"destination": "/mnt/x/file", "type": "bind", "source": s, "options": ["bind"]}),
+    ]);
+    c.config["process"]["args"] = json!(["true"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let a = std::ffi::CString::new(mnt.join("x").to_string_lossy().as_bytes()).unwrap();
+        let b = std::ffi::CString::new(mnt.join("x.link").to_string_lossy().as_bytes()).unwrap();
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: renameat2 with two valid C strings; RENAME_EXCHANGE
+                // atomically swaps the two entries.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if r == 0 {
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let mut outcomes = (0, 0);
+    for _ in 0..20 {
+        let out = c.run();
+        if out.ok() {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+        let _ = c.delete(true);
+        let left: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        if !left.is_empty() || !mounts_under(&target).is_empty() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            swapper.join().unwrap();
+            panic!(
+                "host dir reached: entries {left:?}, mounts {:?}",
+                mounts_under(&target)
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("runs ok/failed: {outcomes:?}, swaps: {swaps}");
+    assert!(swaps > 0, "the swapper never swapped");
+    c.finish();
 }
