@@ -14,3 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# A local S3 server for the registry's S3 backend test (PyPI).
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install -q 'moto[server]' || echo "deps: could not install moto (the S3 test will SKIP)"
+fi
