@@ -962,6 +962,27 @@ fn pure_cgroup2_in_a_private_mount_namespace() {
     out.assert_ok("ps on v2");
     let pids: Vec<i64> = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(pids, vec![pid]);
+    // hugetlb limits land in the cgroup2 files (update through stdin JSON)
+    if dir.join("hugetlb.2MB.max").exists() {
+        let mut cmd = c.cmd();
+        cmd.args(["update", "--resources", "-", &c.id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#)
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "update hugepageLimits on v2: {o:?}");
+        // runc 1.1's update ignores hugepageLimits
+        if is_skiff() {
+            assert_eq!(read_trim(&dir.join("hugetlb.2MB.max")), "4194304");
+        }
+    }
     // a memory limit cannot be honoured without the memory controller
     let out = c.runtime(&["update", "--memory", "64M", &c.id]);
     if !ctrls.split_whitespace().any(|x| x == "memory") {
