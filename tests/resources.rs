@@ -419,6 +419,38 @@ fn update_flags_and_json_change_the_host_files() {
     assert_eq!(read_trim(&lim), "50331648");
     assert_eq!(read_trim(&pids.join("pids.max")), "42");
 
+    // cpu flags, on v1 files
+    if let Some(cpu) = cg_dir(pid, "cpu", "cpu.max").filter(|d| d.join("cpu.shares").exists()) {
+        c.runtime(&[
+            "update",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "--cpu-share",
+            "512",
+            &c.id,
+        ])
+        .assert_ok("update cpu flags");
+        assert_eq!(read_trim(&cpu.join("cpu.cfs_period_us")), "50000");
+        assert_eq!(read_trim(&cpu.join("cpu.cfs_quota_us")), "25000");
+        assert_eq!(read_trim(&cpu.join("cpu.shares")), "512");
+        c.runtime(&["update", "--cpu-quota", "-1", &c.id])
+            .assert_ok("update --cpu-quota -1");
+        assert_eq!(read_trim(&cpu.join("cpu.cfs_quota_us")), "-1");
+    }
+    if let Some(cs) = cg_dir(pid, "cpuset", "cpuset.cpus") {
+        c.runtime(&["update", "--cpuset-cpus", "0", &c.id])
+            .assert_ok("update --cpuset-cpus 0");
+        assert_eq!(read_trim(&cs.join("cpuset.cpus")), "0");
+    }
+    // a paused container can be updated too
+    c.runtime(&["pause", &c.id]).assert_ok("pause");
+    c.runtime(&["update", "--pids-limit", "41", &c.id])
+        .assert_ok("update while paused");
+    assert_eq!(read_trim(&pids.join("pids.max")), "41");
+    c.runtime(&["resume", &c.id]).assert_ok("resume");
+
     // -1 means unlimited, as with runc
     c.runtime(&["update", "--pids-limit", "-1", "--memory", "-1", &c.id])
         .assert_ok("update to unlimited");
