@@ -2413,3 +2413,46 @@ fn parallel_runs_in_one_root() {
     );
     first.finish();
 }
+
+#[test]
+fn global_flags_rootless_systemd_and_empty_list() {
+    if !need_root() {
+        return;
+    }
+    // --rootless=false is accepted
+    let mut c = Container::new("globals");
+    // (`--rootless=false`: skiff takes the value only with `=`, runc both ways)
+    c.global_args = vec!["--rootless=false".into()];
+    c.sh("echo ok");
+    let out = c.run();
+    out.assert_ok("--rootless=false run");
+    assert_eq!(out.stdout, "ok\n");
+    c.global_args.clear();
+    // --systemd-cgroup: works, or fails with an error about systemd
+    let mut s = Container::new("systemd");
+    s.global_args = vec!["--systemd-cgroup".into()];
+    s.config["linux"]["cgroupsPath"] = json!(format!("system.slice:skiff:{}", s.id));
+    s.sh("true");
+    let out = s.run();
+    if !out.ok() && is_skiff() {
+        assert!(
+            out.stderr.to_lowercase().contains("systemd"),
+            "unclear --systemd-cgroup error: {}",
+            out.stderr
+        );
+    }
+    s.global_args.clear();
+    s.finish();
+    // list on a root that does not exist yet: empty, not an error
+    let missing = c.scratch().join("no-such-root");
+    let out = output_timeout(
+        Command::new(&c.bin)
+            .arg("--root")
+            .arg(&missing)
+            .args(["list", "-q"]),
+        TIMEOUT,
+    );
+    out.assert_ok("list -q on a missing root");
+    assert_eq!(out.stdout, "");
+    c.finish();
+}
