@@ -331,21 +331,38 @@ fn write_id_maps(pid: i32, spec: &Spec, rootless: bool) -> Result<()> {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 || rootless {
-        // Unprivileged: deny setgroups first (needed to write gid_map);
-        // multi-range maps need the setuid helpers.
-        let single = uid.lines().count() <= 1 && gid.lines().count() <= 1;
-        if !single {
-            for (tool, maps) in [("newuidmap", &uid), ("newgidmap", &gid)] {
+        // Unprivileged: a map of just our own uid/gid is written directly
+        // (after denying setgroups, needed to write gid_map); anything else
+        // needs the setuid helpers and /etc/subuid, /etc/subgid entries.
+        // SAFETY: getegid cannot fail.
+        let egid = unsafe { libc::getegid() };
+        let own = |maps: &str, id: u32| {
+            maps.lines().count() <= 1
+                && maps.lines().all(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(1) == Some(&id.to_string().as_str()) && f.get(2) == Some(&"1")
+                })
+        };
+        if euid != 0 && !(own(&uid, euid) && own(&gid, egid)) {
+            for (tool, maps, field, file) in [
+                ("newuidmap", &uid, "uidMappings", "/etc/subuid"),
+                ("newgidmap", &gid, "gidMappings", "/etc/subgid"),
+            ] {
                 let mut cmd = std::process::Command::new(tool);
                 cmd.arg(pid.to_string());
                 for l in maps.lines() {
                     cmd.args(l.split_whitespace());
                 }
-                let st = cmd
-                    .status()
-                    .ctx(|| format!("running {tool} (install the uidmap package)"))?;
-                if !st.success() {
-                    return Err(Error::Other(format!("{tool} failed: {st}")));
+                let out = cmd.output().ctx(|| {
+                    format!("config.json: linux.{field}: running {tool} (install the uidmap package)")
+                })?;
+                if !out.status.success() {
+                    return Err(Error::Other(format!(
+                        "config.json: linux.{field}: {tool} failed ({}): {}; as uid {euid}, \
+                         ids other than your own must be delegated to your user in {file}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
                 }
             }
             return Ok(());
@@ -357,6 +374,33 @@ fn write_id_maps(pid: i32, spec: &Spec, rootless: bool) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
         .ctx(|| "config.json: linux.gidMappings: writing gid_map")?;
     Ok(())
+}
+
+/// Rootless without cgroup delegation: `create` skipped the cgroup
+/// directories it was not allowed to make, so joining them fails with
+/// ENOENT; the container then runs without a cgroup of its own (as runc).
+fn rootless_join(rootless: bool, r: Result<(), skiff_cgroups::Error>) -> Result<()> {
+    match r {
+        Err(skiff_cgroups::Error::Write { source, .. })
+            if rootless && source.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Rootless: a cgroup limit that cannot be written says what is missing.
+fn rootless_cgroup_hint(rootless: bool, e: skiff_cgroups::Error) -> Error {
+    if !rootless {
+        return e.into();
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    Error::Other(format!(
+        "cgroups: {e} (rootless: linux.resources limits need a cgroup delegated to uid {euid}; \
+         none is, so remove linux.resources or run as root)"
+    ))
 }
 
 /// Host uid/gid that the container's root maps to (0/0 without a user namespace).
@@ -574,6 +618,18 @@ impl Runtime {
         let (lfds, lenv) = listen_fds();
         let (argv, envp) = c_strings(process, &lenv)?;
         let ns = ns_setup(&spec)?;
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if (self.rootless || euid != 0)
+            && ns.new_ns & libc::CLONE_NEWUSER == 0
+            && !ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER)
+        {
+            return Err(Error::Config(format!(
+                "config.json: linux.namespaces: a rootless container (uid {euid}) needs a user \
+                 namespace: add {{\"type\": \"user\"}} with linux.uidMappings and \
+                 linux.gidMappings (`skiff --rootless spec` writes such a config)"
+            )));
+        }
         if process.terminal().unwrap_or(false)
             && o.console_socket.is_none()
             && o.console_conn.is_none()
@@ -620,7 +676,14 @@ impl Runtime {
         )
         .ctx(|| "chmod exec fifo")?;
         let (ruid, rgid) = host_root_ids(&spec);
-        std::os::unix::fs::chown(&fifo_path, Some(ruid), Some(rgid)).ctx(|| "chown exec fifo")?;
+        if let Err(e) = std::os::unix::fs::chown(&fifo_path, Some(ruid), Some(rgid)) {
+            // Unprivileged, the fifo stays ours; its 0622 mode lets the
+            // container's root (another host id) open it for writing.
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                return Err(e).ctx(|| "chown exec fifo");
+            }
+        }
         let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .ctx(|| "opening exec fifo")?;
 
@@ -628,7 +691,8 @@ impl Runtime {
         cg.create()?;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
-        cg.apply(&effective_resources(&spec))?;
+        cg.apply(&effective_resources(&spec))
+            .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
 
         let console_socket = match &o.console_conn {
             Some(fd) => Some(fd.try_clone().ctx(|| "console socket")?),
@@ -653,7 +717,12 @@ impl Runtime {
             extra_env: Vec::new(),
             seccomp,
             caps,
-            cgroups: cg.hierarchies(),
+            // Rootless without delegation: only the cgroups that exist.
+            cgroups: cg
+                .hierarchies()
+                .into_iter()
+                .filter(|h| !self.rootless || h.path.is_dir())
+                .collect(),
             argv,
             envp,
             close_fds: vec![lock.raw_fd()],
@@ -675,13 +744,13 @@ impl Runtime {
         // mounts meanwhile. After an extra fork the grandchild must be forked
         // inside the cgroup, so join first there.
         if fork_again {
-            cg.add_task(spawned.pid)?;
+            rootless_join(self.rootless, cg.add_task(spawned.pid))?;
         } else if new_user {
             write_id_maps(spawned.pid, &spec, self.rootless)?;
         }
         spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
         if !fork_again {
-            cg.add_task(spawned.pid)?;
+            rootless_join(self.rootless, cg.add_task(spawned.pid))?;
         }
         if let Some(adj) = process.oom_score_adj() {
             std::fs::write(
@@ -975,7 +1044,19 @@ impl Container {
             if status == Status::Stopped && sig != libc::SIGKILL {
                 return Err(self.bad_state(status, "container not running"));
             }
-            return Ok(self.cgroup(rt)?.kill_all(sig)?);
+            let cg = self.cgroup(rt)?;
+            if (self.saved.rootless || rt.rootless) && cg.pids().is_err() {
+                // No cgroup (rootless): signal the init's pid namespace.
+                let pids = self.pidns_pids().ok_or_else(|| {
+                    Error::Other("kill --all: the container has neither a cgroup nor a pid namespace of its own".into())
+                })?;
+                for p in pids {
+                    // SAFETY: kill of a process in the container's pid namespace.
+                    unsafe { libc::kill(p, sig) };
+                }
+                return Ok(());
+            }
+            return Ok(cg.kill_all(sig)?);
         }
         if matches!(status, Status::Stopped | Status::Creating) {
             return Err(self.bad_state(status, "container not running"));
@@ -1050,7 +1131,30 @@ impl Container {
 
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self, rt: &Runtime) -> Result<Vec<i32>> {
-        Ok(self.cgroup(rt)?.pids()?)
+        match self.cgroup(rt)?.pids() {
+            Err(e) if self.saved.rootless || rt.rootless => self.pidns_pids().ok_or(e.into()),
+            r => Ok(r?),
+        }
+    }
+
+    /// Rootless without a cgroup of its own: the processes in the init's pid
+    /// namespace (None when the container shares this process's).
+    fn pidns_pids(&self) -> Option<Vec<i32>> {
+        if !self.saved.init_alive() {
+            return Some(Vec::new());
+        }
+        let ns = std::fs::read_link(format!("/proc/{}/ns/pid", self.saved.pid)).ok()?;
+        if std::fs::read_link("/proc/self/ns/pid").ok()? == ns {
+            return None;
+        }
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&ns))
+            .collect();
+        pids.sort_unstable();
+        Some(pids)
     }
 
     /// Resource usage (runc `events --stats` data).
@@ -1125,6 +1229,15 @@ impl Container {
             }
         }
         let in_userns = join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
+        // SAFETY: geteuid cannot fail.
+        let unprivileged = unsafe { libc::geteuid() } != 0;
+        // Unprivileged, this process may not join the container's pid (or
+        // time) namespace: the child joins the user namespace first, then
+        // those, and forks once more so that they apply (runc's nsexec).
+        let fork_again = in_userns && unprivileged && !parent_join.is_empty();
+        if fork_again {
+            join.append(&mut parent_join);
+        }
         if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
             return Err(Error::Config(
                 "process.terminal is true but no --console-socket was given".into(),
@@ -1152,9 +1265,8 @@ impl Container {
             argv,
             envp,
             close_fds: vec![self._lock.raw_fd()],
-            fork_again: false,
+            fork_again,
         };
-        let _ = in_userns;
         let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan))?;
         let pid = spawned.pid;
         let fail = |e: Error| {
@@ -1202,7 +1314,7 @@ impl Container {
                         .ctx(|| format!("--cgroup {sub}"))
                 }
             }
-            None => cg.add_task(pid).map_err(Error::from),
+            None => rootless_join(rt.rootless || self.saved.rootless, cg.add_task(pid)),
         };
         add.map_err(fail)?;
         if let Some(adj) = process.oom_score_adj() {
@@ -1214,7 +1326,7 @@ impl Container {
             .ctx(|| "setup channel")
             .map_err(fail)?;
         let saved = &self.saved;
-        converse(
+        let pid = converse(
             &spawned.chan,
             pid,
             spec,

@@ -245,11 +245,23 @@ pub struct UpdateArgs {
     pub id: String,
 }
 
+/// The state root: `--root`, except that a non-root caller left at the
+/// default `/run/skiff` gets `$XDG_RUNTIME_DIR/skiff` (as runc uses
+/// `$XDG_RUNTIME_DIR/runc`).
+fn state_root(g: &Global, euid: u32) -> PathBuf {
+    if euid != 0 && g.root == Path::new("/run/skiff") && std::env::var_os("SKIFF_ROOT").is_none() {
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+            return Path::new(&xdg).join("skiff");
+        }
+    }
+    g.root.clone()
+}
+
 fn runtime(g: &Global) -> anyhow::Result<Runtime> {
-    let mut rt = Runtime::new(&g.root);
-    rt.systemd_cgroup = g.systemd_cgroup;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
+    let mut rt = Runtime::new(state_root(g, euid));
+    rt.systemd_cgroup = g.systemd_cgroup;
     rt.rootless = match g.rootless.as_deref() {
         Some("true") => true,
         Some("false") => false,

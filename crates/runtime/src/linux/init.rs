@@ -71,7 +71,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         unsafe { libc::close(fd) };
     }
     prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
-    prctl(libc::PR_SET_DUMPABLE, 0)?;
+    // Unprivileged (rootless), the runtime writes our uid_map/gid_map as the
+    // same host user, but a non-dumpable process's /proc files belong to
+    // root: stay dumpable until the maps are written (no container process
+    // exists yet; only the runtime's own user could ptrace us).
+    // SAFETY: geteuid cannot fail.
+    let maps_pending = unsafe { libc::geteuid() } != 0 && plan.new_ns & libc::CLONE_NEWUSER != 0;
+    if !maps_pending {
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
     // SAFETY: umask cannot fail; signal/sigprocmask reset what the runtime
     // changed (Rust ignores SIGPIPE; `run` blocks signals) so the container
     // process starts with default dispositions and an empty mask.
@@ -95,6 +103,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         set_affinity(&aff)?;
     }
     expect(chan, sync::GO)?;
+    if maps_pending && !plan.fork_again {
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
     let mut in_userns = plan.new_ns & libc::CLONE_NEWUSER != 0;
     for j in &plan.join {
         nix::sched::setns(
@@ -112,6 +123,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
                 .map_err(|e| format!("creating user namespace: {e}"))?;
             chan.send(sync::MAPS, &[]).map_err(os("setup channel"))?;
             expect(chan, sync::MAPS_DONE)?;
+            if maps_pending {
+                prctl(libc::PR_SET_DUMPABLE, 0)?;
+            }
         }
         let rest = plan.new_ns & !(libc::CLONE_NEWUSER | libc::CLONE_NEWTIME);
         if rest != 0 {

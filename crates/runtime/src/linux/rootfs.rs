@@ -476,8 +476,17 @@ fn create_device(root: BorrowedFd, d: &Dev, userns: bool) -> io::Result<()> {
         }
     }
     // In a user namespace: bind the host's device node onto an empty file.
+    let src = fs::open_path(d.path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "in a user namespace devices are bind-mounted from the host (mknod is not \
+                 allowed), but the host's {} cannot be opened: {e}",
+                d.path.display()
+            ),
+        )
+    })?;
     let target = fs::create_file(root, d.path)?;
-    let src = fs::open_path(d.path)?;
     do_mount(
         Some(&fd_path(src.as_fd())),
         &fd_path(target.as_fd()),
