@@ -244,7 +244,7 @@ impl<'u> Rootless<'u> {
         chown_r(&bundle, user.uid, user.gid);
         let spec = output_timeout(
             user.command(&test_bin())
-                .args(["--rootless", "spec"])
+                .args(["spec", "--rootless"])
                 .current_dir(&bundle),
             TIMEOUT,
         );
@@ -393,24 +393,31 @@ fn rootless_spec_writes_an_unprivileged_config() {
         json!([{"containerID": 0, "hostID": user.gid, "size": 1}])
     );
     let mounts = c["mounts"].as_array().unwrap();
-    assert!(
-        !mounts.iter().any(|m| m["type"] == "cgroup"),
-        "no cgroup mount: {mounts:?}"
-    );
+    // runc 1.1 keeps the cgroup mount in its rootless spec
+    if is_skiff() {
+        assert!(
+            !mounts.iter().any(|m| m["type"] == "cgroup"),
+            "no cgroup mount: {mounts:?}"
+        );
+    }
     let sys = mounts.iter().find(|m| m["destination"] == "/sys").unwrap();
     assert_eq!(sys["source"], "/sys", "/sys bound from the host: {sys}");
     assert!(c["linux"]["resources"].is_null() || c["linux"]["resources"]["devices"].is_null());
-    // The flag also works after the subcommand (it is global).
+    // skiff's flag is global: `skiff --rootless spec` works too (runc's
+    // global --rootless takes a value and is about cgroups).
+    if !is_skiff() {
+        return;
+    }
     let b2 = user.dir.join("spec2");
     fs::create_dir(&b2).unwrap();
     std::os::unix::fs::chown(&b2, Some(user.uid), Some(user.gid)).unwrap();
     output_timeout(
         user.command(&test_bin())
-            .args(["spec", "--rootless"])
+            .args(["--rootless", "spec"])
             .current_dir(&b2),
         TIMEOUT,
     )
-    .assert_ok("spec --rootless");
+    .assert_ok("--rootless spec");
     let c2: Value =
         serde_json::from_str(&fs::read_to_string(b2.join("config.json")).unwrap()).unwrap();
     assert_eq!(c2["linux"]["uidMappings"], c["linux"]["uidMappings"]);
@@ -515,10 +522,14 @@ fn rootless_lifecycle_create_start_exec_kill_delete() {
         inner_pid > 1 && inner_pid < 100,
         "exec joined the pid namespace: {ex:?}"
     );
-    let ps = r.rt(&["ps", "--format", "json", &r.id]);
-    ps.assert_ok("ps");
-    let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
-    assert!(pids.contains(&(pid as i64)), "ps lists the init: {pids:?}");
+    // runc 1.1 ps needs the cgroup (none without delegation); skiff falls
+    // back to the pid namespace
+    if is_skiff() {
+        let ps = r.rt(&["ps", "--format", "json", &r.id]);
+        ps.assert_ok("ps");
+        let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
+        assert!(pids.contains(&(pid as i64)), "ps lists the init: {pids:?}");
+    }
     r.rt(&["kill", &r.id, "KILL"]).assert_ok("kill");
     assert!(
         Rootless::wait_gone(pid),
