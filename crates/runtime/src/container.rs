@@ -403,6 +403,30 @@ fn rootless_cgroup_hint(rootless: bool, e: skiff_cgroups::Error) -> Error {
     ))
 }
 
+/// SELinux labels: where SELinux is not enabled they are refused, as runc
+/// does ("selinux label is specified in config, but selinux is disabled");
+/// applying them where it is enabled is not implemented, so refused too.
+fn check_selinux(spec: &Spec, process: &Process) -> Result<()> {
+    let enabled = Path::new("/sys/fs/selinux/enforce").exists();
+    let why = if enabled {
+        "applying SELinux labels is not implemented in skiff"
+    } else {
+        "SELinux is not enabled on this host"
+    };
+    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        return Err(Error::Config(format!(
+            "config.json: process.selinuxLabel \"{l}\" is set but {why}"
+        )));
+    }
+    let mount = spec.linux().as_ref().and_then(|l| l.mount_label().clone());
+    if let Some(l) = mount.filter(|l| !l.is_empty()) {
+        return Err(Error::Config(format!(
+            "config.json: linux.mountLabel \"{l}\" is set but {why}"
+        )));
+    }
+    Ok(())
+}
+
 /// Host uid/gid that the container's root maps to (0/0 without a user namespace).
 fn host_root_ids(spec: &Spec) -> (u32, u32) {
     let find = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -614,6 +638,7 @@ impl Runtime {
             Some(s) => Some(skiff_seccomp::compile(s)?),
             None => None,
         };
+        check_selinux(&spec, process)?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (lfds, lenv) = listen_fds();
         let (argv, envp) = c_strings(process, &lenv)?;
@@ -751,6 +776,7 @@ impl Runtime {
         spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
         if !fork_again {
             rootless_join(self.rootless, cg.add_task(spawned.pid))?;
+            spawned.chan.send(sync::JOINED, &[]).ctx(|| "setup channel")?;
         }
         if let Some(adj) = process.oom_score_adj() {
             std::fs::write(
@@ -1203,6 +1229,7 @@ impl Container {
             Some(s) => Some(skiff_seccomp::compile(s)?),
             None => None,
         };
+        check_selinux(spec, process)?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (argv, envp) = c_strings(process, &[])?;
         let mut join = Vec::new();

@@ -187,7 +187,26 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             terminal,
             cwd: process.cwd(),
         };
-        let _root = rootfs::prepare(&rplan)?;
+        // Wait until the runtime moved us into our cgroup before creating the
+        // cgroup namespace (its root is the cgroup at unshare time); done
+        // lazily, right before the first cgroup mount, so the (slow) v1
+        // migration overlaps with the other mounts.
+        let joined = std::cell::Cell::new(false);
+        let on_cgroup = || -> R<()> {
+            // After an extra fork the cgroup was joined (and the namespace
+            // created) before the fork.
+            if joined.replace(true) || plan.fork_again {
+                return Ok(());
+            }
+            expect(chan, sync::JOINED)?;
+            if plan.new_ns & libc::CLONE_NEWCGROUP != 0 {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                    .map_err(|e| format!("creating cgroup namespace: {e}"))?;
+            }
+            Ok(())
+        };
+        let _root = rootfs::prepare(&rplan, &on_cgroup)?;
+        on_cgroup()?;
         chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
         hook_state = expect(chan, sync::HOOKS_DONE)?;
         if let Some(h) = spec.hooks() {
@@ -218,6 +237,11 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         }
         rootfs::finish(&masked, &ro, rplan.propagation, root_ro)?;
     } else if terminal {
+        // The pty becomes the controlling terminal: that needs a new session.
+        // SAFETY: setsid has no memory effects.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(last_err("setsid"));
+        }
         setup_console(plan, false)?;
     }
     if let Some(p) = process

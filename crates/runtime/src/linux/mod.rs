@@ -101,7 +101,13 @@ pub struct Spawned {
 /// see [`Plan::fork_again`]) and runs [`init::main`] in it.
 pub fn spawn(plan: Plan) -> Result<Spawned> {
     let (parent, child) = sync::Chan::pair().ctx(|| "creating setup socketpair")?;
-    let flags = if plan.fork_again { 0 } else { plan.new_ns } as libc::c_ulong;
+    // The cgroup namespace is created by the init once it is in its cgroup
+    // (see sync::JOINED), so that the namespace's root is that cgroup.
+    let flags = if plan.fork_again {
+        0
+    } else {
+        plan.new_ns & !libc::CLONE_NEWCGROUP
+    } as libc::c_ulong;
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
     // copy of this single-threaded process and runs init::main, which never
     // returns (it execs or _exits).

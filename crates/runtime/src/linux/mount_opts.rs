@@ -47,6 +47,8 @@ pub struct MountOpts {
     pub data: String,
     /// `idmap` or `ridmap` was given (recursive for ridmap).
     pub idmap: Option<bool>,
+    /// `tmpcopyup`: copy the directory's contents into the new tmpfs.
+    pub tmpcopyup: bool,
 }
 
 impl MountOpts {
@@ -170,6 +172,7 @@ pub fn parse(options: &[String]) -> MountOpts {
                 m.rec_set &= !a;
             }
             Some(Opt::Idmap(r)) => m.idmap = Some(r),
+            None if o == "tmpcopyup" => m.tmpcopyup = true,
             None => data.push(o),
         }
     }

@@ -132,7 +132,7 @@ pub struct RootfsPlan<'a> {
 }
 
 /// Prepares mounts and devices under the rootfs (before pivot_root).
-pub fn prepare(p: &RootfsPlan) -> R<OwnedFd> {
+pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> {
     let prop = match p.propagation {
         Some("shared") | Some("rshared") => libc::MS_SHARED | libc::MS_REC,
         Some("private") | Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
@@ -163,6 +163,9 @@ pub fn prepare(p: &RootfsPlan) -> R<OwnedFd> {
             && (opts.is_bind() || m.typ().as_deref() == Some("bind"))
         {
             dev_is_bind = true;
+        }
+        if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
+            before_cgroup()?;
         }
         mount_one(root.as_fd(), m, &opts, p).map_err(|err| {
             format!(
@@ -242,7 +245,24 @@ fn mount_one(root: BorrowedFd, m: &Mount, opts: &MountOpts, p: &RootfsPlan) -> R
                 data = opts.data.clone();
             }
         }
-        let r = do_mount(Some(&src), &target, Some(typ), opts.flags, Some(&data));
+        // tmpcopyup: keep a handle on the directory being covered.
+        let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
+            Some(fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(e("tmpcopyup"))?)
+        } else {
+            None
+        };
+        let r = do_mount(Some(&src), &target, Some(typ), opts.flags & !libc::MS_RDONLY, Some(&data));
+        if let (Ok(()), Some(from)) = (&r, copy_from) {
+            let to = fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(e("tmpcopyup"))?;
+            copy_tree(from.as_fd(), to.as_fd()).map_err(e("tmpcopyup: copying the directory into the tmpfs"))?;
+        }
+        let r = match r {
+            Ok(()) if opts.flags & libc::MS_RDONLY != 0 => {
+                let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+                do_mount(None, &fd_path(top.as_fd()), None, libc::MS_REMOUNT | opts.flags, Some(&data))
+            }
+            r => r,
+        };
         match r {
             Ok(()) => {}
             // sysfs and mqueue cannot be mounted fresh in some user/net
@@ -613,4 +633,64 @@ pub fn finish(
 /// Host path helper re-exported for the init.
 pub fn host_path(p: &Path) -> PathBuf {
     p.to_path_buf()
+}
+
+/// Copies the tree under `from` into `to` (files, directories, symlinks,
+/// device nodes; modes and owners kept), for `tmpcopyup`. Works on fds only,
+/// never following symlinks.
+fn copy_tree(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
+    use nix::sys::stat::{fstatat, FileStat};
+    let dir = nix::dir::Dir::from_fd(from.try_clone_to_owned()?).map_err(io::Error::from)?;
+    let raw_to = to.as_raw_fd();
+    let mut names = Vec::new();
+    for ent in dir {
+        let ent = ent.map_err(io::Error::from)?;
+        let name = ent.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let st: FileStat = fstatat(from, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
+        let kind = st.st_mode & libc::S_IFMT;
+        let n = name.as_ptr();
+        // SAFETY: *at syscalls on valid dir fds with a NUL-terminated
+        // single-component name.
+        unsafe {
+            match kind {
+                libc::S_IFDIR => {
+                    if libc::mkdirat(raw_to, n, st.st_mode & 0o7777) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let sub_from = nix::fcntl::openat(from, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
+                    let sub_to = nix::fcntl::openat(to, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
+                    copy_tree(sub_from.as_fd(), sub_to.as_fd())?;
+                }
+                libc::S_IFREG => {
+                    let src = nix::fcntl::openat(from, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
+                    let dst = nix::fcntl::openat(to, name.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777)).map_err(io::Error::from)?;
+                    std::io::copy(&mut std::fs::File::from(src), &mut std::fs::File::from(dst))?;
+                }
+                libc::S_IFLNK => {
+                    let target = nix::fcntl::readlinkat(from, name.as_c_str()).map_err(io::Error::from)?;
+                    let t = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))?;
+                    if libc::symlinkat(t.as_ptr(), raw_to, n) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                _ => {
+                    if libc::mknodat(raw_to, n, st.st_mode, st.st_rdev) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+            }
+            if libc::fchownat(raw_to, n, st.st_uid, st.st_gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if kind != libc::S_IFLNK && libc::fchmodat(raw_to, n, st.st_mode & 0o7777, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }

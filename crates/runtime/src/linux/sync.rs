@@ -28,6 +28,8 @@ pub const SECCOMP_FD: u8 = 7;
 pub const SECCOMP_DONE: u8 = 8;
 /// Child -> parent: a user namespace was created; write its id maps.
 pub const MAPS: u8 = 9;
+/// Parent -> child: the init was moved into its cgroup.
+pub const JOINED: u8 = 11;
 /// Parent -> child: id maps written.
 pub const MAPS_DONE: u8 = 10;
 
