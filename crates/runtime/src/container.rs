@@ -427,6 +427,76 @@ fn check_selinux(spec: &Spec, process: &Process) -> Result<()> {
     Ok(())
 }
 
+/// Builds the detached idmapped trees for mounts with `idmap`/`ridmap`,
+/// with the mount's own uidMappings/gidMappings (read from the raw
+/// config.json: oci-spec does not model them) or else the container's.
+fn idmap_trees(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>> {
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    let wanted: Vec<(usize, bool)> = mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let opts = m.options().as_deref().unwrap_or(&[]);
+            if opts.iter().any(|o| o == "ridmap") {
+                Some((i, true))
+            } else if opts.iter().any(|o| o == "idmap") {
+                Some((i, false))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: serde_json::Value = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
+    let parse = |v: &serde_json::Value| -> Vec<linux::idmap::IdMap> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some((
+                    m.get("containerID")?.as_u64()? as u32,
+                    m.get("hostID")?.as_u64()? as u32,
+                    m.get("size")?.as_u64()? as u32,
+                ))
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (i, recursive) in wanted {
+        let m = &mounts[i];
+        let mut uid = parse(&raw["mounts"][i]["uidMappings"]);
+        let mut gid = parse(&raw["mounts"][i]["gidMappings"]);
+        if uid.is_empty() {
+            uid = parse(&raw["linux"]["uidMappings"]);
+        }
+        if gid.is_empty() {
+            gid = parse(&raw["linux"]["gidMappings"]);
+        }
+        if uid.is_empty() || gid.is_empty() {
+            return Err(Error::Config(format!(
+                "config.json: mounts[{i}]: idmap needs uidMappings and gidMappings (on the mount or in linux)"
+            )));
+        }
+        let src = m.source().as_ref().ok_or_else(|| {
+            Error::Config(format!("config.json: mounts[{i}]: idmap mount without source"))
+        })?;
+        let src = bundle.join(src);
+        let tree = linux::idmap::idmapped_tree(&src, &uid, &gid, recursive).map_err(|e| {
+            Error::Config(format!(
+                "config.json: mounts[{i}]: idmapped mount of {}: {e} (the filesystem or kernel may not support idmapped mounts)",
+                src.display()
+            ))
+        })?;
+        out.push((i, tree));
+    }
+    Ok(out)
+}
+
 /// Host uid/gid that the container's root maps to (0/0 without a user namespace).
 fn host_root_ids(spec: &Spec) -> (u32, u32) {
     let find = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -719,6 +789,7 @@ impl Runtime {
         cg.apply(&effective_resources(&spec))
             .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
 
+        let idmap_trees = idmap_trees(&spec, &bundle)?;
         let console_socket = match &o.console_conn {
             Some(fd) => Some(fd.try_clone().ctx(|| "console socket")?),
             None => o.console_socket.map(connect_console).transpose()?,
@@ -750,6 +821,7 @@ impl Runtime {
                 .collect(),
             argv,
             envp,
+            idmap_trees,
             close_fds: vec![lock.raw_fd()],
             fork_again,
         };
@@ -1291,6 +1363,7 @@ impl Container {
             cgroups: Vec::new(),
             argv,
             envp,
+            idmap_trees: Vec::new(),
             close_fds: vec![self._lock.raw_fd()],
             fork_again,
         };

@@ -186,6 +186,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             userns: in_userns,
             terminal,
             cwd: process.cwd(),
+            idmap_trees: &plan.idmap_trees,
         };
         // Wait until the runtime moved us into our cgroup before creating the
         // cgroup namespace (its root is the cgroup at unshare time); done

@@ -8,6 +8,7 @@
 pub mod caps;
 pub mod console;
 pub mod fs;
+pub mod idmap;
 pub mod init;
 pub mod mount_opts;
 pub mod rootfs;
@@ -81,6 +82,8 @@ pub struct Plan<'a> {
     pub argv: Vec<CString>,
     /// envp as C strings.
     pub envp: Vec<CString>,
+    /// Detached idmapped trees for `idmap`/`ridmap` mounts, by mount index.
+    pub idmap_trees: Vec<(usize, OwnedFd)>,
     /// Fds of the runtime the child must close first (e.g. the state lock,
     /// whose flock would otherwise be held by the init).
     pub close_fds: Vec<std::os::fd::RawFd>,

@@ -129,6 +129,8 @@ pub struct RootfsPlan<'a> {
     pub terminal: bool,
     /// process.cwd to create.
     pub cwd: &'a Path,
+    /// Detached idmapped trees by mount index (see `super::idmap`).
+    pub idmap_trees: &'a [(usize, OwnedFd)],
 }
 
 /// Prepares mounts and devices under the rootfs (before pivot_root).
@@ -167,7 +169,7 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
         if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
             before_cgroup()?;
         }
-        mount_one(root.as_fd(), m, &opts, p).map_err(|err| {
+        mount_one(root.as_fd(), i, m, &opts, p).map_err(|err| {
             format!(
                 "mounts[{i}] ({} on {}): {err}",
                 m.source().as_deref().unwrap_or(Path::new("none")).display(),
@@ -190,14 +192,32 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
     Ok(root)
 }
 
-fn mount_one(root: BorrowedFd, m: &Mount, opts: &MountOpts, p: &RootfsPlan) -> R<()> {
+fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &RootfsPlan) -> R<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(root, dest, opts, p);
     }
     if opts.idmap.is_some() {
-        return Err("idmap mounts are not supported by this version of skiff".into());
+        let tree = p
+            .idmap_trees
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, t)| t)
+            .ok_or("idmap mount was not prepared")?;
+        let dest_fd = if fs::is_dir(tree.as_fd()) {
+            fs::mkdir_all(root, dest)
+        } else {
+            fs::create_file(root, dest)
+        }
+        .map_err(e("creating destination"))?;
+        super::idmap::attach(tree, dest_fd.as_fd()).map_err(e("attaching idmapped mount"))?;
+        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        if extra != 0 {
+            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+            remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
+        }
+        return Ok(());
     }
     let is_bind = opts.is_bind() || typ == "bind";
     let dest_fd;
