@@ -104,17 +104,25 @@ mod vm {
             "annotations": {"run.skiff.isolation": "vm"},
             "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
         });
-        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
-            for (k, v) in e {
-                s.insert(k, v);
-            }
-        }
+        merge(&mut spec, extra);
         fs::write(
             b.join("config.json"),
             serde_json::to_vec_pretty(&spec).unwrap(),
         )
         .unwrap();
         b
+    }
+
+    /// Deep-merges `extra` into `base` (objects merge, everything else replaces).
+    fn merge(base: &mut Value, extra: Value) {
+        match (base, extra) {
+            (Value::Object(b), Value::Object(e)) => {
+                for (k, v) in e {
+                    merge(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (b, e) => *b = e,
+        }
     }
 
     fn process(script: &str) -> Value {
