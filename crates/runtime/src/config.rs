@@ -323,7 +323,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     if let Some(res) = linux.resources() {
-        skiff_cgroups::validate(res).map_err(|e| err(e))?;
+        skiff_cgroups::validate(res).map_err(err)?;
     }
     Ok(())
 }

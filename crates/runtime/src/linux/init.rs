@@ -286,7 +286,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
             oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
         };
-        let prio = (class << 13) | (io.priority() as i64 & 0x1fff);
+        let prio = (class << 13) | (io.priority() & 0x1fff);
         // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, prio).
         if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } != 0 {
             return Err(last_err("setting ioPriority"));
