@@ -1255,3 +1255,79 @@ fn platform_selection_from_index() {
         "{err}"
     );
 }
+
+/// Writes an OCI layout (tag `t`) whose single gzip layer is built by
+/// Python's tarfile from `spec` (a Python list of (name, type, linkname)).
+fn hostile_layout(dir: &Path, marker: &Path) -> PathBuf {
+    let layout = dir.join("hostile");
+    let script = r#"
+import gzip, hashlib, io, json, os, sys, tarfile
+layout, marker = sys.argv[1], sys.argv[2]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+    def add(name, kind=tarfile.REGTYPE, link="", data=b"pwned"):
+        ti = tarfile.TarInfo(name); ti.type = kind; ti.linkname = link
+        ti.size = len(data) if kind == tarfile.REGTYPE else 0
+        t.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    add("ok.txt")
+    add("esc", tarfile.SYMTYPE, os.path.dirname(marker))
+    add("esc/" + os.path.basename(marker))
+    add("../../../../../.." + marker)
+tar = buf.getvalue()
+gz = gzip.compress(tar)
+os.makedirs(layout + "/blobs/sha256")
+def blob(b):
+    d = hashlib.sha256(b).hexdigest()
+    open(f"{layout}/blobs/sha256/{d}", "wb").write(b)
+    return {"digest": "sha256:" + d, "size": len(b)}
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]}}).encode()
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **blob(cfg)),
+    "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **blob(gz))]}).encode()
+md = dict(mediaType="application/vnd.oci.image.manifest.v1+json", **blob(m))
+md["annotations"] = {"org.opencontainers.image.ref.name": "t"}
+open(layout + "/index.json", "w").write(json.dumps({"schemaVersion": 2, "manifests": [md]}))
+open(layout + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+"#;
+    ok(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&layout)
+        .arg(marker));
+    layout
+}
+
+#[test]
+fn hostile_layer_pulled_from_registry_is_refused() {
+    if !prerequisites(&["docker-registry", "skopeo", "python3"]) {
+        return;
+    }
+    let tmp = tmpdir("hostile");
+    let host_dir = tmp.path().join("host");
+    std::fs::create_dir(&host_dir).unwrap();
+    let marker = host_dir.join("pwned");
+    let layout = hostile_layout(tmp.path(), &marker);
+    let reg = Registry::start();
+    let image = format!("{}/test/hostile:t", reg.host());
+    skopeo_push(&layout, &image);
+    let store = tmp.path().join("store");
+    let out = run(&mut sk(&store, &["image", "pull", "-q", &image]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "hostile image was accepted");
+    assert!(
+        err.contains("refusing layer entry") && err.contains(".."),
+        "{err}"
+    );
+    // Nothing escaped, nothing half-made is visible, the image is not named.
+    assert!(!marker.exists(), "the layer wrote outside the store");
+    assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.join("snapshots")).unwrap().count(),
+        0,
+        "staging left behind"
+    );
+    let ls: Value =
+        serde_json::from_str(&ok(&mut sk(&store, &["image", "ls", "--format", "json"]))).unwrap();
+    assert_eq!(ls, serde_json::json!([]));
+}
