@@ -2456,3 +2456,63 @@ fn global_flags_rootless_systemd_and_empty_list() {
     assert_eq!(out.stdout, "");
     c.finish();
 }
+
+#[test]
+fn bad_missing_executable() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("bad-exe");
+    c.config["process"]["args"] = json!(["/no/such/binary"]);
+    let out = c.create();
+    if out.ok() {
+        // a runtime may only find out at start; then start must fail
+        c.start().assert_fail("start of a missing executable");
+    } else if is_skiff() {
+        assert!(out.stderr.contains("/no/such/binary"), "{}", out.stderr);
+    }
+    c.finish();
+}
+
+#[test]
+fn bad_relative_cwd() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("bad-cwd");
+    c.config["process"]["cwd"] = json!("relative/dir");
+    expect_create_error(c, "cwd");
+}
+
+#[test]
+fn bad_container_ids() {
+    if !need_root() {
+        return;
+    }
+    for id in ["../escape", "a/b", "", ".."] {
+        let mut c = Container::new("bad-id");
+        c.id = id.to_string();
+        let out = c.create();
+        out.assert_fail(&format!("create with id {id:?}"));
+        let parent = c.root.parent().unwrap().to_path_buf();
+        assert!(
+            !parent.join("escape").exists(),
+            "state written outside --root for {id:?}"
+        );
+        c.disarm();
+    }
+}
+
+#[test]
+fn root_path_absolute() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("absroot");
+    c.config["root"]["path"] = json!(c.rootfs().to_string_lossy());
+    c.sh("cat /etc/hostname");
+    let out = c.run();
+    out.assert_ok("run with an absolute root.path");
+    assert_eq!(out.stdout, "template\n");
+    c.finish();
+}

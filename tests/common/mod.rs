@@ -746,6 +746,30 @@ pub fn leftover_cgroups(id: &str, extra: &[String]) -> Vec<PathBuf> {
     found
 }
 
+/// Live (non-zombie) processes whose cgroup path names container `id`.
+pub fn leftover_processes(id: &str) -> Vec<i64> {
+    let needle = format!("/{id}");
+    let mut found = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(cg) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let hit = cg
+            .lines()
+            .any(|l| l.ends_with(&needle) || l.contains(&format!("{needle}/")));
+        if hit && pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Assert that nothing of container `id` is left (polls up to 2 s since
 /// cgroup removal can lag behind process exit).
 pub fn assert_clean(root: &Path, bundle: &Path, id: &str, extra_cgroups: &[String]) {
@@ -761,12 +785,13 @@ pub fn assert_clean(root: &Path, bundle: &Path, id: &str, extra_cgroups: &[Strin
             .unwrap_or_default();
         let mounts = mounts_under(bundle);
         let cgroups = leftover_cgroups(id, extra_cgroups);
-        if state.is_empty() && mounts.is_empty() && cgroups.is_empty() {
+        let procs = leftover_processes(id);
+        if state.is_empty() && mounts.is_empty() && cgroups.is_empty() && procs.is_empty() {
             return;
         }
         if start.elapsed() > Duration::from_secs(2) {
             panic!(
-                "container {id} left things behind: state {state:?} under {}, mounts {mounts:?}, cgroups {cgroups:?}",
+                "container {id} left things behind: state {state:?} under {}, mounts {mounts:?}, cgroups {cgroups:?}, processes {procs:?}",
                 root.display()
             );
         }
