@@ -656,6 +656,12 @@ impl Runtime {
         &self.root
     }
 
+    /// Where compiled seccomp programs are cached (root-only, under the
+    /// state root: whoever can write it could weaken every filter).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.path().join(".seccomp-cache")
+    }
+
     fn cgroup(
         &self,
         saved_path: Option<&str>,
@@ -705,7 +711,7 @@ impl Runtime {
             ));
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(skiff_seccomp::compile(s)?),
+            Some(s) => Some(skiff_seccomp::compile_cached(s, &self.seccomp_cache())?),
             None => None,
         };
         check_selinux(&spec, process)?;
@@ -1298,7 +1304,7 @@ impl Container {
         let spec = &self.saved.spec;
         let linux = spec.linux().as_ref();
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(skiff_seccomp::compile(s)?),
+            Some(s) => Some(skiff_seccomp::compile_cached(s, &rt.seccomp_cache())?),
             None => None,
         };
         check_selinux(spec, process)?;
