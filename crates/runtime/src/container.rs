@@ -1452,11 +1452,10 @@ impl Container {
     }
 }
 
-/// Waits for `pid` (a child of this process) while forwarding signals to it;
-/// returns its exit code (128+signal when killed), as `run` reports it.
-pub fn wait_forwarding(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
+/// The signals `run`/`exec` forward to the container (all but those that
+/// cannot be caught or that report a fault of the runtime itself).
+pub fn forwarded_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut mask = SigSet::empty();
     for s in Signal::iterator() {
         if !matches!(
@@ -1474,6 +1473,14 @@ pub fn wait_forwarding(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
             mask.add(s);
         }
     }
+    mask
+}
+
+/// Waits for `pid` (a child of this process) while forwarding signals to it;
+/// returns its exit code (128+signal when killed), as `run` reports it.
+pub fn wait_forwarding(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mask = forwarded_signals();
     mask.thread_block().ctx(|| "blocking signals")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .ctx(|| "signalfd")?;
