@@ -573,7 +573,13 @@ fn converse(
     seccomp_state: impl Fn(i32) -> serde_json::Value,
 ) -> Result<i32> {
     loop {
-        let (tag, payload, fd) = chan.recv().ctx(|| "reading from the container init")?;
+        // An init exiting with unread messages resets the socket; its ERROR
+        // is still queued behind the reset.
+        let (tag, payload, fd) = match chan.recv() {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => chan.recv(),
+            r => r,
+        }
+        .ctx(|| "reading from the container init")?;
         match tag {
             sync::READY => return Ok(pid),
             sync::ERROR => return Err(Error::Init(String::from_utf8_lossy(&payload).into_owned())),

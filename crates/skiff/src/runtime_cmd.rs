@@ -394,6 +394,15 @@ fn wants_terminal(bundle: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Blocks the signals `wait_forwarding` forwards (it blocks the same set
+/// again), so that one arriving between start and the wait stays pending
+/// and is forwarded instead of killing the runtime with the container left
+/// running. The container's processes reset their mask.
+fn block_forwarded_signals() {
+    let mask = skiff_runtime::container::forwarded_signals();
+    let _ = mask.thread_block();
+}
+
 fn run(
     g: &Global,
     rt: &Runtime,
@@ -420,6 +429,9 @@ fn run(
         )?),
         None => None,
     };
+    if !detach {
+        block_forwarded_signals();
+    }
     if let Err(e) = c.start(rt) {
         let _ = c.delete(rt, true);
         return Err(e.into());
@@ -675,6 +687,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     }
     if !a.detach {
         skiff_runtime::container::set_subreaper();
+        block_forwarded_signals();
     }
     process.set_cwd(process.cwd().clone());
     let opts = ExecOptions {

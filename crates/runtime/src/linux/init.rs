@@ -34,6 +34,11 @@ fn last_err(what: impl std::fmt::Display) -> String {
 /// later errors go to the container's stderr.
 static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the runtime that spawns the init runs without root (set by
+/// [`super::spawn`] before the clone; the child inherits the value).
+pub static SPAWNER_UNPRIVILEGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Entry point of the cloned child. Never returns.
 pub fn main(plan: Plan, chan: Chan) -> ! {
     let Err(msg) = run(&plan, &chan);
@@ -42,6 +47,14 @@ pub fn main(plan: Plan, chan: Chan) -> ! {
     {
         let _ = writeln!(std::io::stderr(), "skiff: {msg}");
     }
+    // Closing a socket with unread messages (e.g. JOINED, sent while we
+    // were failing) resets the peer, which then loses our ERROR: drain.
+    let mut buf = [0u8; 512];
+    // SAFETY: non-blocking recv into a valid buffer on our channel fd.
+    while unsafe {
+        libc::recv(chan.raw(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+    } > 0
+    {}
     // SAFETY: _exit never returns and skips atexit handlers of the runtime.
     unsafe { libc::_exit(127) }
 }
@@ -75,8 +88,8 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     // same host user, but a non-dumpable process's /proc files belong to
     // root: stay dumpable until the maps are written (no container process
     // exists yet; only the runtime's own user could ptrace us).
-    // SAFETY: geteuid cannot fail.
-    let maps_pending = unsafe { libc::geteuid() } != 0 && plan.new_ns & libc::CLONE_NEWUSER != 0;
+    let maps_pending = SPAWNER_UNPRIVILEGED.load(std::sync::atomic::Ordering::Relaxed)
+        && plan.new_ns & libc::CLONE_NEWUSER != 0;
     if !maps_pending {
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }
@@ -132,6 +145,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
                 .map_err(|e| format!("creating namespaces: {e}"))?;
         }
+        // The grandchild must not talk to the runtime before PID was sent
+        // (an exec'd process reaches READY fast, and the runtime would
+        // then wait for the intermediate): it waits for EOF on a pipe whose
+        // write end dies with the intermediate.
+        let mut gate = [0i32; 2];
+        // SAFETY: pipe2 with a valid two-int array.
+        if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(last_err("pipe2"));
+        }
         // SAFETY: fork in a single-threaded process.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -141,6 +163,16 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             let _ = chan.send(sync::PID, &pid.to_ne_bytes());
             // SAFETY: the intermediate process is done.
             unsafe { libc::_exit(0) };
+        }
+        // SAFETY: closing our copy of the write end, then reading from the
+        // read end into a valid one-byte buffer until EOF; both fds are ours.
+        unsafe {
+            libc::close(gate[1]);
+            let mut b = 0u8;
+            while libc::read(gate[0], (&mut b as *mut u8).cast(), 1) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+            libc::close(gate[0]);
         }
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }

@@ -111,6 +111,11 @@ pub fn spawn(plan: Plan) -> Result<Spawned> {
     } else {
         plan.new_ns & !libc::CLONE_NEWCGROUP
     } as libc::c_ulong;
+    // The child cannot tell afterwards: in its new user namespace geteuid()
+    // turns 0 as soon as its uid_map is written.
+    // SAFETY: geteuid cannot fail.
+    let unprivileged = unsafe { libc::geteuid() } != 0;
+    init::SPAWNER_UNPRIVILEGED.store(unprivileged, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
     // copy of this single-threaded process and runs init::main, which never
     // returns (it execs or _exits).
