@@ -530,7 +530,24 @@ fn rootless_lifecycle_create_start_exec_kill_delete() {
         let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
         assert!(pids.contains(&(pid as i64)), "ps lists the init: {pids:?}");
     }
-    r.rt(&["kill", &r.id, "KILL"]).assert_ok("kill");
+    if is_skiff() {
+        // kill --all without a cgroup of its own reaches every process of
+        // the container's pid namespace (runc 1.1 needs the cgroup)
+        let pf = r.bundle.join("exec.pid");
+        let pfs = pf.to_string_lossy().into_owned();
+        r.rt(&["exec", "-d", "--pid-file", &pfs, &r.id, "sleep", "300"])
+            .assert_ok("exec -d");
+        let epid: i32 = fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+        assert!(pid_alive(epid as i64), "exec -d process {epid} runs");
+        r.rt(&["kill", "--all", &r.id, "KILL"])
+            .assert_ok("kill --all");
+        assert!(
+            Rootless::wait_gone(epid),
+            "exec'd {epid} survived kill --all"
+        );
+        assert!(Rootless::wait_gone(pid), "init {pid} survived kill --all");
+    }
+    r.rt(&["kill", &r.id, "KILL"]);
     assert!(
         Rootless::wait_gone(pid),
         "init {pid} still alive after kill"
@@ -789,4 +806,42 @@ fn selinux_label_refused_when_selinux_disabled() {
         assert!(out.stderr.contains("mountLabel"), "{}", out.stderr);
     }
     c.finish();
+}
+
+#[test]
+fn rootless_detached_run_and_force_delete_clean_up() {
+    let Some(user) = User::create("det") else {
+        return;
+    };
+    let mut r = Rootless::new(&user, "det");
+    r.config["process"]["args"] = json!(["sleep", "300"]);
+    r.save();
+    let b = r.bundle.to_string_lossy().into_owned();
+    let mut c = user.command(&test_bin());
+    c.args(["run", "-d", "--bundle", &b, &r.id])
+        .current_dir(&r.bundle)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(r.bundle.with_extension("stderr")).unwrap());
+    let st = c.status().unwrap();
+    assert!(
+        st.success(),
+        "run -d: {st}: {}",
+        fs::read_to_string(r.bundle.with_extension("stderr")).unwrap_or_default()
+    );
+    let state = r.state();
+    assert_eq!(state["status"], "running", "{state}");
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    r.rt(&["delete", &r.id])
+        .assert_fail("delete of a running container");
+    r.rt(&["delete", "--force", &r.id])
+        .assert_ok("delete --force");
+    assert!(
+        Rootless::wait_gone(pid),
+        "init {pid} survived delete --force"
+    );
+    r.assert_no_state();
+    assert!(
+        mounts_under(&r.bundle).is_empty(),
+        "mounts left under the bundle"
+    );
 }
