@@ -129,17 +129,36 @@ mod vm {
         json!({"args": ["sh", "-c", script], "cwd": "/", "env": ["PATH=/bin", "FOO=bar-from-spec"], "user": {"uid": 0, "gid": 0}})
     }
 
+    /// Stops the VM of a test even when an assertion fails first.
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = skiff_vm::delete(&self.0);
+        }
+    }
+
     /// Runs the driver for one VM and returns its result JSON.
     fn drive(dir: &Path, bundle: &Path, actions: Value) -> Value {
         let cfg = json!({
             "bundle": bundle, "state": dir.join("state"), "dir": dir, "actions": actions,
         });
         fs::create_dir_all(dir.join("state")).unwrap();
-        let out = Command::new(std::env::current_exe().unwrap())
+        let _cleanup = Cleanup(dir.join("state"));
+        let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "vm::driver", "--nocapture", "--test-threads=1"])
             .env(DRIVER_ENV, cfg.to_string())
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        // A hung driver is killed (and its VM deleted by `_cleanup`) after 5 minutes.
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(300) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
         let res = fs::read_to_string(dir.join("result.json")).unwrap_or_else(|_| {
             panic!(
                 "driver wrote no result; its output:\n{}\n{}",
