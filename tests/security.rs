@@ -114,14 +114,30 @@ int main(int argc, char **argv) {
 }
 "##;
 
-/// The attacker binary, built once per test process (None: no static gcc).
+/// The attacker binary, built once per test process into a private temp
+/// file, then installed next to the shared rootfs template (None: no static
+/// gcc).
 fn attacker() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        // next to the rootfs template: removed with it by a later run
-        let out = rootfs_template().parent().unwrap().join("attacker");
-        match build_static_c(ATTACKER_C, &out) {
-            Ok(()) => Some(out),
+        // keyed by a hash of the source, so an edited attacker is rebuilt
+        let hash = ATTACKER_C.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+        let out = rootfs_template()
+            .parent()
+            .unwrap()
+            .join(format!("attacker-{hash:016x}"));
+        if out.exists() {
+            return Some(out);
+        }
+        let dir = temp_dir("attacker");
+        let built = dir.path().join("attacker");
+        match build_static_c(ATTACKER_C, &built) {
+            Ok(()) => {
+                install_atomically(&built, &out);
+                Some(out)
+            }
             Err(e) => {
                 eprintln!("cannot build the attacker: {e}");
                 None

@@ -26,7 +26,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -122,24 +122,63 @@ pub fn rootfs_template() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let base = temp_base();
-        // Remove templates of earlier test processes that are gone.
+        // Remove per-process templates left by older versions of this harness.
         if let Ok(rd) = fs::read_dir(&base) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some(pid) = name.strip_prefix("skiff-test-rootfs-") {
-                    if !Path::new("/proc").join(pid).exists() {
+                    if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
                         let _ = fs::remove_dir_all(e.path());
                     }
                 }
             }
         }
-        let dir = base.join(format!("skiff-test-rootfs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        build_rootfs(&dir.join("rootfs"));
+        // One template shared by every test process (cargo nextest runs each
+        // test in its own process), keyed by the harness version and the
+        // busybox binary; built aside and renamed into place atomically.
+        let md = fs::metadata("/bin/busybox").expect("/bin/busybox");
+        let dir = base.join(format!(
+            "skiff-test-rootfs-{TEMPLATE_VERSION}-{}-{}",
+            md.len(),
+            md.mtime()
+        ));
+        if !dir.join("rootfs/bin/busybox").exists() {
+            let tmp = base.join(format!(
+                "skiff-test-rootfs-building-{}-{}",
+                std::process::id(),
+                unique_id("t")
+            ));
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(&tmp).unwrap();
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+            build_rootfs(&tmp.join("rootfs"));
+            if fs::rename(&tmp, &dir).is_err() {
+                // another process won the race: use its template
+                let _ = fs::remove_dir_all(&tmp);
+            }
+        }
+        assert!(
+            dir.join("rootfs/bin/busybox").exists(),
+            "rootfs template at {}",
+            dir.display()
+        );
         dir.join("rootfs")
     })
+}
+
+/// Bumped whenever [`build_rootfs`] changes, so stale shared templates are
+/// not reused.
+const TEMPLATE_VERSION: &str = "v2";
+
+/// Install `src` at `dst` atomically (copy aside, then rename), so
+/// concurrent test processes never see a half-written file.
+pub fn install_atomically(src: &Path, dst: &Path) {
+    if dst.exists() {
+        return;
+    }
+    let tmp = dst.with_extension(format!("tmp-{}", unique_id("i")));
+    fs::copy(src, &tmp).unwrap();
+    fs::rename(&tmp, dst).unwrap();
 }
 
 fn build_rootfs(root: &Path) {
