@@ -616,13 +616,16 @@ fn rootless_multi_range_mapping_uses_newuidmap() {
     r.assert_no_state();
 }
 
+/// An edit of a config.json.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn rootless_refuses_what_needs_privilege() {
     let Some(user) = User::create("refuse") else {
         return;
     };
     let base = Rootless::new(&user, "refuse");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &[&str])> = vec![
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
         (
             "no user namespace",
             Box::new(|c: &mut Value| {
