@@ -328,6 +328,9 @@ struct PreparedMount {
     data: CString,
     /// Read-only bind mounts need a remount to take effect.
     remount_ro: bool,
+    /// Directories to create (in the child) before mounting: the mount point
+    /// may lie inside an earlier mount (e.g. /dev/pts on the /dev tmpfs).
+    dirs: Vec<CString>,
 }
 
 /// Where the new process lives.
@@ -414,17 +417,30 @@ pub fn spawn(target: Target<'_>, p: &ProcessSpec) -> io::Result<Pending> {
                     );
                     continue;
                 }
+                let mut dirs = Vec::new();
+                let mut acc = c.rootfs.trim_end_matches('/').to_string();
+                let comps: Vec<&str> = m.destination.split('/').filter(|s| !s.is_empty()).collect();
+                let keep = if is_file_bind { comps.len().saturating_sub(1) } else { comps.len() };
+                for comp in &comps[..keep] {
+                    acc.push('/');
+                    acc.push_str(comp);
+                    dirs.push(cstr(&acc, "mounts.destination")?);
+                }
+                // The guest mounts cgroup2 only: a `cgroup` mount means the
+                // container's cgroup filesystem.
+                let (fstype, source) = if m.fstype == "cgroup" {
+                    ("cgroup2".to_string(), "cgroup2".to_string())
+                } else {
+                    (m.fstype.clone(), m.source.clone())
+                };
                 mounts.push(PreparedMount {
+                    dirs,
                     target: cstr(&target_path, "mounts.destination")?,
                     source: cstr(
-                        if m.source.is_empty() {
-                            &m.fstype
-                        } else {
-                            &m.source
-                        },
+                        if source.is_empty() { &fstype } else { &source },
                         "mounts.source",
                     )?,
-                    fstype: cstr(&m.fstype, "mounts.type")?,
+                    fstype: cstr(&fstype, "mounts.type")?,
                     flags: m.flags,
                     data: cstr(&m.data, "mounts.options")?,
                     remount_ro: m.flags & libc::MS_BIND != 0 && m.flags & libc::MS_RDONLY != 0,
@@ -564,6 +580,11 @@ pub fn spawn(target: Target<'_>, p: &ProcessSpec) -> io::Result<Pending> {
                     fail(1);
                 }
                 for m in &mounts {
+                    for d in &m.dirs {
+                        // EEXIST is the common case; a real failure shows
+                        // up as the mount's ENOENT below.
+                        libc::mkdir(d.as_ptr(), 0o755);
+                    }
                     let is_dev = m.target.as_bytes() == dev_dir.as_bytes();
                     let data = if m.data.as_bytes().is_empty() {
                         std::ptr::null()
