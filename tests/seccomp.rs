@@ -93,7 +93,9 @@ fn notify_delivers_fd_and_state_to_listener() {
     let handle = std::thread::spawn(move || {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let mut buf = vec![0u8; 65536];
         let mut payload = Vec::new();
@@ -131,7 +133,11 @@ fn notify_delivers_fd_and_state_to_listener() {
     assert!(text.contains(&id), "state names the container: {text}");
     assert!(text.contains("test-metadata"), "metadata: {text}");
     out.assert_ok("run");
-    assert!(out.stdout.contains("rc=1"), "mkdir was not refused: {}", out.stdout);
+    assert!(
+        out.stdout.contains("rc=1"),
+        "mkdir was not refused: {}",
+        out.stdout
+    );
     assert!(!c.rootfs().join("tmp/n").exists());
     c.finish();
 }

@@ -1,0 +1,107 @@
+//! VM isolation through skiff's runc command line: the same bundle and the
+//! same commands as a namespace container, with the annotation
+//! `run.skiff.isolation=vm` (or `--isolation vm`). Slow under TCG: two boots.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::json;
+
+/// QEMU, a kernel and the static guest agent (built here when missing).
+fn vm_ready() -> bool {
+    if !need_root() {
+        return false;
+    }
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("qemu-system-x86_64 is not installed");
+        return false;
+    }
+    if !std::fs::read_dir("/boot").is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("vmlinuz")))
+    }) {
+        skip("no kernel in /boot (linux-image-amd64)");
+        return false;
+    }
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _g = BUILD.lock().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let agent = root.join("target/x86_64-unknown-linux-gnu/release/skiff-agent");
+    if agent.exists() {
+        return true;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "skiff-agent",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(&root)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip("could not build the static skiff-agent");
+    }
+    ok
+}
+
+fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn vm_container_runs_with_the_runc_cli() {
+    if !is_skiff() || !vm_ready() {
+        return;
+    }
+    let mut c = Container::new("vmcli");
+    c.config["annotations"] = json!({"run.skiff.isolation": "vm"});
+    c.config["hostname"] = json!("in-a-vm");
+    c.config["process"]["env"] = json!(["PATH=/bin:/usr/bin", "GREETING=hi"]);
+    c.sh("echo $GREETING; hostname; uname -r; echo oops >&2; exit 3");
+    let out = c.run();
+    assert_eq!(out.code, Some(3), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some("hi"), "{out:?}");
+    assert_eq!(lines.get(1).copied(), Some("in-a-vm"), "{out:?}");
+    let guest = lines.get(2).copied().unwrap_or("");
+    assert!(
+        !guest.is_empty() && guest != host_kernel(),
+        "uname -r {guest:?} is the host's"
+    );
+    assert!(out.stderr.contains("oops"), "{out:?}");
+    c.finish();
+}
+
+#[test]
+fn vm_container_lifecycle_state_kill_delete() {
+    if !is_skiff() || !vm_ready() {
+        return;
+    }
+    let mut c = Container::new("vmlife");
+    c.global_args = vec!["--isolation".into(), "vm".into()];
+    c.sh("trap 'exit 42' TERM; while true; do sleep 0.2; done");
+    c.create().assert_ok("create");
+    assert_eq!(c.status().as_deref(), Some("created"));
+    c.start().assert_ok("start");
+    assert_eq!(c.status().as_deref(), Some("running"));
+    c.kill("TERM").assert_ok("kill");
+    c.wait_status("stopped", std::time::Duration::from_secs(60));
+    c.delete(false).assert_ok("delete");
+    c.finish();
+}
