@@ -2208,13 +2208,38 @@ fn run_forwards_signals_and_reports_signal_exit() {
         .arg(&c.bundle)
         .arg(&c.id)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // read the container's output in a thread: if the runtime dies without
+    // forwarding, the container keeps the pipe open and a read would hang
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut stdout = child.stdout.take().unwrap();
-    let mut buf = [0u8; 6];
-    use std::io::Read;
-    stdout.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"ready\n");
+    let b2 = buf.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b2.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    let wait_for = |what: &str| {
+        let start = Instant::now();
+        while !buf.lock().unwrap().contains(what) {
+            assert!(
+                start.elapsed() < SEC5,
+                "no {what:?} from the container: {:?}",
+                buf.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for("ready\n");
     // SAFETY: sending SIGTERM to the runtime process we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let start = Instant::now();
@@ -2225,13 +2250,12 @@ fn run_forwards_signals_and_reports_signal_exit() {
         assert!(start.elapsed() < SEC5, "run did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(
-        rest, "got-term\n",
-        "the container got the forwarded SIGTERM"
+        status.code(),
+        Some(7),
+        "run must forward SIGTERM (sent after the container printed ready) and exit with the container's status; got {status:?}"
     );
-    assert_eq!(status.code(), Some(7));
+    wait_for("got-term\n");
     c.finish();
 
     // killed by a signal: `run` exits 128+signal
