@@ -238,14 +238,15 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
-        && !new_ns.contains(&LinuxNamespaceType::Uts)
+        && !all_ns.contains(&LinuxNamespaceType::Uts)
     {
-        return Err(err("hostname is set but there is no new uts namespace"));
+        // As runc: a private uts namespace (new, or joined by path) is needed.
+        return Err(err("hostname is set but there is no uts namespace"));
     }
     if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
-        && !new_ns.contains(&LinuxNamespaceType::Uts)
+        && !all_ns.contains(&LinuxNamespaceType::Uts)
     {
-        return Err(err("domainname is set but there is no new uts namespace"));
+        return Err(err("domainname is set but there is no uts namespace"));
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {

@@ -191,7 +191,10 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         if unsafe { libc::setsid() } < 0 {
             return Err(last_err("setsid"));
         }
-        if plan.new_ns & libc::CLONE_NEWUTS != 0 {
+        // In a new uts namespace or one joined by path (as runc does).
+        if plan.new_ns & libc::CLONE_NEWUTS != 0
+            || plan.join.iter().any(|j| j.flag == libc::CLONE_NEWUTS)
+        {
             if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
                 nix::unistd::sethostname(h).map_err(|e| format!("setting hostname: {e}"))?;
             }
