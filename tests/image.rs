@@ -683,7 +683,10 @@ fn pull_matches_skopeo_and_umoci() {
         "skiff image unpack vs umoci unpack",
     );
     let motd = &tree_manifest(&applied)["etc/motd"];
-    assert!(motd.contains("user.skiff=test") && motd.contains("mtime=981173106"), "{motd}");
+    assert!(
+        motd.contains("user.skiff=test") && motd.contains("mtime=981173106"),
+        "{motd}"
+    );
     // ...and its per-layer snapshots stacked with overlayfs.
     let merged = tmp.path().join("merged");
     if mount_snapshots(&store, &image, &merged) {

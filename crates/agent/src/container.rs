@@ -420,7 +420,11 @@ pub fn spawn(target: Target<'_>, p: &ProcessSpec) -> io::Result<Pending> {
                 let mut dirs = Vec::new();
                 let mut acc = c.rootfs.trim_end_matches('/').to_string();
                 let comps: Vec<&str> = m.destination.split('/').filter(|s| !s.is_empty()).collect();
-                let keep = if is_file_bind { comps.len().saturating_sub(1) } else { comps.len() };
+                let keep = if is_file_bind {
+                    comps.len().saturating_sub(1)
+                } else {
+                    comps.len()
+                };
                 for comp in &comps[..keep] {
                     acc.push('/');
                     acc.push_str(comp);

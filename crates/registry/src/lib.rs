@@ -141,9 +141,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                     }
                 });
             // HTTP/1.1, and HTTP/2 by ALPN (TLS) or prior knowledge (h2c).
-            let http = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            );
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             match acceptor {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(tcp), svc);

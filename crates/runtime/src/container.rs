@@ -354,7 +354,9 @@ fn write_id_maps(pid: i32, spec: &Spec, rootless: bool) -> Result<()> {
                     cmd.args(l.split_whitespace());
                 }
                 let out = cmd.output().ctx(|| {
-                    format!("config.json: linux.{field}: running {tool} (install the uidmap package)")
+                    format!(
+                        "config.json: linux.{field}: running {tool} (install the uidmap package)"
+                    )
                 })?;
                 if !out.status.success() {
                     return Err(Error::Other(format!(
@@ -483,7 +485,9 @@ fn idmap_trees(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>> {
             )));
         }
         let src = m.source().as_ref().ok_or_else(|| {
-            Error::Config(format!("config.json: mounts[{i}]: idmap mount without source"))
+            Error::Config(format!(
+                "config.json: mounts[{i}]: idmap mount without source"
+            ))
         })?;
         let src = bundle.join(src);
         let tree = linux::idmap::idmapped_tree(&src, &uid, &gid, recursive).map_err(|e| {
@@ -860,7 +864,10 @@ impl Runtime {
         spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
         if !fork_again {
             rootless_join(self.rootless, cg.add_task(spawned.pid))?;
-            spawned.chan.send(sync::JOINED, &[]).ctx(|| "setup channel")?;
+            spawned
+                .chan
+                .send(sync::JOINED, &[])
+                .ctx(|| "setup channel")?;
         }
         if let Some(adj) = process.oom_score_adj() {
             std::fs::write(
@@ -1261,7 +1268,12 @@ impl Container {
             .ok()?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&ns))
+            .filter(|p| {
+                std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+            })
             .collect();
         pids.sort_unstable();
         Some(pids)

@@ -397,7 +397,9 @@ mod tests {
         let mut names: Vec<String> = Vec::new();
         for nr in 0..400 {
             if let Ok(n) = ScmpSyscall::from(nr).get_name() {
-                if nr % 3 != 0 && !["personality", "socket", "clone", "umask", "kill", "getpid"].contains(&n.as_str())
+                if nr % 3 != 0
+                    && !["personality", "socket", "clone", "umask", "kill", "getpid"]
+                        .contains(&n.as_str())
                 {
                     names.push(n);
                 }

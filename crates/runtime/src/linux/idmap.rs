@@ -50,7 +50,11 @@ fn userns_with(uid: &[IdMap], gid: &[IdMap]) -> io::Result<OwnedFd> {
         }
     }
     drop(r);
-    let fmt = |m: &[IdMap]| m.iter().map(|(c, h, s)| format!("{c} {h} {s}\n")).collect::<String>();
+    let fmt = |m: &[IdMap]| {
+        m.iter()
+            .map(|(c, h, s)| format!("{c} {h} {s}\n"))
+            .collect::<String>()
+    };
     let res = (|| {
         // Wait for the unshare: the ns link changes from ours.
         let ours = std::fs::read_link("/proc/self/ns/user")?;
@@ -62,7 +66,9 @@ fn userns_with(uid: &[IdMap], gid: &[IdMap]) -> io::Result<OwnedFd> {
         }
         std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))?;
         std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))?;
-        Ok(OwnedFd::from(std::fs::File::open(format!("/proc/{pid}/ns/user"))?))
+        Ok(OwnedFd::from(std::fs::File::open(format!(
+            "/proc/{pid}/ns/user"
+        ))?))
     })();
     drop(w);
     // SAFETY: reap our child.
@@ -71,11 +77,20 @@ fn userns_with(uid: &[IdMap], gid: &[IdMap]) -> io::Result<OwnedFd> {
 }
 
 /// A detached, idmapped copy of `src` (recursive for `ridmap`).
-pub fn idmapped_tree(src: &Path, uid: &[IdMap], gid: &[IdMap], recursive: bool) -> io::Result<OwnedFd> {
+pub fn idmapped_tree(
+    src: &Path,
+    uid: &[IdMap],
+    gid: &[IdMap],
+    recursive: bool,
+) -> io::Result<OwnedFd> {
     let userns = userns_with(uid, gid)?;
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(src.as_os_str()))?;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let rec = if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
+    let rec = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
     // SAFETY: open_tree with a NUL-terminated path; returns a new fd.
     let fd = cvt(unsafe {
         libc::syscall(

@@ -52,7 +52,12 @@ pub fn main(plan: Plan, chan: Chan) -> ! {
     let mut buf = [0u8; 512];
     // SAFETY: non-blocking recv into a valid buffer on our channel fd.
     while unsafe {
-        libc::recv(chan.raw(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+        libc::recv(
+            chan.raw(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
     } > 0
     {}
     // SAFETY: _exit never returns and skips atexit handlers of the runtime.

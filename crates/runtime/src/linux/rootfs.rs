@@ -267,19 +267,36 @@ fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &Ro
         }
         // tmpcopyup: keep a handle on the directory being covered.
         let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
-            Some(fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(e("tmpcopyup"))?)
+            Some(
+                fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .map_err(e("tmpcopyup"))?,
+            )
         } else {
             None
         };
-        let r = do_mount(Some(&src), &target, Some(typ), opts.flags & !libc::MS_RDONLY, Some(&data));
+        let r = do_mount(
+            Some(&src),
+            &target,
+            Some(typ),
+            opts.flags & !libc::MS_RDONLY,
+            Some(&data),
+        );
         if let (Ok(()), Some(from)) = (&r, copy_from) {
-            let to = fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(e("tmpcopyup"))?;
-            copy_tree(from.as_fd(), to.as_fd()).map_err(e("tmpcopyup: copying the directory into the tmpfs"))?;
+            let to = fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .map_err(e("tmpcopyup"))?;
+            copy_tree(from.as_fd(), to.as_fd())
+                .map_err(e("tmpcopyup: copying the directory into the tmpfs"))?;
         }
         let r = match r {
             Ok(()) if opts.flags & libc::MS_RDONLY != 0 => {
                 let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-                do_mount(None, &fd_path(top.as_fd()), None, libc::MS_REMOUNT | opts.flags, Some(&data))
+                do_mount(
+                    None,
+                    &fd_path(top.as_fd()),
+                    None,
+                    libc::MS_REMOUNT | opts.flags,
+                    Some(&data),
+                )
             }
             r => r,
         };
@@ -671,7 +688,12 @@ fn copy_tree(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
         }
     }
     for name in names {
-        let st: FileStat = fstatat(from, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
+        let st: FileStat = fstatat(
+            from,
+            name.as_c_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from)?;
         let kind = st.st_mode & libc::S_IFMT;
         let n = name.as_ptr();
         // SAFETY: *at syscalls on valid dir fds with a NUL-terminated
@@ -682,18 +704,49 @@ fn copy_tree(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
                     if libc::mkdirat(raw_to, n, st.st_mode & 0o7777) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                    let sub_from = nix::fcntl::openat(from, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
-                    let sub_to = nix::fcntl::openat(to, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
+                    let sub_from = nix::fcntl::openat(
+                        from,
+                        name.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(io::Error::from)?;
+                    let sub_to = nix::fcntl::openat(
+                        to,
+                        name.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(io::Error::from)?;
                     copy_tree(sub_from.as_fd(), sub_to.as_fd())?;
                 }
                 libc::S_IFREG => {
-                    let src = nix::fcntl::openat(from, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
-                    let dst = nix::fcntl::openat(to, name.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777)).map_err(io::Error::from)?;
+                    let src = nix::fcntl::openat(
+                        from,
+                        name.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(io::Error::from)?;
+                    let dst = nix::fcntl::openat(
+                        to,
+                        name.as_c_str(),
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777),
+                    )
+                    .map_err(io::Error::from)?;
                     std::io::copy(&mut std::fs::File::from(src), &mut std::fs::File::from(dst))?;
                 }
                 libc::S_IFLNK => {
-                    let target = nix::fcntl::readlinkat(from, name.as_c_str()).map_err(io::Error::from)?;
-                    let t = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))?;
+                    let target =
+                        nix::fcntl::readlinkat(from, name.as_c_str()).map_err(io::Error::from)?;
+                    let t = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+                        target.as_os_str(),
+                    ))?;
                     if libc::symlinkat(t.as_ptr(), raw_to, n) != 0 {
                         return Err(io::Error::last_os_error());
                     }
