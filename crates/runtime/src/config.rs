@@ -277,7 +277,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
                     )))
                 }
             }
-            if key.contains("..") || key.contains('/') && key.contains("..") {
+            if key.contains("..") || key.contains('/') {
                 return Err(err(format_args!(
                     "linux.sysctl \"{key}\" is not a valid key"
                 )));

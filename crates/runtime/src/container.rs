@@ -6,9 +6,7 @@
 //! down again (see [`Guard`]), so a failed `create` leaves nothing behind.
 
 use std::ffi::CString;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -826,7 +824,6 @@ impl Runtime {
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             extra_fds: o.preserve_fds + lfds,
-            extra_env: Vec::new(),
             seccomp,
             caps,
             // Rootless without delegation: only the cgroups that exist.
@@ -1381,7 +1378,6 @@ impl Container {
             no_pivot: false,
             no_new_keyring: true,
             extra_fds: o.preserve_fds,
-            extra_env: Vec::new(),
             seccomp,
             caps,
             cgroups: Vec::new(),
@@ -1566,14 +1562,4 @@ pub fn wait_forwarding(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
 pub fn set_subreaper() {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-}
-
-/// Writes `msg` to stderr (helper for CLI warnings).
-pub fn warn(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "skiff: warning: {msg}");
-}
-
-/// Path as bytes for diagnostics.
-pub fn path_bytes(p: &Path) -> &[u8] {
-    p.as_os_str().as_bytes()
 }

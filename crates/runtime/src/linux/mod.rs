@@ -70,8 +70,6 @@ pub struct Plan<'a> {
     pub no_new_keyring: bool,
     /// Fds 3..3+extra_fds are passed to the process.
     pub extra_fds: u32,
-    /// Extra environment (LISTEN_FDS...).
-    pub extra_env: Vec<String>,
     /// Compiled seccomp filter.
     pub seccomp: Option<skiff_seccomp::Filter>,
     /// Capability sets.

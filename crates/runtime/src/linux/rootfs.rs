@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -665,11 +665,6 @@ pub fn finish(
         remount_bind("/", libc::MS_RDONLY).map_err(e("making root read-only"))?;
     }
     Ok(())
-}
-
-/// Host path helper re-exported for the init.
-pub fn host_path(p: &Path) -> PathBuf {
-    p.to_path_buf()
 }
 
 /// Copies the tree under `from` into `to` (files, directories, symlinks,
