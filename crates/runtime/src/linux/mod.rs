@@ -10,6 +10,7 @@ pub mod console;
 pub mod fs;
 pub mod idmap;
 pub mod init;
+pub mod lsm;
 pub mod mount_opts;
 pub mod rootfs;
 pub mod sync;
