@@ -36,6 +36,83 @@ fn run_exit_code_and_stdio() {
     c.finish();
 }
 
+/// A config without a mount namespace: the container shares the runtime's
+/// (runtime-spec: a namespace type that is absent is inherited), its mounts
+/// are made under the rootfs there, and `delete` takes them away again.
+#[test]
+fn no_mount_namespace_is_inherited_and_cleaned_up() {
+    if !need_root() {
+        return;
+    }
+    if is_runc() {
+        skip("runc leaves a no-mount-namespace container's mounts on the host");
+        return;
+    }
+    let mut c = Container::new("nomntns");
+    let ns: Vec<Value> = c.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    c.config["linux"]["namespaces"] = json!(ns);
+    let linux = c.config["linux"].as_object_mut().unwrap();
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+    c.sh("readlink /proc/self/ns/mnt; test -c /dev/null && echo devnull; ls /proc/1/status");
+    c.create().assert_ok("create");
+    let mounted = mounts_under(&c.rootfs());
+    assert!(
+        mounted.iter().any(|m| m.ends_with("/rootfs/proc")),
+        "the container's /proc is a mount in the host's namespace: {mounted:?}"
+    );
+    c.start().assert_ok("start");
+    c.wait_status("stopped", Duration::from_secs(10));
+    let out = c.container_stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(host_ns("mnt").as_str()),
+        "{out}"
+    );
+    assert!(out.contains("devnull\n/proc/1/status"), "{out}");
+    // finish() deletes and asserts no mount is left under the bundle
+    c.finish();
+}
+
+/// Without a mount namespace, masking paths would mean mounting over the
+/// host's view: refused with a clear error, like runc, leaving nothing.
+#[test]
+fn no_mount_namespace_refuses_masked_paths() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("nomntns-mask");
+    let ns: Vec<Value> = c.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    c.config["linux"]["namespaces"] = json!(ns);
+    c.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    c.config["linux"]["readonlyPaths"] = json!([]);
+    let out = c.create();
+    out.assert_fail("create with maskedPaths and no mount namespace");
+    if is_skiff() {
+        assert!(
+            out.stderr
+                .contains("linux.maskedPaths needs a mount namespace"),
+            "{}",
+            out.stderr
+        );
+    }
+    c.assert_clean();
+    c.finish();
+}
+
 #[test]
 fn process_args_env_cwd() {
     if !need_root() {

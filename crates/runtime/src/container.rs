@@ -81,6 +81,8 @@ pub struct Container {
 /// Tears down a half-created container unless disarmed.
 struct Guard {
     vm: bool,
+    /// Rootfs whose mounts live in the runtime's namespace (no mount ns).
+    host_mounts: Option<PathBuf>,
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn skiff_cgroups::Manager>>,
     pid: i32,
@@ -90,6 +92,7 @@ impl Guard {
     fn disarm(mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.host_mounts = None;
         self.pid = 0;
     }
 }
@@ -107,6 +110,9 @@ impl Drop for Guard {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
         }
+        if let Some(rootfs) = self.host_mounts.take() {
+            unmount_under(&rootfs);
+        }
         if let Some(dir) = self.dir.take() {
             #[cfg(feature = "vm")]
             if self.vm {
@@ -115,6 +121,98 @@ impl Drop for Guard {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// True when the config gives the container a mount namespace (new or
+/// joined by path).
+fn has_mount_ns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
+}
+
+/// Without a mount namespace the container shares the runtime's: its
+/// mounts are made under the rootfs in the host's namespace (runc does the
+/// same; skiff unmounts them again at `delete`) and it is entered with
+/// chroot. What would change the host's own mounts is refused, as runc
+/// refuses masked and read-only paths there.
+fn check_host_mntns(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let refuse = |field: &str| {
+        Err(Error::Config(format!(
+            "config.json: {field} needs a mount namespace, but linux.namespaces has no \"mount\" \
+             (the container would share the host's)"
+        )))
+    };
+    if linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .is_some_and(|v| !v.is_empty())
+    {
+        return refuse("linux.maskedPaths");
+    }
+    if linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .is_some_and(|v| !v.is_empty())
+    {
+        return refuse("linux.readonlyPaths");
+    }
+    if linux
+        .and_then(|l| l.rootfs_propagation().as_ref())
+        .is_some()
+    {
+        return refuse("linux.rootfsPropagation");
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        return refuse("root.readonly");
+    }
+    Ok(())
+}
+
+/// Unmounts what a container without a mount namespace mounted under its
+/// rootfs in the runtime's namespace (deepest first). Only mount points
+/// strictly below `rootfs` are touched.
+pub(crate) fn unmount_under(rootfs: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(rootfs) && p != rootfs)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    points.dedup();
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Decodes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt as _;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -710,13 +808,8 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| Error::Config("config.json: process is missing".into()))?;
         let linux = spec.linux().as_ref();
-        if !linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
-        {
-            return Err(Error::Config(
-                "config.json: linux.namespaces must include a mount namespace".into(),
-            ));
+        if !has_mount_ns(&spec) {
+            check_host_mntns(&spec)?;
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(skiff_seccomp::compile_cached(s, &self.seccomp_cache())?),
@@ -751,6 +844,7 @@ impl Runtime {
         let (dir, lock) = self.root.create_dir(o.id)?;
         let mut guard = Guard {
             vm: false,
+            host_mounts: (!has_mount_ns(&spec)).then(|| rootfs.clone()),
             dir: Some(dir.clone()),
             cgroup: None,
             pid: 0,
@@ -822,6 +916,7 @@ impl Runtime {
             console_socket,
             fifo: Some(fifo),
             no_pivot: o.no_pivot,
+            host_mntns: !has_mount_ns(&spec),
             no_new_keyring: o.no_new_keyring,
             extra_fds: o.preserve_fds + lfds,
             seccomp,
@@ -930,6 +1025,7 @@ impl Runtime {
         let (dir, lock) = self.root.create_dir(o.id)?;
         let mut guard = Guard {
             vm: true,
+            host_mounts: None,
             dir: Some(dir.clone()),
             cgroup: None,
             pid: 0,
@@ -1217,6 +1313,9 @@ impl Container {
             }
             cg.destroy()?;
         }
+        if !self.is_vm() && !has_mount_ns(&self.saved.spec) {
+            unmount_under(&self.saved.rootfs);
+        }
         if let Some(h) = self.saved.spec.hooks() {
             let st =
                 serde_json::to_vec(&state_json(&self.saved, Status::Stopped)).unwrap_or_default();
@@ -1376,6 +1475,7 @@ impl Container {
             console_socket,
             fifo: None,
             no_pivot: false,
+            host_mntns: false,
             no_new_keyring: true,
             extra_fds: o.preserve_fds,
             seccomp,

@@ -1,52 +1,15 @@
-//! `skiff`: the command line. A thin layer over the workspace libraries:
-//! it parses runc-compatible arguments, calls `skiff-runtime`, `skiff-image`
-//! and `skiff-registry`, and prints. No logic worth testing lives here.
+//! `skiff`: the OCI runtime command line (runc's commands and flags).
+//!
+//! This executable links only the runtime, because containerd, podman and
+//! Kubernetes run it for every container. `skiff image ...`,
+//! `skiff registry ...` and `skiff run --image ...` are handled by the
+//! sibling executable `skiff-tools`, which this one execs before parsing
+//! anything (see `skiff::dispatch`).
 
-mod image_cmd;
-mod registry_cmd;
-mod runtime_cmd;
-
-use std::path::PathBuf;
+use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
-
-/// Global options shared by every command (runc's global flags plus skiff's own).
-#[derive(clap::Args, Debug, Clone)]
-pub struct Global {
-    /// Root directory for container state (tmpfs recommended).
-    #[arg(long, global = true, default_value = "/run/skiff", env = "SKIFF_ROOT")]
-    pub root: PathBuf,
-    /// Log file for errors and debug output (default: stderr).
-    #[arg(long, global = true)]
-    pub log: Option<PathBuf>,
-    /// Log format: text or json (runc's JSON lines, read by containerd).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-    /// Enable debug output.
-    #[arg(long, global = true)]
-    pub debug: bool,
-    /// Use systemd to manage cgroups.
-    #[arg(long, global = true)]
-    pub systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true, hide = true)]
-    pub criu: Option<String>,
-    /// Default isolation for containers without a `run.skiff.isolation`
-    /// annotation: namespace (default) or vm.
-    #[arg(long, global = true, env = "SKIFF_ISOLATION", value_parser = ["namespace", "vm"])]
-    pub isolation: Option<String>,
-    /// Directory for image content and snapshots.
-    #[arg(
-        long,
-        global = true,
-        default_value = "/var/lib/skiff",
-        env = "SKIFF_STORE"
-    )]
-    pub store: PathBuf,
-}
+use skiff::{dispatch, runtime_cmd, Global};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,18 +35,31 @@ enum Command {
     #[command(flatten)]
     Runtime(runtime_cmd::RuntimeCommand),
     /// Manage images: pull, push, ls, inspect, rm, prune, import, export, login.
-    Image(image_cmd::ImageArgs),
+    #[command(disable_help_flag = true)]
+    Image {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Run or maintain an OCI distribution registry.
-    Registry(registry_cmd::RegistryArgs),
+    #[command(disable_help_flag = true)]
+    Registry {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let argv = dispatch::normalize_args(std::env::args_os().collect());
+    if dispatch::wants_tools(&argv) {
+        dispatch::exec_tools();
+    }
+    let cli = Cli::parse_from(&argv);
     let global = cli.global;
     let result = match cli.command {
-        Command::Runtime(cmd) => runtime_cmd::main(&global, cmd),
-        Command::Image(args) => image_cmd::main(&global, args),
-        Command::Registry(args) => registry_cmd::main(&global, args),
+        Command::Runtime(cmd) => {
+            runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())
+        }
+        Command::Image { .. } | Command::Registry { .. } => dispatch::exec_tools(),
     };
     match result {
         Ok(code) => std::process::exit(code),

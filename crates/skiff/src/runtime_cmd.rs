@@ -12,6 +12,17 @@ use skiff_runtime::{CreateOptions, ExecOptions, Runtime};
 
 use crate::{image_cmd, Global};
 
+/// How `run --image` is carried out: `skiff-tools` pulls and unpacks the
+/// image; the runtime-only `skiff` execs `skiff-tools`.
+pub type RunImage = fn(
+    &Global,
+    &str,
+    Option<String>,
+    Vec<String>,
+    bool,
+    image_cmd::ImageRunArgs,
+) -> anyhow::Result<i32>;
+
 /// `skiff --version` text (runc's format, with the runtime-spec version).
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -274,7 +285,7 @@ fn runtime(g: &Global) -> anyhow::Result<Runtime> {
 }
 
 /// Runs one runtime command; returns the process exit code.
-pub fn main(g: &Global, cmd: RuntimeCommand) -> anyhow::Result<i32> {
+pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Result<i32> {
     let rt = runtime(g)?;
     match cmd {
         RuntimeCommand::Create { flags, id } => {
@@ -298,7 +309,7 @@ pub fn main(g: &Global, cmd: RuntimeCommand) -> anyhow::Result<i32> {
             cmd,
         } => {
             if let Some(image) = image {
-                return image_cmd::run_image(g, &image, id, cmd, detach, image_args);
+                return run_image(g, &image, id, cmd, detach, image_args);
             }
             let id = id.context("run: a container id is required")?;
             if !cmd.is_empty() {

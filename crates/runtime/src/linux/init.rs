@@ -227,6 +227,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             terminal,
             cwd: process.cwd(),
             idmap_trees: &plan.idmap_trees,
+            host_mntns: plan.host_mntns,
         };
         // Wait until the runtime moved us into our cgroup before creating the
         // cgroup namespace (its root is the cgroup at unshare time); done
@@ -258,7 +259,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             )
             .map_err(|e| e.to_string())?;
         }
-        rootfs::enter(&plan.rootfs, plan.no_pivot)?;
+        rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
         let masked = linux
             .and_then(|l| l.masked_paths().clone())
             .unwrap_or_default();

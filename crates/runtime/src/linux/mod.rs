@@ -67,6 +67,9 @@ pub struct Plan<'a> {
     pub fifo: Option<OwnedFd>,
     /// Use MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// No mount namespace: mounts go under the rootfs in the runtime's
+    /// namespace and the root is entered with chroot.
+    pub host_mntns: bool,
     /// Do not create a session keyring.
     pub no_new_keyring: bool,
     /// Fds 3..3+extra_fds are passed to the process.

@@ -131,6 +131,8 @@ pub struct RootfsPlan<'a> {
     pub cwd: &'a Path,
     /// Detached idmapped trees by mount index (see `super::idmap`).
     pub idmap_trees: &'a [(usize, OwnedFd)],
+    /// No mount namespace of its own (see [`super::Plan::host_mntns`]).
+    pub host_mntns: bool,
 }
 
 /// Prepares mounts and devices under the rootfs (before pivot_root).
@@ -141,9 +143,20 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
         Some("unbindable") | Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
         _ => libc::MS_SLAVE | libc::MS_REC,
     };
-    // Nothing we do propagates back to the host.
-    do_mount(None, "/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e("making / rslave"))?;
     let rootfs = p.rootfs.to_str().ok_or("rootfs path is not UTF-8")?;
+    if !p.host_mntns {
+        prepare_root(rootfs, prop)?;
+    }
+    let root =
+        fs::open_in_root_host(p.rootfs).map_err(e(format_args!("opening rootfs {rootfs}")))?;
+    mount_all(p, root.as_fd(), before_cgroup)?;
+    Ok(root)
+}
+
+/// In the container's own mount namespace: nothing propagates back to the
+/// host, and the rootfs becomes a mount point (pivot_root needs one).
+fn prepare_root(rootfs: &str, prop: libc::c_ulong) -> R<()> {
+    do_mount(None, "/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e("making / rslave"))?;
     do_mount(
         Some(rootfs),
         rootfs,
@@ -156,8 +169,11 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
         // pivot_root refuses a shared new root: make the parent private, the root itself shared.
         do_mount(None, rootfs, None, libc::MS_PRIVATE, None).map_err(e("rootfs propagation"))?;
     }
-    let root =
-        fs::open_in_root_host(p.rootfs).map_err(e(format_args!("opening rootfs {rootfs}")))?;
+    Ok(())
+}
+
+/// `mounts` in order, then devices, /dev symlinks, /dev/console and cwd.
+fn mount_all(p: &RootfsPlan, root: BorrowedFd, before_cgroup: &dyn Fn() -> R<()>) -> R<()> {
     let mut dev_is_bind = false;
     for (i, m) in p.mounts.iter().enumerate() {
         let opts = mount_opts::parse(m.options().as_deref().unwrap_or(&[]));
@@ -169,7 +185,7 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
         if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
             before_cgroup()?;
         }
-        mount_one(root.as_fd(), i, m, &opts, p).map_err(|err| {
+        mount_one(root, i, m, &opts, p).map_err(|err| {
             format!(
                 "mounts[{i}] ({} on {}): {err}",
                 m.source().as_deref().unwrap_or(Path::new("none")).display(),
@@ -178,18 +194,17 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
         })?;
     }
     if !dev_is_bind {
-        create_devices(root.as_fd(), p.devices, p.userns, true)?;
-        setup_dev_symlinks(root.as_fd())?;
+        create_devices(root, p.devices, p.userns, true)?;
+        setup_dev_symlinks(root)?;
     } else {
-        create_devices(root.as_fd(), p.devices, p.userns, false)?;
+        create_devices(root, p.devices, p.userns, false)?;
     }
     if p.terminal {
-        fs::create_file(root.as_fd(), Path::new("/dev/console"))
-            .map_err(e("creating /dev/console"))?;
+        fs::create_file(root, Path::new("/dev/console")).map_err(e("creating /dev/console"))?;
     }
-    fs::mkdir_all(root.as_fd(), p.cwd)
+    fs::mkdir_all(root, p.cwd)
         .map_err(e(format_args!("creating process.cwd {}", p.cwd.display())))?;
-    Ok(root)
+    Ok(())
 }
 
 fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &RootfsPlan) -> R<()> {
@@ -580,9 +595,12 @@ fn setup_dev_symlinks(root: BorrowedFd) -> R<()> {
 }
 
 /// Makes the rootfs the process's root: pivot_root, or MS_MOVE + chroot.
-pub fn enter(rootfs: &Path, no_pivot: bool) -> R<()> {
+pub fn enter(rootfs: &Path, no_pivot: bool, host_mntns: bool) -> R<()> {
     nix::unistd::chdir(rootfs).map_err(e("chdir to rootfs"))?;
-    if no_pivot {
+    if host_mntns {
+        // The host's mount namespace: neither pivot_root nor MS_MOVE.
+        nix::unistd::chroot(".").map_err(e("chroot"))?;
+    } else if no_pivot {
         do_mount(Some("."), "/", None, libc::MS_MOVE, None).map_err(e("moving rootfs to /"))?;
         nix::unistd::chroot(".").map_err(e("chroot"))?;
     } else {

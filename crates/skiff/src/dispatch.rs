@@ -1,0 +1,164 @@
+//! Hands `image`, `registry` and `run --image` over to `skiff-tools`.
+//!
+//! The runtime-only `skiff` executable decides from the raw arguments,
+//! before any parsing, whether the command belongs to `skiff-tools`, and if
+//! so `exec`s it with the same arguments (the way `git` runs its helpers).
+//! The runtime path never pays for the image and registry code.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+
+/// Global flags that take a value in the next argument (`--root X`).
+const GLOBAL_WITH_VALUE: &[&str] = &[
+    "--root",
+    "--log",
+    "--log-format",
+    "--criu",
+    "--isolation",
+    "--store",
+];
+
+/// True when `argv` (with argv[0]) names a command of `skiff-tools`:
+/// `image ...`, `registry ...`, or `run ... --image REF ...`.
+pub fn wants_tools(argv: &[OsString]) -> bool {
+    let mut args = argv.iter().skip(1).map(|a| a.as_os_str());
+    let mut sub: Option<&OsStr> = None;
+    while let Some(a) = args.next() {
+        let s = a.as_encoded_bytes();
+        if s == b"--" {
+            return false;
+        }
+        if s.starts_with(b"-") {
+            if GLOBAL_WITH_VALUE.iter().any(|g| s == g.as_bytes()) {
+                args.next();
+            }
+            continue;
+        }
+        sub = Some(a);
+        break;
+    }
+    match sub.map(|s| s.as_encoded_bytes()) {
+        Some(b"image") | Some(b"registry") => true,
+        Some(b"run") => {
+            for a in args {
+                let s = a.as_encoded_bytes();
+                if s == b"--" {
+                    break;
+                }
+                if s == b"--image" || s.starts_with(b"--image=") {
+                    return true;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Rewrites runc's `--rootless VALUE` (a separate argument, as runc's
+/// flag parser takes it) into `--rootless=VALUE`; a bare `--rootless`
+/// stays a flag meaning true.
+pub fn normalize_args(argv: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut it = argv.into_iter().peekable();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(it);
+            break;
+        }
+        if a == "--rootless" {
+            if let Some(v) = it.next_if(|v| v == "true" || v == "false" || v == "auto") {
+                let mut merged = OsString::from("--rootless=");
+                merged.push(v);
+                out.push(merged);
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Where `skiff-tools` is: `$SKIFF_TOOLS`, next to this executable, or on
+/// `$PATH`.
+pub fn tools_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SKIFF_TOOLS").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("skiff-tools")))
+        .filter(|p| p.is_file())
+    {
+        return Some(sibling);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("skiff-tools"))
+        .find(|p| p.is_file())
+}
+
+/// Replaces this process with `skiff-tools` and this process's arguments;
+/// returns only to exit with an error.
+pub fn exec_tools() -> ! {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let Some(tools) = tools_path() else {
+        eprintln!(
+            "skiff: the image and registry commands live in `skiff-tools`, which was not \
+             found next to this executable or on $PATH (set $SKIFF_TOOLS to its path)"
+        );
+        std::process::exit(1);
+    };
+    let err = std::process::Command::new(&tools)
+        .arg0(
+            argv.first()
+                .map(|a| a.as_os_str())
+                .unwrap_or(OsStr::new("skiff")),
+        )
+        .args(argv.iter().skip(1))
+        .exec();
+    eprintln!("skiff: cannot run {}: {err}", tools.display());
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{normalize_args, wants_tools};
+    use std::ffi::OsString;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        std::iter::once("skiff")
+            .chain(s.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn routes_image_and_registry_commands() {
+        assert!(wants_tools(&argv("image pull busybox")));
+        assert!(wants_tools(&argv("--root /x --store /s image ls")));
+        assert!(wants_tools(&argv("--debug registry serve")));
+        assert!(wants_tools(&argv("run --image busybox --rm n -- sh")));
+        assert!(wants_tools(&argv("run -d --image=busybox")));
+    }
+
+    #[test]
+    fn rootless_value_as_next_argument() {
+        let n = |s: &str| normalize_args(argv(s))[1..].join(OsString::from(" ").as_os_str());
+        assert_eq!(n("--rootless false list"), "--rootless=false list");
+        assert_eq!(n("--rootless spec"), "--rootless spec");
+        assert_eq!(n("--rootless=auto list"), "--rootless=auto list");
+        assert_eq!(n("exec x -- --rootless true"), "exec x -- --rootless true");
+    }
+
+    #[test]
+    fn keeps_runtime_commands() {
+        assert!(!wants_tools(&argv("run -b /bundle id")));
+        assert!(!wants_tools(&argv("--root image create id")));
+        assert!(!wants_tools(&argv("run id -- --image")));
+        assert!(!wants_tools(&argv("create -b image image")));
+        assert!(!wants_tools(&argv("state registry")));
+        assert!(!wants_tools(&argv("--log image --log-format json list")));
+    }
+}
