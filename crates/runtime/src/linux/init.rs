@@ -353,6 +353,22 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         }
     }
     let exe = resolve_exe(plan)?;
+    // The exec trampoline (CVE-2019-5736, see exe.rs), made before any
+    // seccomp filter is loaded. Not with an LSM exec label: the label
+    // applies to the next exec only, which would be the trampoline's.
+    let lsm_label = process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+        || process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty());
+    let trampoline = if lsm_label {
+        None
+    } else {
+        super::exe::trampoline(3 + plan.extra_fds as i32)
+    };
     let nnp = process.no_new_privileges().unwrap_or(false);
     let notify = plan.seccomp.as_ref().is_some_and(|f| f.uses_notify());
     let mut seccomp_loaded = false;
@@ -426,9 +442,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    // SAFETY: execve with NUL-terminated strings and NULL-terminated arrays
-    // that outlive the call (it only returns on failure).
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // SAFETY: NUL-terminated strings and NULL-terminated arrays that
+    // outlive the call (it only returns on failure).
+    unsafe { super::exe::exec(trampoline.as_ref(), &exe, &argv, &envp) };
     Err(last_err(format_args!("exec {:?}", plan.argv[0])))
 }
 

@@ -7,6 +7,7 @@
 
 pub mod caps;
 pub mod console;
+pub mod exe;
 pub mod fs;
 pub mod idmap;
 pub mod init;
