@@ -10,6 +10,11 @@
 # its input under fuzz/artifacts/<target>/: reproduce it with
 #   cargo fuzz run --fuzz-dir fuzz <target> <artifact>
 # and turn it into a regular test of the crate at fault.
+#
+# Targets: config_json (config.json parsing + seccomp compile, docs/seccomp.md),
+# resolve_in_root (the in-rootfs path resolver, docs/security.md; as root it
+# works in a private mount namespace on its own tmpfs with a procfs inside the
+# scratch rootfs, without root it runs without that procfs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +49,12 @@ for t in "${targets[@]}"; do
   if ! cargo "${tc[@]}" fuzz run --fuzz-dir fuzz "$t" "${dirs[@]}" -- "${opts[@]}"; then
     failed+=("$t")
   fi
+done
+
+# resolve_in_root leaves its (empty) scratch mount points behind.
+# (Only those of exited fuzzers: removing a live one would detach its tmpfs.)
+for d in "${TMPDIR:-/tmp}"/skiff-fuzz-resolve-*; do
+  [ -d "$d" ] && [ ! -d "/proc/${d##*-}" ] && rmdir "$d" 2>/dev/null || true
 done
 
 if [ ${#failed[@]} -gt 0 ]; then

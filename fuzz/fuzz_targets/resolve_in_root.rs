@@ -10,8 +10,9 @@
 //! Properties checked after every call:
 //! - a returned fd's real path (`readlink /proc/self/fd/N`) is the rootfs or
 //!   below it, never a host path;
-//! - `mkdir_all` returns a directory, `create_file` a non-directory or an
-//!   existing object;
+//! - `mkdir_all` returns a directory, and `mkdir_all`/`create_file` return
+//!   the very object that `open_in_root` of the same path resolves to after
+//!   the call;
 //! - nothing changes outside the rootfs: the scratch area holds only `root`
 //!   and `outside`, and `outside` keeps exactly its canary file and directory.
 //!
@@ -194,6 +195,11 @@ fn is_dir(fd: BorrowedFd) -> bool {
     nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
+fn ino(fd: BorrowedFd) -> (u64, u64) {
+    let st = nix::sys::stat::fstat(fd).expect("fstat");
+    (st.st_dev, st.st_ino)
+}
+
 fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("read_dir")
@@ -344,11 +350,31 @@ fuzz_target!(|data: &[u8]| {
                         is_dir(fd.as_fd()),
                         "mkdir_all({path:?}) returned a non-directory"
                     );
+                    // The directory made is the one the kernel resolves now.
+                    let again =
+                        fs::open_in_root(root.as_fd(), p, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                            .unwrap_or_else(|e| {
+                                panic!("mkdir_all({path:?}) succeeded, reopening fails: {e}")
+                            });
+                    assert_eq!(
+                        ino(fd.as_fd()),
+                        ino(again.as_fd()),
+                        "mkdir_all({path:?}) returned another directory"
+                    );
                 }
             }
             _ => {
                 if let Ok(fd) = fs::create_file(root.as_fd(), p) {
                     assert_inside(s, fd.as_fd(), "create_file", &path);
+                    let again =
+                        fs::open_in_root(root.as_fd(), p, OFlag::O_PATH).unwrap_or_else(|e| {
+                            panic!("create_file({path:?}) succeeded, reopening fails: {e}")
+                        });
+                    assert_eq!(
+                        ino(fd.as_fd()),
+                        ino(again.as_fd()),
+                        "create_file({path:?}) returned another object"
+                    );
                 }
             }
         }
