@@ -4,14 +4,17 @@
 //! Three parts, used at different times:
 //! - **detection** ([`Lsms::detect`]), done the way runc 1.1 does it
 //!   (`libcontainer/apparmor.isEnabled`, go-selinux `GetEnabled`);
-//! - **validation** before anything is created ([`check_config`],
-//!   [`check_process`]): a label or profile that cannot be applied on this
-//!   host is refused with an error naming the field, so a refused container
-//!   leaves nothing behind. Which configurations fail is exactly what runc
-//!   1.1.5 does on a host without the LSM (see docs/security.md);
+//! - **validation** before anything is created ([`check`] for `create`,
+//!   [`check_exec`] for `exec`; [`check_config`] and [`check_process`] take
+//!   the host's [`Lsms`] as an argument): a label or profile that cannot be
+//!   applied on this host is refused with an error naming the field, so a
+//!   refused container leaves nothing behind. Which configurations fail is
+//!   exactly what runc 1.1.5 does on a host without the LSM (see
+//!   docs/security.md);
 //! - **application** in the container init ([`apply_apparmor_profile`],
-//!   [`set_exec_label`], [`set_key_label`], [`set_file_label`]) and in mount
-//!   data ([`mount_data`], [`format_mount_label`]).
+//!   [`set_exec_label`], [`set_key_label`], [`reset_key_label`],
+//!   [`set_file_label`]) and in mount data ([`mount_data`],
+//!   [`format_mount_label`]).
 //!
 //! The init writes its own `/proc/thread-self/attr/...` files after
 //! `pivot_root`, so `/proc` is the container's: every attr file is opened
@@ -313,6 +316,39 @@ pub fn check_config(spec: &Spec, host: Lsms) -> Result<(), LsmError> {
     Ok(())
 }
 
+/// True if any LSM field of the process is set (non-empty).
+fn process_wants_lsm(process: &Process) -> bool {
+    process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+        || process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+}
+
+/// [`check_config`] against this host, detecting the LSMs only when the
+/// config sets an LSM field (the common case costs no syscall). What
+/// `create` calls, before anything is created.
+pub fn check(spec: &Spec) -> Result<(), LsmError> {
+    let wants =
+        spec.process().as_ref().is_some_and(process_wants_lsm) || mount_label(spec).is_some();
+    if !wants {
+        return Ok(());
+    }
+    check_config(spec, Lsms::detect())
+}
+
+/// [`check_process`] against this host, detecting the LSMs only when the
+/// process sets an LSM field. What `exec` calls.
+pub fn check_exec(process: &Process) -> Result<(), LsmError> {
+    if !process_wants_lsm(process) {
+        return Ok(());
+    }
+    check_process(process, Lsms::detect())
+}
+
 /// Opens `/proc/thread-self/attr/<sub>` for writing, beneath a verified
 /// procfs handle, crossing no mount and no magic link.
 fn open_attr(sub: &str) -> io::Result<OwnedFd> {
@@ -407,19 +443,16 @@ pub fn set_exec_label(label: &str) -> Result<(), LsmError> {
 
 /// Sets the SELinux label of keyrings this thread creates (`setkeycreatecon`),
 /// as runc does around joining the session keyring: call it with the
-/// process label before `KEYCTL_JOIN_SESSION_KEYRING` and with `""` after.
-///
-/// Like go-selinux: nothing to do when SELinux is not enabled and the label
-/// is empty; a missing attr file is ignored; EACCES is ignored when
-/// resetting.
+/// process label before `KEYCTL_JOIN_SESSION_KEYRING`, then
+/// [`reset_key_label`]. An empty label does nothing (nothing to reset then);
+/// a missing attr file is ignored, as in go-selinux.
 pub fn set_key_label(label: &str) -> Result<(), LsmError> {
-    if label.is_empty() && !selinux_enabled() {
+    if label.is_empty() {
         return Ok(());
     }
     match write_attr("keycreate", label.as_bytes()) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        Err(e) if label.is_empty() && e.raw_os_error() == Some(libc::EACCES) => Ok(()),
         Err(source) => Err(LsmError::Apply {
             field: "process.selinuxLabel",
             value: label.to_string(),
@@ -427,6 +460,12 @@ pub fn set_key_label(label: &str) -> Result<(), LsmError> {
             source,
         }),
     }
+}
+
+/// Resets the keyring creation label after a non-empty [`set_key_label`].
+/// Errors are ignored, as runc ignores them (`defer selinux.SetKeyLabel("")`).
+pub fn reset_key_label() {
+    let _ = write_attr("keycreate", b"");
 }
 
 /// Labels a mounted filesystem's root with `label` (the `security.selinux`
@@ -629,6 +668,18 @@ mod tests {
     }
 
     #[test]
+    fn check_without_lsm_fields_passes_on_any_host() {
+        let s = base(proc(serde_json::json!({})), serde_json::json!({}));
+        check(&s).unwrap();
+        check_exec(s.process().as_ref().unwrap()).unwrap();
+        let s = base(
+            proc(serde_json::json!({"apparmorProfile": ""})),
+            serde_json::json!({"mountLabel": ""}),
+        );
+        check(&s).unwrap();
+    }
+
+    #[test]
     fn apparmor_detection_reads_securityfs_and_the_module_parameter() {
         let d = std::env::temp_dir().join(format!("skiff-lsm-{}", std::process::id()));
         let sfs = d.join("security-apparmor");
@@ -667,9 +718,7 @@ mod tests {
         apply_apparmor_profile("").unwrap();
         set_exec_label("").unwrap();
         set_file_label(Path::new("/nonexistent"), "").unwrap();
-        if !selinux_enabled() {
-            set_key_label("").unwrap();
-        }
+        set_key_label("").unwrap();
     }
 
     /// The kernel refuses a profile/label that the host cannot apply, and
