@@ -35,16 +35,34 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Parses and validates config.json bytes.
 pub fn parse(data: &[u8]) -> Result<Spec> {
-    let value: serde_json::Value =
-        serde_json::from_slice(data).map_err(|e| err(format_args!("invalid JSON: {e}")))?;
-    precheck(&value)?;
-    let de = &mut serde_json::Deserializer::from_slice(data);
-    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        err(format_args!("{path}: {}", e.into_inner()))
-    })?;
+    // The common case, a valid config, takes one plain typed parse (this is
+    // on every container's start path); only a failing config is parsed
+    // again, as JSON and with field paths, to say exactly what is wrong.
+    let spec = match serde_json::from_slice::<Spec>(data) {
+        Ok(spec) => spec,
+        Err(plain) => return Err(explain(data, plain)),
+    };
     validate(&spec)?;
     Ok(spec)
+}
+
+/// The error for config.json bytes that did not parse as a `Spec`.
+fn explain(data: &[u8], plain: serde_json::Error) -> Error {
+    let value: serde_json::Value = match serde_json::from_slice(data) {
+        Ok(v) => v,
+        Err(e) => return err(format_args!("invalid JSON: {e}")),
+    };
+    if let Err(e) = precheck(&value) {
+        return e;
+    }
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            err(format_args!("{path}: {}", e.into_inner()))
+        }
+        Ok(_) => err(plain),
+    }
 }
 
 /// Checks made on raw JSON, where a typed parse would give a vague message.
