@@ -506,6 +506,7 @@ impl Agent {
                 thread::sleep(Duration::from_millis(20));
                 continue;
             }
+            debug(&format!("reaped pid {pid} status {st:#x}"));
             let status = if libc::WIFEXITED(st) {
                 libc::WEXITSTATUS(st)
             } else {
@@ -533,11 +534,14 @@ impl Agent {
     }
 }
 
+/// Ends the VM. A reboot, not a power-off: QEMU runs with `-no-reboot`
+/// and the kernel with `reboot=t` (triple fault), which works with and
+/// without ACPI (a power-off needs ACPI, and the minimal kernel has none).
 fn power_off() -> ! {
     // SAFETY: sync and reboot(2) take no pointers; we are PID 1 in a VM we own.
     unsafe {
         libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
+        libc::reboot(libc::RB_AUTOBOOT);
     }
     loop {
         thread::sleep(Duration::from_secs(1));

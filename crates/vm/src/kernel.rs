@@ -22,6 +22,57 @@ pub struct Kernel {
     pub release: Option<String>,
     /// Where its modules are (`/lib/modules/<release>`), when present.
     pub modules: Option<PathBuf>,
+    /// The kernel takes virtio-mmio devices from its command line
+    /// (`virtio_mmio.device=`, `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`): such a
+    /// kernel (the minimal one of `scripts/vm-kernel.sh`) boots without ACPI,
+    /// QEMU appending the devices itself. Others (Debian's, with virtio as
+    /// modules) find the devices through ACPI.
+    pub cmdline_devices: bool,
+}
+
+/// The parameter a kernel with `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` registers.
+const CMDLINE_DEVICES_PARAM: &[u8] = b"virtio_mmio.device\0";
+
+/// Whether the ELF at `vmlinux` has command-line virtio-mmio devices built
+/// in; the scan result is cached per (path, size, mtime) in the cache dir.
+fn has_cmdline_devices(vmlinux: &Path) -> Result<bool, Error> {
+    let meta = fs::metadata(vmlinux)
+        .map_err(|e| io_err(&format!("stat kernel {}", vmlinux.display()), e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let id = format!("{}\0{}\0{mtime}", vmlinux.display(), meta.len());
+    let marker = cache_dir()?.join(format!(
+        "kinfo-{}",
+        hex::encode(&Sha256::digest(id.as_bytes())[..12])
+    ));
+    if let Ok(s) = fs::read_to_string(&marker) {
+        return Ok(s.trim() == "cmdline_devices=1");
+    }
+    let data =
+        fs::read(vmlinux).map_err(|e| io_err(&format!("read kernel {}", vmlinux.display()), e))?;
+    let found = memmem(&data, CMDLINE_DEVICES_PARAM);
+    crate::write_atomic(
+        &marker,
+        format!("cmdline_devices={}\n", u8::from(found)).as_bytes(),
+    )?;
+    Ok(found)
+}
+
+/// Substring search, fast enough for a 65 MB kernel (first byte via `position`).
+fn memmem(hay: &[u8], needle: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = hay[from..].iter().position(|b| *b == needle[0]) {
+        let at = from + i;
+        if hay[at..].starts_with(needle) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// The default guest kernel: `$SKIFF_VM_KERNEL`, else the newest `/boot/vmlinuz-*`.
@@ -56,7 +107,10 @@ fn version_key(p: &Path) -> Vec<u64> {
 
 /// Resolves `path` to a bootable kernel, extracting (and caching) the vmlinux.
 pub fn prepare(path: &Path) -> Result<Kernel, Error> {
-    let data = fs::read(path).map_err(|e| io_err(&format!("read kernel {}", path.display()), e))?;
+    let mut magic = [0u8; 4];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| io_err(&format!("read kernel {}", path.display()), e))?;
     let release = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -69,13 +123,15 @@ pub fn prepare(path: &Path) -> Result<Kernel, Error> {
         .as_ref()
         .map(|r| PathBuf::from(format!("/lib/modules/{r}")))
         .filter(|p| p.join("modules.dep").exists());
-    if data.starts_with(b"\x7fELF") {
+    if &magic == b"\x7fELF" {
         return Ok(Kernel {
             vmlinux: path.to_path_buf(),
             release,
             modules,
+            cmdline_devices: has_cmdline_devices(path)?,
         });
     }
+    let data = fs::read(path).map_err(|e| io_err(&format!("read kernel {}", path.display()), e))?;
     let key = hex::encode(&Sha256::digest(&data)[..12]);
     let dir = cache_dir()?;
     let out = dir.join(format!("vmlinux-{key}"));
@@ -89,6 +145,7 @@ pub fn prepare(path: &Path) -> Result<Kernel, Error> {
         crate::write_atomic(&out, &elf)?;
     }
     Ok(Kernel {
+        cmdline_devices: has_cmdline_devices(&out)?,
         vmlinux: out,
         release,
         modules,
@@ -181,5 +238,15 @@ mod tests {
         image.extend(b"trailer");
         assert_eq!(extract(&image).unwrap(), elf);
         assert!(extract(b"nothing here").is_none());
+    }
+
+    #[test]
+    fn finds_the_cmdline_devices_parameter() {
+        let mut k = vec![b'v'; 1000];
+        assert!(!memmem(&k, CMDLINE_DEVICES_PARAM));
+        k.extend(b"virtio_mmio.devic");
+        assert!(!memmem(&k, CMDLINE_DEVICES_PARAM));
+        k.extend(b"xvirtio_mmio.device\0tail");
+        assert!(memmem(&k, CMDLINE_DEVICES_PARAM));
     }
 }

@@ -256,7 +256,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         Some(i) => PathBuf::from(i),
         None => initramfs::build(&initramfs::find_agent()?, kernel.modules.as_deref())?,
     };
-    let accel = qemu::choose_accel(&qemu, &kernel.vmlinux, &initrd)?;
+    let accel = qemu::choose_accel(&qemu, &kernel, &initrd)?;
     let root = spec.root().as_ref().ok_or_else(|| Error::Spec {
         field: "root".into(),
         message: "missing".into(),
@@ -305,13 +305,19 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         channel: sock_path(opts.state_dir, "agent.sock"),
         console_log: opts.state_dir.join("console.log"),
         debug: opts.debug,
+        cmdline_devices: kernel.cmdline_devices,
     };
     if opts.debug {
         eprintln!(
-            "skiff-vm: accel={} kernel={} ({}) initramfs={} memory={}M vcpus={} rootfs=9p:{}",
+            "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs=9p:{}",
             accel.name(),
             cfg.kernel.display(),
             kernel.release.as_deref().unwrap_or("?"),
+            if kernel.cmdline_devices {
+                "cmdline virtio devices, acpi=off"
+            } else {
+                "acpi=on"
+            },
             cfg.initrd.display(),
             cfg.memory_mib,
             cfg.vcpus,

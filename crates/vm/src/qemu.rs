@@ -2,8 +2,13 @@
 //!
 //! Devices: one 8250 serial (the console, written to a log file), a
 //! virtio-serial port `skiff.0` backed by a unix-socket chardev (the agent
-//! channel), and a virtio-9p share of the rootfs (`mount_tag=rootfs`). ACPI
-//! stays on so the stock kernel finds the virtio-mmio devices.
+//! channel), and a virtio-9p share of the rootfs (`mount_tag=rootfs`).
+//!
+//! Machine options follow the kernel: a kernel with virtio-mmio command-line
+//! devices (the minimal one) boots with `acpi=off` (qboot firmware, no ACPI
+//! table parsing, QEMU appends `virtio_mmio.device=` itself); Debian's kernel,
+//! whose virtio drivers are modules without that option, keeps ACPI on so it
+//! finds the devices.
 //!
 //! KVM is used only if a probe VM actually boots under it: on hosts where
 //! `/dev/kvm` exists but cannot run stock guests (PVM here), QEMU aborts or
@@ -61,6 +66,9 @@ pub struct VmConfig {
     pub console_log: PathBuf,
     /// Verbose guest agent.
     pub debug: bool,
+    /// The kernel takes virtio-mmio devices from its command line
+    /// ([`crate::kernel::Kernel::cmdline_devices`]): boot without ACPI.
+    pub cmdline_devices: bool,
 }
 
 /// The host TSC frequency in kHz (from `/proc/cpuinfo`), for `tsc_early_khz`.
@@ -97,6 +105,11 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     if let Some(khz) = tsc_khz() {
         p.push(format!("tsc_early_khz={khz}"));
     }
+    if cfg.cmdline_devices {
+        // The PIT ticks; calibrating the local APIC timer against it would
+        // cost 100 ms (and fails without it).
+        p.push("nolapic_timer".into());
+    }
     if cfg.debug {
         p.push("skiff.debug".into());
     }
@@ -115,9 +128,19 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         Accel::Kvm => "host",
         Accel::Tcg => "max",
     };
+    let machine = if cfg.cmdline_devices {
+        // No ACPI tables to parse and qboot instead of SeaBIOS; QEMU appends
+        // `virtio_mmio.device=` for each device to the command line. Without
+        // ACPI the kernel needs the PIT (behind the PIC) as its tick source
+        // (see `nolapic_timer` below), and the RTC: probing a missing CMOS
+        // clock costs ~2 s.
+        "microvm,acpi=off,pit=on,pic=on,rtc=on"
+    } else {
+        "microvm,acpi=on,pit=off,pic=off,rtc=off"
+    };
     let mut a: Vec<String> = vec![
         "-M".into(),
-        "microvm,acpi=on,pit=off,pic=off,rtc=off".into(),
+        machine.into(),
         "-accel".into(),
         cfg.accel.name().into(),
         "-cpu".into(),
@@ -164,7 +187,11 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
 
 /// Picks the accelerator: `$SKIFF_VM_ACCEL` (kvm|tcg) if set, TCG without a
 /// usable `/dev/kvm`, else the (cached) result of booting a probe VM under KVM.
-pub fn choose_accel(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<Accel, Error> {
+pub fn choose_accel(
+    qemu: &Path,
+    kernel: &crate::kernel::Kernel,
+    initrd: &Path,
+) -> Result<Accel, Error> {
     match std::env::var("SKIFF_VM_ACCEL").as_deref() {
         Ok("kvm") => return Ok(Accel::Kvm),
         Ok("tcg") => return Ok(Accel::Tcg),
@@ -197,13 +224,13 @@ pub fn choose_accel(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<Accel, 
 }
 
 /// Boots the agent in probe mode under KVM; true if it reported in time.
-fn probe_kvm(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<bool, Error> {
+fn probe_kvm(qemu: &Path, kernel: &crate::kernel::Kernel, initrd: &Path) -> Result<bool, Error> {
     let dir = cache_dir()?;
     let log = dir.join(format!("kvm-probe-{}.log", std::process::id()));
     let cfg = VmConfig {
         qemu: qemu.into(),
         extra_args: vec![],
-        kernel: kernel.into(),
+        kernel: kernel.vmlinux.clone(),
         initrd: initrd.into(),
         kernel_params: vec!["skiff.probe".into()],
         memory_mib: 256,
@@ -213,6 +240,7 @@ fn probe_kvm(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<bool, Error> {
         channel: dir.join(format!("kvm-probe-{}.sock", std::process::id())),
         console_log: log.clone(),
         debug: false,
+        cmdline_devices: kernel.cmdline_devices,
     };
     let mut child = Command::new(qemu)
         .args(args(&cfg))
