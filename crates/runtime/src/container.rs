@@ -935,12 +935,21 @@ impl Runtime {
         };
         std::env::set_current_dir(&bundle)
             .ctx(|| format!("chdir to bundle {}", bundle.display()))?;
+        // Pure cgroup2: the init is cloned straight into its cgroup.
+        let into_cgroup = match cg.layout() {
+            skiff_cgroups::Layout::V2 if !fork_again => cg
+                .hierarchies()
+                .first()
+                .and_then(|h| linux::fs::open_path(&h.path).ok()),
+            _ => None,
+        };
         let spawned = with_parent_ns(
             &ns.parent_join,
             ns.new_ns & libc::CLONE_NEWTIME != 0,
             &spec,
-            || linux::spawn(plan),
+            || linux::spawn(plan, into_cgroup.as_ref().map(|f| f.as_fd())),
         )?;
+        drop(into_cgroup);
         guard.pid = spawned.pid;
         // Moving a task between v1 cgroups costs a full RCU grace period
         // (~13 ms here) the first time. The init only needs to be in its
@@ -955,7 +964,9 @@ impl Runtime {
         }
         spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
         if !fork_again {
-            rootless_join(self.rootless, cg.add_task(spawned.pid))?;
+            if !spawned.in_cgroup {
+                rootless_join(self.rootless, cg.add_task(spawned.pid))?;
+            }
             spawned
                 .chan
                 .send(sync::JOINED, &[])
@@ -1487,7 +1498,7 @@ impl Container {
             close_fds: vec![self._lock.raw_fd()],
             fork_again,
         };
-        let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan))?;
+        let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan, None))?;
         let pid = spawned.pid;
         let fail = |e: Error| {
             // SAFETY: kill + reap our own child.

@@ -17,7 +17,7 @@ pub mod rootfs;
 pub mod sync;
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 pub use skiff_cgroups::Hierarchy;
@@ -101,11 +101,33 @@ pub struct Spawned {
     pub pid: i32,
     /// Runtime's end of the setup channel.
     pub chan: sync::Chan,
+    /// Born in its cgroup (clone3 CLONE_INTO_CGROUP): no migration needed.
+    pub in_cgroup: bool,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 }
 
 /// Clones the child with `plan.new_ns` (unless namespaces are joined first,
 /// see [`Plan::fork_again`]) and runs [`init::main`] in it.
-pub fn spawn(plan: Plan) -> Result<Spawned> {
+pub fn spawn(plan: Plan, into_cgroup: Option<BorrowedFd>) -> Result<Spawned> {
     let (parent, child) = sync::Chan::pair().ctx(|| "creating setup socketpair")?;
     // The cgroup namespace is created by the init once it is in its cgroup
     // (see sync::JOINED), so that the namespace's root is that cgroup.
@@ -119,19 +141,49 @@ pub fn spawn(plan: Plan) -> Result<Spawned> {
     // SAFETY: geteuid cannot fail.
     let unprivileged = unsafe { libc::geteuid() } != 0;
     init::SPAWNER_UNPRIVILEGED.store(unprivileged, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
-    // copy of this single-threaded process and runs init::main, which never
-    // returns (it execs or _exits).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags | libc::SIGCHLD as libc::c_ulong,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            0usize,
-        )
-    };
+    let mut in_cgroup = false;
+    let mut pid = -1;
+    if let Some(cg) = into_cgroup {
+        // cgroup2: born in its cgroup (clone3 CLONE_INTO_CGROUP), so the
+        // runtime never migrates it. A migration takes the cgroup
+        // threadgroup lock for writing, which costs an RCU grace period.
+        let args = CloneArgs {
+            flags: flags as u64 | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: cg.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: a fork-like clone3 (no CLONE_VM, no stack), as below.
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid == 0 {
+            drop(parent);
+            init::main(plan, child);
+        }
+        // Older kernels (ENOSYS, E2BIG) or a cgroup we may not write to:
+        // fall back to clone + migration.
+        in_cgroup = pid > 0;
+    }
+    if pid < 0 {
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child
+        // gets a copy of this single-threaded process and runs init::main,
+        // which never returns (it execs or _exits).
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_int>(),
+                std::ptr::null_mut::<libc::c_int>(),
+                0usize,
+            )
+        };
+    }
     if pid < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "clone of the container init");
     }
@@ -143,5 +195,6 @@ pub fn spawn(plan: Plan) -> Result<Spawned> {
     Ok(Spawned {
         pid: pid as i32,
         chan: parent,
+        in_cgroup,
     })
 }
