@@ -4,13 +4,18 @@
 # initramfs cached; boot breakdown and peak host RSS of the VMM per VM.
 #
 #   bash bench/vm.sh [runs]        (default 5; root; QEMU, busybox-static)
-#   SKIFF_VM_KERNEL=/path/vmlinux bash bench/vm.sh   # e.g. the minimal kernel of scripts/vm-kernel.sh
+#   SKIFF_VM_KERNEL=/boot/vmlinuz-... bash bench/vm.sh   # another kernel (e.g. Debian's)
+#
+# By default the guest kernel is the minimal one of scripts/vm-kernel.sh
+# (built on first use, ~6 min on 2 idle cores, then cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 missing" >&2; exit 0; }
 [ -x /bin/busybox ] || { echo "SKIP: /bin/busybox missing" >&2; exit 0; }
 
+export SKIFF_VM_KERNEL=${SKIFF_VM_KERNEL:-$(bash scripts/vm-kernel.sh)}
+echo "# kernel: $SKIFF_VM_KERNEL"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p skiff-agent --release --target x86_64-unknown-linux-gnu
 cargo build -q -p skiff-vm --release --example vm-run
 vmrun=target/release/examples/vm-run
