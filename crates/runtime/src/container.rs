@@ -501,30 +501,6 @@ fn rootless_cgroup_hint(rootless: bool, e: skiff_cgroups::Error) -> Error {
     ))
 }
 
-/// SELinux labels: where SELinux is not enabled they are refused, as runc
-/// does ("selinux label is specified in config, but selinux is disabled");
-/// applying them where it is enabled is not implemented, so refused too.
-fn check_selinux(spec: &Spec, process: &Process) -> Result<()> {
-    let enabled = Path::new("/sys/fs/selinux/enforce").exists();
-    let why = if enabled {
-        "applying SELinux labels is not implemented in skiff"
-    } else {
-        "SELinux is not enabled on this host"
-    };
-    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
-        return Err(Error::Config(format!(
-            "config.json: process.selinuxLabel \"{l}\" is set but {why}"
-        )));
-    }
-    let mount = spec.linux().as_ref().and_then(|l| l.mount_label().clone());
-    if let Some(l) = mount.filter(|l| !l.is_empty()) {
-        return Err(Error::Config(format!(
-            "config.json: linux.mountLabel \"{l}\" is set but {why}"
-        )));
-    }
-    Ok(())
-}
-
 /// Builds the detached idmapped trees for mounts with `idmap`/`ridmap`,
 /// with the mount's own uidMappings/gidMappings (read from the raw
 /// config.json: oci-spec does not model them) or else the container's.
@@ -815,7 +791,7 @@ impl Runtime {
             Some(s) => Some(skiff_seccomp::compile_cached(s, &self.seccomp_cache())?),
             None => None,
         };
-        check_selinux(&spec, process)?;
+        crate::linux::lsm::check(&spec).map_err(|e| Error::Config(e.to_string()))?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (lfds, lenv) = listen_fds();
         let (argv, envp) = c_strings(process, &lenv)?;
@@ -1432,7 +1408,7 @@ impl Container {
             Some(s) => Some(skiff_seccomp::compile_cached(s, &rt.seccomp_cache())?),
             None => None,
         };
-        check_selinux(spec, process)?;
+        crate::linux::lsm::check_exec(process).map_err(|e| Error::Config(e.to_string()))?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (argv, envp) = c_strings(process, &[])?;
         let mut join = Vec::new();

@@ -87,7 +87,7 @@ pub fn features() -> Value {
             },
             "seccomp": skiff_seccomp::features(),
             "apparmor": {"enabled": true},
-            "selinux": {"enabled": false},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
             "net_devices": {"enabled": false}

@@ -228,6 +228,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             cwd: process.cwd(),
             idmap_trees: &plan.idmap_trees,
             host_mntns: plan.host_mntns,
+            mount_label: super::lsm::mount_label(spec),
         };
         // Wait until the runtime moved us into our cgroup before creating the
         // cgroup namespace (its root is the cgroup at unshare time); done
@@ -277,7 +278,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         if terminal {
             setup_console(plan, true)?;
         }
-        rootfs::finish(&masked, &ro, rplan.propagation, root_ro)?;
+        rootfs::finish(&masked, &ro, rplan.propagation, root_ro, rplan.mount_label)?;
     } else if terminal {
         // The pty becomes the controlling terminal: that needs a new session.
         // SAFETY: setsid has no memory effects.
@@ -286,13 +287,10 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         }
         setup_console(plan, false)?;
     }
-    if let Some(p) = process
-        .apparmor_profile()
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        apply_apparmor(p)?;
-    }
+    super::lsm::apply_apparmor_profile(process.apparmor_profile().as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    super::lsm::set_exec_label(process.selinux_label().as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
     if let Some(rl) = process.rlimits() {
         for r in rl {
             let res = rlimit_resource(r.typ());
@@ -338,8 +336,13 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     }
     if plan.kind == Kind::Init && !plan.no_new_keyring {
         let name = CString::new(format!("_ses.{}", plan.id)).map_err(|_| "bad id")?;
+        let label = process.selinux_label().as_deref().unwrap_or("");
+        super::lsm::set_key_label(label).map_err(|e| e.to_string())?;
         // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name).
         let rc = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+        if !label.is_empty() {
+            super::lsm::reset_key_label();
+        }
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             // Keyrings may be unavailable (ENOSYS) or restricted (EACCES in
@@ -493,29 +496,6 @@ fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> R<()> {
             .map_err(|e| format!("linux.sysctl \"{k}\" = \"{v}\": {e}"))?;
     }
     Ok(())
-}
-
-fn apply_apparmor(profile: &str) -> R<()> {
-    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .map(|s| s.trim() == "Y")
-        .unwrap_or(false);
-    if !enabled {
-        if profile == "unconfined" {
-            return Ok(());
-        }
-        return Err(format!(
-            "process.apparmorProfile \"{profile}\" was requested but AppArmor is not enabled on this host"
-        ));
-    }
-    let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-        "/proc/self/attr/apparmor/exec"
-    } else {
-        "/proc/self/attr/exec"
-    };
-    let fd = fs::open_path(Path::new(attr)).map_err(os(attr))?;
-    fs::check_fs_magic(fd.as_fd(), fs::PROC_SUPER_MAGIC, attr).map_err(os(attr))?;
-    std::fs::write(attr, format!("exec {profile}"))
-        .map_err(|e| format!("applying AppArmor profile \"{profile}\": {e}"))
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {

@@ -133,6 +133,8 @@ pub struct RootfsPlan<'a> {
     pub idmap_trees: &'a [(usize, OwnedFd)],
     /// No mount namespace of its own (see [`super::Plan::host_mntns`]).
     pub host_mntns: bool,
+    /// linux.mountLabel (non-empty), see `super::lsm`.
+    pub mount_label: Option<&'a str>,
 }
 
 /// Prepares mounts and devices under the rootfs (before pivot_root).
@@ -280,6 +282,12 @@ fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &Ro
                 data = opts.data.clone();
             }
         }
+        let data = super::lsm::mount_data(
+            typ,
+            m.options().as_deref().unwrap_or(&[]),
+            &data,
+            p.mount_label,
+        );
         // tmpcopyup: keep a handle on the directory being covered.
         let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
             Some(
@@ -341,6 +349,14 @@ fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &Ro
             }
             Err(err) => return Err(format!("mount {typ}: {err}")),
         }
+        if let (Some(label), super::lsm::MountLabel::FileLabel) = (
+            p.mount_label,
+            super::lsm::mount_label_kind(typ, m.options().as_deref().unwrap_or(&[])),
+        ) {
+            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+            super::lsm::set_file_label(Path::new(&fd_path(top.as_fd())), label)
+                .map_err(|e| e.to_string())?;
+        }
     }
     drop(dest_fd);
     if !opts.propagation.is_empty() || opts.rec_set != 0 || opts.rec_clear != 0 {
@@ -388,7 +404,10 @@ fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan)
         &fd_path(dest_fd.as_fd()),
         Some("tmpfs"),
         flags & !libc::MS_RDONLY,
-        Some("mode=755"),
+        Some(&super::lsm::format_mount_label(
+            "mode=755",
+            p.mount_label.unwrap_or(""),
+        )),
     )
     .map_err(e("mounting cgroup tmpfs"))?;
     for h in p.cgroups {
@@ -627,6 +646,7 @@ pub fn finish(
     readonly: &[String],
     propagation: Option<&str>,
     root_ro: bool,
+    mount_label: Option<&str>,
 ) -> R<()> {
     let root = fs::open_path(Path::new("/")).map_err(e("opening /"))?;
     for p in masked {
@@ -642,7 +662,10 @@ pub fn finish(
                 &target,
                 Some("tmpfs"),
                 libc::MS_RDONLY,
-                Some("size=0k,mode=0"),
+                Some(&super::lsm::format_mount_label(
+                    "size=0k,mode=0",
+                    mount_label.unwrap_or(""),
+                )),
             )
         } else {
             do_mount(Some("/dev/null"), &target, None, libc::MS_BIND, None)
