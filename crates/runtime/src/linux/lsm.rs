@@ -249,14 +249,15 @@ pub fn mount_label(spec: &Spec) -> Option<&str> {
 /// Checks the process fields (`apparmorProfile`, `selinuxLabel`) against the
 /// host. Used by `create` (with [`check_config`]) and by `exec`.
 ///
-/// Like runc 1.1.5: an empty value is ignored; `selinuxLabel` without
-/// SELinux is refused (runc: "selinux label is specified in config, but
-/// selinux is disabled or not supported"); `apparmorProfile` without
-/// AppArmor is refused, `unconfined` included (runc writes `exec <profile>`
-/// to the attr file regardless and fails with EINVAL in its init).
+/// An empty value is ignored; `selinuxLabel` without SELinux is refused
+/// (runc: "selinux label is specified in config, but selinux is disabled or
+/// not supported"); `apparmorProfile` without AppArmor is refused, except
+/// `unconfined`, which is what the process is there anyway (the issue's
+/// rule; runc 1.1.5 writes `exec unconfined` regardless and fails with
+/// EINVAL in its init).
 pub fn check_process(process: &Process, host: Lsms) -> Result<(), LsmError> {
     if let Some(p) = process.apparmor_profile().as_deref() {
-        if !p.is_empty() && !host.apparmor {
+        if !p.is_empty() && p != "unconfined" && !host.apparmor {
             return Err(LsmError::Config {
                 field: "process.apparmorProfile",
                 value: p.to_string(),
@@ -403,7 +404,7 @@ fn write_fd(fd: OwnedFd, value: &[u8]) -> io::Result<()> {
 /// AppArmor is enabled ([`check_process`] did); the kernel refuses the write
 /// if it is not.
 pub fn apply_apparmor_profile(profile: &str) -> Result<(), LsmError> {
-    if profile.is_empty() {
+    if profile.is_empty() || (profile == "unconfined" && !apparmor_enabled()) {
         return Ok(());
     }
     let value = format!("exec {profile}");
@@ -597,8 +598,13 @@ mod tests {
     }
 
     #[test]
-    fn apparmor_profile_needs_apparmor_even_unconfined() {
-        for p in ["unconfined", "docker-default"] {
+    fn apparmor_profile_needs_apparmor_except_unconfined() {
+        let unconfined = base(
+            proc(serde_json::json!({"apparmorProfile": "unconfined"})),
+            serde_json::json!({}),
+        );
+        check_config(&unconfined, NONE).unwrap();
+        for p in ["docker-default"] {
             let s = base(
                 proc(serde_json::json!({"apparmorProfile": p})),
                 serde_json::json!({}),
