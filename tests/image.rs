@@ -8,6 +8,8 @@
 //! packages docker-registry, skopeo and umoci; skips loudly without them.
 //! Run: `cargo test -p skiff --test image`.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, Read, Write};
@@ -1337,4 +1339,206 @@ fn hostile_layer_pulled_from_registry_is_refused() {
     let ls: Value =
         serde_json::from_str(&ok(&mut sk(&store, &["image", "ls", "--format", "json"]))).unwrap();
     assert_eq!(ls, serde_json::json!([]));
+}
+
+/// `run -d` with stdout/stderr in files (a detached container keeps the
+/// runtime's stdio, so pipes would never reach EOF); waits at most 60 s.
+fn run_detached(cmd: &mut Command, dir: &Path) -> (bool, String) {
+    let out = dir.join("run.out");
+    let err = dir.join("run.err");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("spawn skiff run -d");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("skiff run -d did not return within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = format!(
+        "{status}\nstdout: {}\nstderr: {}",
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    (status.success(), text)
+}
+
+/// Force-deletes container `name` when dropped (a failed assertion must not
+/// leave a sleeping container, its cgroups or its overlay mount behind).
+struct DeleteOnDrop<'a> {
+    store: &'a Path,
+    root: &'a Path,
+    name: &'a str,
+}
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = run(sk(self.store, &["delete", "-f", self.name])
+            .arg("--root")
+            .arg(self.root));
+        let bundle = self.store.join("containers").join(self.name);
+        let _ = run(Command::new("umount").arg("-l").arg(bundle.join("rootfs")));
+    }
+}
+
+#[test]
+fn detached_image_container_is_cleaned_by_delete() {
+    if !prerequisites(&[]) {
+        return;
+    }
+    let tmp = tmpdir("detach");
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let store = base.join("store");
+    let root = base.join("state");
+    let probe = run(&mut sk(&store, &["image", "pull", "-q", "skiff/default"]));
+    if !probe.status.success() {
+        skip(&format!(
+            "default image unavailable: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        ));
+        return;
+    }
+    let name = common::unique_id("detach");
+    let _guard = DeleteOnDrop {
+        store: &store,
+        root: &root,
+        name: &name,
+    };
+    let (started, text) = run_detached(
+        sk(&store, &["run", "-d", "--image", "skiff/default", "--root"])
+            .arg(&root)
+            .arg(&name)
+            .args(["--", "sleep", "300"]),
+        &base,
+    );
+    assert!(started, "run -d --image: {text}");
+    // While it runs: the bundle, its overlay rootfs and the poststop hook.
+    let bundle = store.join("containers").join(&name);
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let hook = &cfg["hooks"]["poststop"][0];
+    let tools = hook["path"].as_str().unwrap();
+    assert!(
+        Path::new(tools).is_absolute() && tools.ends_with("skiff-tools"),
+        "{hook}"
+    );
+    assert_eq!(
+        hook["args"],
+        serde_json::json!([
+            tools,
+            "--store",
+            store.display().to_string(),
+            "image",
+            "cleanup-bundle",
+            bundle.display().to_string()
+        ]),
+        "{hook}"
+    );
+    let mounts = common::mounts_under(&bundle);
+    assert_eq!(
+        mounts,
+        vec![bundle.join("rootfs").display().to_string()],
+        "the overlay rootfs is mounted while the container runs"
+    );
+    let st = ok(sk(&store, &["state", &name]).arg("--root").arg(&root));
+    assert!(st.contains("\"running\""), "{st}");
+    // docker/podman's `rm -f`: everything goes.
+    let t = Instant::now();
+    ok(sk(&store, &["delete", "-f", &name])
+        .arg("--root")
+        .arg(&root));
+    let delete_ms = t.elapsed().as_millis();
+    assert!(!bundle.exists(), "bundle left behind: {}", bundle.display());
+    assert_eq!(
+        std::fs::read_dir(store.join("containers")).unwrap().count(),
+        0
+    );
+    no_mounts_under(&store);
+    common::assert_clean(&root, &bundle, &name, &[]);
+    // The image's snapshots are untouched, and the store still runs images.
+    assert!(
+        std::fs::read_dir(store.join("snapshots")).unwrap().count() > 0,
+        "snapshots must survive a container cleanup"
+    );
+    // Idempotent: the hook run again (e.g. by hand) finds nothing to do.
+    ok(sk(&store, &["image", "cleanup-bundle"]).arg(&bundle));
+    eprintln!(
+        "delete -f of a detached image container (kill + hook + unmount + rm): {delete_ms} ms"
+    );
+}
+
+#[test]
+fn cleanup_bundle_refuses_paths_outside_the_store() {
+    if !prerequisites(&[]) {
+        return;
+    }
+    let tmp = tmpdir("cleanup-refuse");
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let store = base.join("store");
+    ok(&mut sk(&store, &["image", "ls", "-q"]));
+    let containers = store.join("containers");
+    // A sentinel tree outside the store, reachable through a symlink inside it.
+    let outside = base.join("outside");
+    std::fs::create_dir_all(outside.join("rootfs")).unwrap();
+    std::fs::write(outside.join("config.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(&outside, containers.join("evil")).unwrap();
+    // A real bundle-looking directory, to name through `..` and sub-paths.
+    let victim = containers.join("victim");
+    std::fs::create_dir_all(victim.join("rootfs")).unwrap();
+    let etc_before = std::fs::read_dir("/etc").unwrap().count();
+    let not_a_store = base.join("plain");
+    std::fs::create_dir(&not_a_store).unwrap();
+    let cases: Vec<(PathBuf, Vec<PathBuf>)> = vec![
+        (store.clone(), vec![PathBuf::from("/etc")]),
+        (store.clone(), vec![outside.clone()]),
+        (store.clone(), vec![containers.join("evil")]),
+        (store.clone(), vec![containers.clone()]),
+        (store.clone(), vec![store.join("blobs")]),
+        (store.clone(), vec![containers.join("..").join("blobs")]),
+        (store.clone(), vec![victim.join("rootfs")]),
+        (
+            store.clone(),
+            vec![containers.join("x").join("..").join("victim")],
+        ),
+        (store.clone(), vec![PathBuf::from("containers/victim")]),
+        (
+            not_a_store.clone(),
+            vec![not_a_store.join("containers").join("x")],
+        ),
+    ];
+    for (s, args) in &cases {
+        let out = run(sk(s, &["image", "cleanup-bundle"]).args(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("refusing"),
+            "cleanup-bundle {args:?} (store {}) was not refused: {}\n{stderr}",
+            s.display(),
+            out.status
+        );
+    }
+    // Nothing changed.
+    assert_eq!(std::fs::read_dir("/etc").unwrap().count(), etc_before);
+    assert!(Path::new("/etc/passwd").is_file());
+    assert!(outside.join("config.json").is_file() && outside.join("rootfs").is_dir());
+    assert!(std::fs::symlink_metadata(containers.join("evil")).is_ok());
+    assert!(victim.join("rootfs").is_dir());
+    assert!(store.join("blobs").is_dir() && store.join("index.json").is_file());
+    assert_eq!(
+        std::fs::read_dir(&not_a_store).unwrap().count(),
+        0,
+        "a path that is not a store must not become one"
+    );
+    // The store's own bundle goes; asking again succeeds (already gone).
+    ok(sk(&store, &["image", "cleanup-bundle"]).arg(&victim));
+    assert!(!victim.exists());
+    ok(sk(&store, &["image", "cleanup-bundle"]).arg(&victim));
+    assert!(outside.join("config.json").is_file());
 }

@@ -122,6 +122,13 @@ pub enum ImageCommand {
         /// Target directory (created; must be empty).
         dir: PathBuf,
     },
+    /// Unmount and delete a `run --image` bundle of the store (the bundle's
+    /// poststop hook runs this at `delete`). Refuses anything else.
+    #[command(hide = true)]
+    CleanupBundle {
+        /// `<store>/containers/<name>` (canonical path).
+        bundle: PathBuf,
+    },
 }
 
 /// Extra options of `skiff run --image REF` (flattened into `run`'s arguments).
@@ -251,7 +258,18 @@ pub fn run_image(
         hostname: Some(args.hostname.unwrap_or_else(|| id.clone())),
         readonly: args.read_only,
     };
-    let prepared = container::prepare_bundle(&store, &entry, &id, &ov)?;
+    // The bundle lives as long as the runtime's container when the runtime
+    // deletes it for us: detached (`skiff delete NAME`) or `--rm`. A plain
+    // foreground run keeps its bundle for inspection.
+    let hook = if detach || args.rm {
+        Some(
+            std::env::current_exe()
+                .context("locating this executable for the bundle's cleanup hook (poststop)")?,
+        )
+    } else {
+        None
+    };
+    let prepared = container::prepare_bundle(&store, &entry, &id, &ov, hook.as_deref())?;
     if global.debug {
         eprintln!(
             "skiff: bundle {} ({:?} rootfs)",
@@ -260,9 +278,12 @@ pub fn run_image(
         );
     }
     let result = crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, None);
-    // --rm after a foreground run; always when the runtime failed to start it.
+    // --rm after a foreground run (the poststop hook has normally done it
+    // already: this finds it gone); always when the runtime failed to start it.
     if (args.rm && !detach) || result.is_err() {
-        container::remove_bundle(&prepared.bundle);
+        if let Err(e) = container::remove_bundle(&store, &prepared.bundle) {
+            eprintln!("skiff: warning: removing the bundle: {e}");
+        }
     }
     result
 }
@@ -273,6 +294,14 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 
 /// Runs `skiff image ...`; returns the process exit code.
 pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
+    if let ImageCommand::CleanupBundle { bundle } = &args.command {
+        // Never creates a store: `--store` must already be one.
+        let done = container::cleanup_bundle(&global.store, bundle)?;
+        if global.debug {
+            eprintln!("skiff: {}: {done:?}", bundle.display());
+        }
+        return Ok(0);
+    }
     let store = open_store(global)?;
     match args.command {
         ImageCommand::Pull { reg, image } => {
@@ -442,6 +471,7 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
             }
             archive::unpack_image(&store, &e, &dir)?;
         }
+        ImageCommand::CleanupBundle { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }
