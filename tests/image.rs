@@ -1450,12 +1450,26 @@ fn detached_image_container_is_cleaned_by_delete() {
     );
     let st = ok(sk(&store, &["state", &name]).arg("--root").arg(&root));
     assert!(st.contains("\"running\""), "{st}");
+    // A host process sitting in the rootfs keeps the mount busy: the
+    // cleanup must still get rid of it (lazy unmount).
+    let mut squatter = Command::new("sleep")
+        .arg("60")
+        .current_dir(bundle.join("rootfs"))
+        .spawn()
+        .expect("spawn sleep in the rootfs");
+    let busy = run(Command::new("umount").arg(bundle.join("rootfs")));
+    assert!(
+        !busy.status.success(),
+        "the rootfs should be busy (a plain umount succeeded)"
+    );
     // docker/podman's `rm -f`: everything goes.
     let t = Instant::now();
     ok(sk(&store, &["delete", "-f", &name])
         .arg("--root")
         .arg(&root));
     let delete_ms = t.elapsed().as_millis();
+    let _ = squatter.kill();
+    let _ = squatter.wait();
     assert!(!bundle.exists(), "bundle left behind: {}", bundle.display());
     assert_eq!(
         std::fs::read_dir(store.join("containers")).unwrap().count(),
