@@ -8,6 +8,11 @@
 #   (b) lifecycle `<rt> create -b B id && <rt> start id && <rt> delete -f id`
 #
 # Usage: bench/runtime.sh [--runs N] [--no-hugetlb-fix] [--keep-hugetlb] [--only-skiff]
+#                         [--cgroup-v1 | --cgroup2]
+#   --cgroup-v1  run in a private mount namespace without the cgroup2 mount
+#                (pure v1 as the runtimes see it; crun accepts that layout)
+#   --cgroup2    run in a private mount namespace whose /sys/fs/cgroup is a
+#                cgroup2 mount only (pure unified, as on current distros)
 # Env:   SKIFF (default target/release/skiff, built if missing), RUNC, CRUN.
 #
 # Host note: crun 1.8 refuses a hybrid cgroup layout whose cgroup2 mount holds
@@ -23,12 +28,24 @@ fix_hugetlb=1
 keep_hugetlb=0
 mounted_hugetlb=0
 only_skiff=0
+orig_args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --no-hugetlb-fix) fix_hugetlb=0; shift ;;
     --keep-hugetlb) keep_hugetlb=1; shift ;;
     --only-skiff) only_skiff=1; shift ;;
+    --cgroup-v1|--cgroup2)
+      mode=$1; shift
+      [ -n "${SKIFF_BENCH_NS:-}" ] && continue
+      if [ "$mode" = --cgroup2 ]; then
+        prep='umount -R -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup'
+      else
+        prep='umount /sys/fs/cgroup/unified 2>/dev/null; true'
+      fi
+      echo "NOTE: $mode: benchmarking in a private mount namespace ($prep)"
+      exec env SKIFF_BENCH_NS=1 unshare -m --propagation private /bin/sh -c \
+        "$prep && exec \"\$0\" --no-hugetlb-fix \"\$@\"" "$0" "${orig_args[@]}" ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -170,17 +187,22 @@ res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 rss = dict(a.split("=") for a in sys.argv[2:])
 rts = list(rss)
 print()
-print(f"{'runtime':8} {'run mean':>12} {'c+s+d mean':>12} {'peak RSS':>10}")
+def mmm(r):
+    return f"{r['mean']*1000:5.1f}/{r['median']*1000:5.1f}/{r['min']*1000:5.1f}"
+print(f"{'runtime':8} {'run ms mean/median/min':>24} {'c+s+d ms mean/median/min':>26} {'peak RSS':>10}")
 for rt in rts:
     r = res.get(f"{rt} run"); l = res.get(f"{rt} create+start+delete")
-    print(f"{rt:8} {r['mean']*1000:9.1f} ms {l['mean']*1000:9.1f} ms {int(rss[rt])/1024:6.1f} MiB")
+    print(f"{rt:8} {mmm(r):>24} {mmm(l):>26} {int(rss[rt])/1024:6.1f} MiB")
 def ratio(a, b):
     if a not in rts or b not in rts:
         return
-    ra = res[f"{a} run"]["mean"] / res[f"{b} run"]["mean"]
-    la = res[f"{a} create+start+delete"]["mean"] / res[f"{b} create+start+delete"]["mean"]
+    def rat(cmd, k):
+        return res[f"{a} {cmd}"][k] / res[f"{b} {cmd}"][k]
     ma = int(rss[a]) / max(1, int(rss[b]))
-    print(f"{a}/{b}: run {ra:.2f}x, create+start+delete {la:.2f}x, peak RSS {ma:.2f}x")
+    print(f"{a}/{b}: run {rat('run','mean'):.2f}x mean, {rat('run','median'):.2f}x median, "
+          f"{rat('run','min'):.2f}x min; create+start+delete {rat('create+start+delete','mean'):.2f}x mean, "
+          f"{rat('create+start+delete','median'):.2f}x median, {rat('create+start+delete','min'):.2f}x min; "
+          f"peak RSS {ma:.2f}x")
 print()
 ratio("skiff", "crun")
 ratio("skiff", "runc")
