@@ -66,14 +66,20 @@ if [ ! -x "$SKIFF" ]; then
 fi
 
 work=$(mktemp -d /tmp/skiff-bench-XXXXXX)
+# Container state on a tmpfs for every runtime, as /run is on a normal host
+# (here /run is on the root disk, whose fsync/rename latency under load
+# would dominate).
+mkdir -p "$work/state"
+mount -t tmpfs -o size=64m,mode=0711 tmpfs "$work/state"
 cleanup() {
   for rt in skiff runc crun; do
     bin_var=${rt^^}; bin=${!bin_var:-}
     [ -n "$bin" ] && [ -x "$bin" ] || continue
     for id in "b-$rt-run" "b-$rt-life" "b-$rt-rss"; do
-      "$bin" --root "$work/state-$rt" delete -f "$id" >/dev/null 2>&1 || true
+      "$bin" --root "$work/state/$rt" delete -f "$id" >/dev/null 2>&1 || true
     done
   done
+  umount -l "$work/state" 2>/dev/null || true
   rm -rf "$work"
   if [ $mounted_hugetlb = 1 ] && [ $keep_hugetlb = 0 ]; then
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
@@ -111,7 +117,7 @@ runtimes=(skiff)
 if [ $only_skiff = 0 ]; then
   [ -n "$RUNC" ] && runtimes+=(runc)
   if [ -n "$CRUN" ]; then
-    if ! "$CRUN" --root "$work/state-crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
+    if ! "$CRUN" --root "$work/state/crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
       if [ $fix_hugetlb = 1 ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null \
          && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
         echo "NOTE: crun refuses hugetlb on cgroup2 in this hybrid layout; mounting hugetlb as a v1"
@@ -128,15 +134,15 @@ if [ $only_skiff = 0 ]; then
           echo "      Moving it would need those cgroups emptied first; not done here."
         fi
       fi
-      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+      "$CRUN" --root "$work/state/crun" delete -f b-crun-probe >/dev/null 2>&1 || true
     else
-      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+      "$CRUN" --root "$work/state/crun" delete -f b-crun-probe >/dev/null 2>&1 || true
     fi
-    if "$CRUN" --root "$work/state-crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
+    if "$CRUN" --root "$work/state/crun" run -b "$bundle" b-crun-probe >/dev/null 2>&1; then
       runtimes+=(crun)
     else
       echo "WARNING: crun cannot run the bundle here; leaving it out"
-      "$CRUN" --root "$work/state-crun" delete -f b-crun-probe >/dev/null 2>&1 || true
+      "$CRUN" --root "$work/state/crun" delete -f b-crun-probe >/dev/null 2>&1 || true
     fi
   fi
 fi
@@ -144,7 +150,7 @@ fi
 # sanity: every runtime must run the bundle before it is timed
 for rt in "${runtimes[@]}"; do
   bin_var=${rt^^}; bin=${!bin_var}
-  if ! "$bin" --root "$work/state-$rt" run -b "$bundle" "b-$rt-run" </dev/null; then
+  if ! "$bin" --root "$work/state/$rt" run -b "$bundle" "b-$rt-run" </dev/null; then
     echo "ERROR: $rt ($bin) cannot run the bundle" >&2
     exit 1
   fi
@@ -154,12 +160,12 @@ done
 args=()
 for rt in "${runtimes[@]}"; do
   bin_var=${rt^^}; bin=${!bin_var}
-  st=$work/state-$rt
+  st=$work/state/$rt
   args+=(-n "$rt run" "$bin --root $st run -b $bundle b-$rt-run")
 done
 for rt in "${runtimes[@]}"; do
   bin_var=${rt^^}; bin=${!bin_var}
-  st=$work/state-$rt
+  st=$work/state/$rt
   args+=(-n "$rt create+start+delete"
     "$bin --root $st create -b $bundle b-$rt-life && $bin --root $st start b-$rt-life && $bin --root $st delete -f b-$rt-life")
 done
@@ -171,7 +177,7 @@ for rt in "${runtimes[@]}"; do
   bin_var=${rt^^}; bin=${!bin_var}
   max=0
   for _ in 1 2 3 4 5; do
-    kb=$( { /usr/bin/time -v "$bin" --root "$work/state-$rt" run -b "$bundle" "b-$rt-rss" </dev/null >/dev/null; } 2>&1 |
+    kb=$( { /usr/bin/time -v "$bin" --root "$work/state/$rt" run -b "$bundle" "b-$rt-rss" </dev/null >/dev/null; } 2>&1 |
           awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
     [ "${kb:-0}" -gt "$max" ] && max=$kb
   done
