@@ -80,6 +80,8 @@ pub struct Container {
 
 /// Tears down a half-created container unless disarmed.
 struct Guard {
+    // Read only with feature `vm` (the guest agent builds without it).
+    #[cfg_attr(not(feature = "vm"), allow(dead_code))]
     vm: bool,
     /// Rootfs whose mounts live in the runtime's namespace (no mount ns).
     host_mounts: Option<PathBuf>,
