@@ -30,13 +30,14 @@ fn vm_ready() -> bool {
         skip("no kernel in /boot (linux-image-amd64)");
         return false;
     }
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _g = BUILD.lock().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let agent = root.join("target/x86_64-unknown-linux-gnu/release/skiff-agent");
-    if agent.exists() {
+    // Always ask cargo (a no-op when up to date): a stale agent built
+    // without skiff-runtime would pass for a current one.
+    static BUILD: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILD.lock().unwrap();
+    if *built {
         return true;
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = Command::new(cargo)
         .args([
@@ -48,12 +49,15 @@ fn vm_ready() -> bool {
             "x86_64-unknown-linux-gnu",
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("LIBSECCOMP_LINK_TYPE", "static")
+        .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
         .current_dir(&root)
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         skip("could not build the static skiff-agent");
     }
+    *built = ok;
     ok
 }
 

@@ -13,9 +13,11 @@
 //! output. When the host side goes away, or on `shutdown`, the guest powers
 //! off.
 //!
-//! The container setup lives in `container.rs` behind one function so it
-//! can be replaced by `skiff_runtime::create` once that library works here.
-//! Built static (`crt-static`), it avoids NSS functions.
+//! Containers are built with skiff-runtime (`rt.rs`, cargo feature
+//! `runtime`, on by default): caps, seccomp, namespaces, cgroups as on the
+//! host. Processes with a terminal, and builds without the feature, use the
+//! minimal built-in setup of `container.rs`. Built static (`crt-static`), the
+//! agent avoids NSS functions.
 
 #[path = "../../vm/src/proto.rs"]
 #[allow(dead_code)]
@@ -169,6 +171,9 @@ struct Agent {
     init_pid: AtomicI32,
     next_proc: AtomicU32,
     cgroup: Mutex<Option<String>>,
+    /// Exit statuses of children reaped before they were registered (a
+    /// process started by the runtime runs at once and may end first).
+    unclaimed: Mutex<HashMap<i32, i32>>,
     #[cfg(feature = "runtime")]
     rt: Mutex<Option<Arc<rt::RtContainer>>>,
 }
@@ -230,17 +235,38 @@ impl Agent {
             tx
         });
         let pid = p.pid;
-        self.procs.lock().unwrap().insert(
+        let mut procs = self.procs.lock().unwrap();
+        procs.insert(
             n,
             Proc {
                 pid,
                 stdin,
                 pty,
                 pending: None,
-                streams,
+                streams: Arc::clone(&streams),
             },
         );
+        if let Some(status) = self.unclaimed.lock().unwrap().remove(&pid) {
+            // A live pid means the entry is from an earlier process with a
+            // recycled pid.
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                self.report_exit(n, streams, status);
+            }
+        }
+        drop(procs);
         p
+    }
+
+    /// Sends the exit status of process `n` once its output is drained.
+    fn report_exit(self: &Arc<Self>, n: u32, streams: Arc<Streams>, status: i32) {
+        let agent = Arc::clone(self);
+        thread::spawn(move || {
+            // Output written just before exit must reach the host before the
+            // exit status; background children holding the pipes open only
+            // delay this by the grace period.
+            streams.wait(Duration::from_secs(2));
+            agent.send(&Msg::Exit { proc: n, status }, &[]);
+        });
     }
 
     fn handle(self: &Arc<Self>, id: u64, req: Request) {
@@ -512,23 +538,24 @@ impl Agent {
             } else {
                 128 + libc::WTERMSIG(st)
             };
-            let found = self
-                .procs
-                .lock()
-                .unwrap()
+            let procs = self.procs.lock().unwrap();
+            let found = procs
                 .iter()
                 .find(|(_, p)| p.pid == pid)
                 .map(|(n, p)| (*n, Arc::clone(&p.streams)));
-            if let Some((n, streams)) = found {
-                debug(&format!("process {n} (pid {pid}) exited with {status}"));
-                let agent = Arc::clone(&self);
-                thread::spawn(move || {
-                    // Output written just before exit must reach the host
-                    // before the exit status; background children holding the
-                    // pipes open only delay this by the grace period.
-                    streams.wait(Duration::from_secs(2));
-                    agent.send(&Msg::Exit { proc: n, status }, &[]);
-                });
+            match found {
+                Some((n, streams)) => {
+                    debug(&format!("process {n} (pid {pid}) exited with {status}"));
+                    self.report_exit(n, streams, status);
+                }
+                None => {
+                    let mut unclaimed = self.unclaimed.lock().unwrap();
+                    // Helpers and strays are never claimed: keep the map small.
+                    if unclaimed.len() > 256 {
+                        unclaimed.clear();
+                    }
+                    unclaimed.insert(pid, status);
+                }
             }
         }
     }
@@ -656,6 +683,7 @@ fn run() -> io::Result<()> {
         init_pid: AtomicI32::new(0),
         next_proc: AtomicU32::new(1),
         cgroup: Mutex::new(None),
+        unclaimed: Mutex::new(HashMap::new()),
         #[cfg(feature = "runtime")]
         rt: Mutex::new(None),
     });

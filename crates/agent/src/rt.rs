@@ -7,22 +7,27 @@
 //! `/run/skiff/bundle` whose `root.path` points at it. `no_pivot` is set: an
 //! initramfs root cannot be `pivot_root`ed.
 //!
-//! The runtime's processes inherit the caller's stdio, so [`with_stdio`]
-//! swaps the agent's fds 0-2 for the container's pipes around the call
-//! (requests are serialized by a mutex).
+//! The runtime clones the container's processes without `fork(3)` and then
+//! calls libc (`setgid`, `setuid`, `malloc`) in the clone. In the
+//! multi-threaded agent that clone inherits glibc's view of the agent's
+//! threads: `setuid` then broadcasts `SIGSETXID` to threads that do not
+//! exist in the child and spins forever waiting for them (the `start` hang
+//! measured earlier), and a malloc lock held by another thread at clone time
+//! is never released. So every runtime call that clones (`create`, `exec`)
+//! runs in a helper forked with `fork(3)` (single-threaded, glibc state
+//! reset), with the container's stdio pipes as its fds 0-2. The helper
+//! reports the pid and exits; the container process is reparented to the
+//! agent (PID 1), whose reaper reports its exit like any other.
 
 use crate::container::Pending;
 use serde_json::Value;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
-use std::sync::Mutex;
 
 const STATE_ROOT: &str = "/run/skiff/state";
 const BUNDLE: &str = "/run/skiff/bundle";
-
-static STDIO: Mutex<()> = Mutex::new(());
 
 fn rt_err(e: skiff_runtime::Error) -> io::Error {
     io::Error::other(e.to_string())
@@ -38,34 +43,57 @@ fn pipe() -> io::Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// Runs `f` with the agent's stdio replaced by fresh pipes; returns the
-/// host-facing ends (stdin writer, stdout reader, stderr reader).
-fn with_stdio<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<(T, File, File, File)> {
-    let _g = STDIO.lock().unwrap();
+/// Runs `f` in a forked, single-threaded helper whose fds 0-2 are fresh
+/// pipes; `f` returns the pid of the process it started. Returns that pid
+/// and the agent's ends of the pipes (stdin writer, stdout reader, stderr
+/// reader).
+fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File, File)> {
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let child_ends: [RawFd; 3] = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-    let mut saved = [-1; 3];
-    // SAFETY: fcntl/dup2 on descriptors we own; restored below.
-    unsafe {
-        for (i, s) in saved.iter_mut().enumerate() {
-            *s = libc::fcntl(i as RawFd, libc::F_DUPFD_CLOEXEC, 10);
-            libc::dup2(child_ends[i], i as RawFd);
-        }
+    let (mut rep_r, mut rep_w) = pipe()?;
+    // SAFETY: fork(3) (glibc resets its thread list and malloc locks in the
+    // child); the child only runs `f` and _exits.
+    let helper = unsafe { libc::fork() };
+    if helper < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let r = f();
-    // SAFETY: restore the saved descriptors.
-    unsafe {
-        for (i, s) in saved.iter().enumerate() {
-            if *s >= 0 {
-                libc::dup2(*s, i as RawFd);
-                libc::close(*s);
-            }
+    if helper == 0 {
+        let child_ends: [RawFd; 3] = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        for (i, fd) in child_ends.iter().enumerate() {
+            // SAFETY: dup2 onto our own stdio (dup2 clears close-on-exec).
+            unsafe { libc::dup2(*fd, i as RawFd) };
         }
+        let msg = match f() {
+            Ok(pid) => format!("ok {pid}\n"),
+            Err(e) => format!("err {}\n", e.to_string().replace('\n', " ")),
+        };
+        let _ = rep_w.write_all(msg.as_bytes());
+        // SAFETY: leave without running the agent's destructors or atexit.
+        unsafe { libc::_exit(0) };
     }
-    drop((in_r, out_w, err_w));
-    Ok((r?, in_w, out_r, err_r))
+    drop((in_r, out_w, err_w, rep_w));
+    // One line, not EOF: the container's process inherits the write end and
+    // holds it until its execve.
+    let mut msg = String::new();
+    let read = io::BufReader::new(&mut rep_r).read_line(&mut msg);
+    let msg = msg.trim_end().to_owned();
+    // The agent's reaper may collect the helper first; either way it is gone.
+    // SAFETY: waitpid on our own child; ECHILD is fine.
+    unsafe { libc::waitpid(helper, std::ptr::null_mut(), 0) };
+    read?;
+    match msg.split_once(' ') {
+        Some(("ok", pid)) => {
+            let pid = pid
+                .parse()
+                .map_err(|_| io::Error::other(format!("bad helper report {msg:?}")))?;
+            Ok((pid, in_w, out_r, err_r))
+        }
+        Some(("err", e)) => Err(io::Error::other(e.to_owned())),
+        _ => Err(io::Error::other(format!(
+            "runtime helper died without a report ({msg:?})"
+        ))),
+    }
 }
 
 /// A container built by skiff-runtime.
@@ -86,7 +114,7 @@ impl RtContainer {
         fs::create_dir_all(STATE_ROOT)?;
         fs::write(Path::new(BUNDLE).join("config.json"), spec.to_string())?;
         let rt = skiff_runtime::Runtime::new(STATE_ROOT);
-        let (pid, stdin, stdout, stderr) = with_stdio(|| {
+        let (pid, stdin, stdout, stderr) = in_helper(|| {
             let c = rt
                 .create(&skiff_runtime::CreateOptions {
                     id,
@@ -121,8 +149,8 @@ impl RtContainer {
     pub fn exec(&self, process: &Value) -> io::Result<Pending> {
         let p: oci_spec::runtime::Process = serde_json::from_value(process.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("process: {e}")))?;
-        let c = self.rt.load(&self.id).map_err(rt_err)?;
-        let (pid, stdin, stdout, stderr) = with_stdio(|| {
+        let (pid, stdin, stdout, stderr) = in_helper(|| {
+            let c = self.rt.load(&self.id).map_err(rt_err)?;
             c.exec(&self.rt, &p, &skiff_runtime::ExecOptions::default())
                 .map_err(rt_err)
         })?;
