@@ -1146,7 +1146,8 @@ fn bundle_config_from_image_and_flags() {
         ));
         return;
     }
-    // Without --rm the bundle stays for inspection.
+    // Without --rm the stopped container (and its bundle) stays for
+    // inspection until `skiff delete NAME`.
     let name = format!("cfg-{}", std::process::id());
     let out = run(sk(
         &store,
@@ -1169,13 +1170,28 @@ fn bundle_config_from_image_and_flags() {
     let bundle = store.join("containers").join(&name);
     let cfg: Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    let _ = run(Command::new("umount").arg("-l").arg(bundle.join("rootfs")));
-    let _ = std::fs::remove_dir_all(&bundle);
+    let state = run(sk(&store, &["--root"])
+        .arg(tmp.path().join("state"))
+        .args(["state", &name]));
+    let del = run(sk(&store, &["--root"])
+        .arg(tmp.path().join("state"))
+        .args(["delete", &name]));
+    let left = bundle.exists();
+    if left {
+        let _ = run(Command::new("umount").arg("-l").arg(bundle.join("rootfs")));
+        let _ = std::fs::remove_dir_all(&bundle);
+    }
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("\"stopped\""),
+        "the container stays (stopped) after a foreground run without --rm: {state:?}"
+    );
+    assert!(del.status.success(), "delete: {del:?}");
+    assert!(!left, "`skiff delete` removes the bundle (poststop hook)");
     assert_eq!(cfg["process"]["args"], serde_json::json!(["true"]));
     assert_eq!(cfg["process"]["cwd"], "/tmp");
     assert_eq!(cfg["linux"]["resources"]["memory"]["limit"], 64 << 20);

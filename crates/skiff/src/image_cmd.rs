@@ -258,17 +258,15 @@ pub fn run_image(
         hostname: Some(args.hostname.unwrap_or_else(|| id.clone())),
         readonly: args.read_only,
     };
-    // The bundle lives as long as the runtime's container when the runtime
-    // deletes it for us: detached (`skiff delete NAME`) or `--rm`. A plain
-    // foreground run keeps its bundle for inspection.
-    let hook = if detach || args.rm {
-        Some(
-            std::env::current_exe()
-                .context("locating this executable for the bundle's cleanup hook (poststop)")?,
-        )
-    } else {
-        None
-    };
+    // The bundle lives exactly as long as the runtime's container: its
+    // poststop hook removes it when the runtime deletes the container
+    // (`skiff delete NAME`, or at exit with `--rm`). Like docker, a
+    // foreground run without `--rm` keeps the stopped container (and so its
+    // bundle, for inspection) until `skiff delete NAME`.
+    let hook = Some(
+        std::env::current_exe()
+            .context("locating this executable for the bundle's cleanup hook (poststop)")?,
+    );
     let prepared = container::prepare_bundle(&store, &entry, &id, &ov, hook.as_deref())?;
     if global.debug {
         eprintln!(
@@ -277,7 +275,8 @@ pub fn run_image(
             prepared.mode
         );
     }
-    let result = crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, None);
+    let result =
+        crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, !args.rm, None);
     // --rm after a foreground run (the poststop hook has normally done it
     // already: this finds it gone); always when the runtime failed to start it.
     if (args.rm && !detach) || result.is_err() {

@@ -462,13 +462,15 @@ fn run(
 }
 
 /// Runs the bundle at `bundle` as container `id` (what `skiff run -b BUNDLE ID`
-/// does): used by `run --image` once the bundle is prepared. Returns the
+/// does): used by `run --image` once the bundle is prepared. With `keep`, a
+/// foreground container stays (stopped) until `skiff delete`. Returns the
 /// container's exit code (0 when detached).
 pub fn run_bundle(
     global: &Global,
     bundle: &std::path::Path,
     id: &str,
     detach: bool,
+    keep: bool,
     console_socket: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     let rt = runtime(global)?;
@@ -480,7 +482,7 @@ pub fn run_bundle(
         no_new_keyring: false,
         preserve_fds: 0,
     };
-    run(global, &rt, &flags, id, detach, false)
+    run(global, &rt, &flags, id, detach, keep)
 }
 
 fn delete(rt: &Runtime, id: &str, force: bool) -> anyhow::Result<i32> {
