@@ -282,6 +282,14 @@ mod vm {
             result["stats"] =
                 skiff_vm::stats(&state).unwrap_or_else(|e| json!({"error": e.to_string()}));
         }
+        if actions["pause"].as_bool() == Some(true) {
+            result["pause"] = json!(skiff_vm::pause(&state).map_err(|e| e.to_string()).err());
+            result["stats_paused"] =
+                skiff_vm::stats(&state).unwrap_or_else(|e| json!({"error": e.to_string()}));
+            result["resume"] = json!(skiff_vm::resume(&state).map_err(|e| e.to_string()).err());
+            result["stats_resumed"] =
+                skiff_vm::stats(&state).unwrap_or_else(|e| json!({"error": e.to_string()}));
+        }
         if let Some(sig) = actions["signal"].as_i64() {
             // SAFETY: signalling the shim we created.
             unsafe { libc::kill(pid, sig as i32) };
@@ -444,7 +452,7 @@ mod vm {
     }
 
     #[test]
-    fn exec_stats_memory_limit_then_vmm_killed() {
+    fn exec_stats_memory_limit_pause_resume_then_vmm_killed() {
         if !vm_host_ready() {
             return;
         }
@@ -460,7 +468,7 @@ mod vm {
         let r = drive(
             tmp.path(),
             &b,
-            json!({"wait_for": "ready", "stats": true, "kill_vmm": true,
+            json!({"wait_for": "ready", "stats": true, "pause": true, "kill_vmm": true,
                    "exec_tty": ["sh", "-c", "test -t 0 && test -t 1 && echo tty-yes; exit 4"],
                    "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
                              dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo survived; exit 5"]}),
@@ -495,6 +503,21 @@ mod vm {
             json!(limit),
             "stats: {}",
             r["stats"]
+        );
+        // pause/resume freeze and thaw the container's cgroup in the guest.
+        assert!(r["pause"].is_null(), "pause: {}", r["pause"]);
+        assert_eq!(
+            r["stats_paused"]["frozen"],
+            json!(true),
+            "{}",
+            r["stats_paused"]
+        );
+        assert!(r["resume"].is_null(), "resume: {}", r["resume"]);
+        assert_eq!(
+            r["stats_resumed"]["frozen"],
+            json!(false),
+            "{}",
+            r["stats_resumed"]
         );
         // The VMM was killed: the shim reports an error status.
         assert_eq!(r["shim_exited"], json!(true));

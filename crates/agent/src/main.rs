@@ -299,6 +299,8 @@ impl Agent {
             },
             Request::Signal { proc, signal, all } => self.signal(proc, signal, all),
             Request::Stats => Ok(self.stats()),
+            Request::Pause => self.freeze(true),
+            Request::Resume => self.freeze(false),
             Request::Shutdown => {
                 self.send(
                     &Msg::Response {
@@ -471,13 +473,7 @@ impl Agent {
                 .unwrap_or(0)
                 * 1024
         };
-        let cg = self.cgroup.lock().unwrap().clone().or_else(|| {
-            // The runtime placed the init in its own cgroup: find it.
-            let pid = self.init_pid.load(Ordering::SeqCst);
-            let line = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-            let path = line.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
-            Some(format!("/sys/fs/cgroup{path}"))
-        });
+        let cg = self.container_cgroup();
         let read_cg = |f: &str| {
             cg.as_ref()
                 .and_then(|d| fs::read_to_string(format!("{d}/{f}")).ok())
@@ -489,7 +485,44 @@ impl Agent {
                        "loadavg": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim() },
             "memory": { "usage": read_cg("memory.current"), "limit": read_cg("memory.max") },
             "pids": pids,
+            "frozen": cg.as_ref().map(|d| cgroup_frozen(d)),
         })
+    }
+
+    /// The container's cgroup directory: ours, or the one the runtime put
+    /// the init in.
+    fn container_cgroup(&self) -> Option<String> {
+        self.cgroup.lock().unwrap().clone().or_else(|| {
+            let pid = self.init_pid.load(Ordering::SeqCst);
+            let line = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let path = line.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+            Some(format!("/sys/fs/cgroup{path}"))
+        })
+    }
+
+    /// Freezes (or thaws) the container's cgroup and waits until the kernel
+    /// reports it done.
+    fn freeze(&self, frozen: bool) -> io::Result<Value> {
+        let cg = self
+            .container_cgroup()
+            .filter(|d| d != "/sys/fs/cgroup" && d != "/sys/fs/cgroup/")
+            .ok_or_else(|| io::Error::other("the container has no cgroup of its own to freeze"))?;
+        fs::write(
+            format!("{cg}/cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("{cg}/cgroup.freeze: {e}")))?;
+        let t = Instant::now();
+        while cgroup_frozen(&cg) != frozen {
+            if t.elapsed() > Duration::from_secs(5) {
+                return Err(io::Error::other(format!(
+                    "{cg}: still {} after 5 s",
+                    if frozen { "thawed" } else { "frozen" }
+                )));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Value::Null)
     }
 
     fn stdin(&self, proc: u32, data: Vec<u8>) {
@@ -559,6 +592,14 @@ impl Agent {
             }
         }
     }
+}
+
+/// `frozen 1` in the cgroup's `cgroup.events`.
+fn cgroup_frozen(dir: &str) -> bool {
+    fs::read_to_string(format!("{dir}/cgroup.events"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "frozen 1")
 }
 
 /// Ends the VM. A reboot, not a power-off: QEMU runs with `-no-reboot`

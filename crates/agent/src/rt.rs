@@ -96,6 +96,24 @@ fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File
     }
 }
 
+/// Without a mount on `/dev` the runtime would create device nodes in the
+/// shared rootfs, that is in the host's bundle (and 9p refuses `mknod` of
+/// devices): give the container a private tmpfs `/dev` instead.
+fn add_dev_tmpfs(spec: &mut Value) {
+    let has_dev = spec["mounts"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["destination"].as_str() == Some("/dev")));
+    if has_dev {
+        return;
+    }
+    let dev = serde_json::json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]});
+    match spec["mounts"].as_array_mut() {
+        Some(m) => m.insert(0, dev),
+        None => spec["mounts"] = Value::Array(vec![dev]),
+    }
+}
+
 /// A container built by skiff-runtime.
 pub struct RtContainer {
     rt: skiff_runtime::Runtime,
@@ -110,6 +128,7 @@ impl RtContainer {
         if let Some(o) = spec.as_object_mut() {
             o.remove("vm");
         }
+        add_dev_tmpfs(&mut spec);
         fs::create_dir_all(BUNDLE)?;
         fs::create_dir_all(STATE_ROOT)?;
         fs::write(Path::new(BUNDLE).join("config.json"), spec.to_string())?;

@@ -9,7 +9,7 @@
 //! protocol in [`proto`], relays stdio, forwards signals and exits with the
 //! container's exit status. The shim's pid is what the runtime records as
 //! the container's pid, so `state`, `kill` and `--pid-file` need no VM
-//! knowledge. [`start`], [`exec`], [`stats`] talk to the shim over a unix
+//! knowledge. [`start`], [`exec`], [`stats`], [`pause`], [`resume`] talk to the shim over a unix
 //! socket in the container's state dir; [`delete`] kills it all.
 //!
 //! Files in the state dir: `agent.sock` (QEMU chardev), `shim.sock`
@@ -347,9 +347,20 @@ pub fn start(state_dir: &Path) -> Result<(), Error> {
 }
 
 /// Resource usage of the VM container as JSON (`guest` memory, container
-/// cgroup `memory`, `pids`).
+/// cgroup `memory`, `pids` of the processes the agent started, `frozen`).
 pub fn stats(state_dir: &Path) -> Result<serde_json::Value, Error> {
     shim::control(state_dir, proto::Request::Stats)
+}
+
+/// Freezes the container's processes in the guest (its cgroup's
+/// `cgroup.freeze`); returns once the guest reports them frozen.
+pub fn pause(state_dir: &Path) -> Result<(), Error> {
+    shim::control(state_dir, proto::Request::Pause).map(|_| ())
+}
+
+/// Thaws a container frozen by [`pause`].
+pub fn resume(state_dir: &Path) -> Result<(), Error> {
+    shim::control(state_dir, proto::Request::Resume).map(|_| ())
 }
 
 /// Runs `process` in the running VM container. Without `detach`, relays the

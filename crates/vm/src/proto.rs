@@ -117,6 +117,10 @@ pub enum Request {
     },
     /// Resource usage of the guest and the container (JSON object).
     Stats,
+    /// Freeze every process of the container (cgroup v2 `cgroup.freeze`).
+    Pause,
+    /// Thaw the container.
+    Resume,
     /// Power the guest off.
     Shutdown,
 }
