@@ -36,6 +36,18 @@ fn run_exit_code_and_stdio() {
     c.finish();
 }
 
+/// Drops `mount` from the config's namespaces.
+fn without_mount_ns(c: &mut Container) {
+    let ns: Vec<Value> = c.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    c.config["linux"]["namespaces"] = json!(ns);
+}
+
 /// A config without a mount namespace: the container shares the runtime's
 /// (runtime-spec: a namespace type that is absent is inherited), its mounts
 /// are made under the rootfs there, and `delete` takes them away again.
@@ -49,14 +61,7 @@ fn no_mount_namespace_is_inherited_and_cleaned_up() {
         return;
     }
     let mut c = Container::new("nomntns");
-    let ns: Vec<Value> = c.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "mount")
-        .cloned()
-        .collect();
-    c.config["linux"]["namespaces"] = json!(ns);
+    without_mount_ns(&mut c);
     let linux = c.config["linux"].as_object_mut().unwrap();
     linux.remove("maskedPaths");
     linux.remove("readonlyPaths");
@@ -89,14 +94,7 @@ fn no_mount_namespace_refuses_masked_paths() {
         return;
     }
     let mut c = Container::new("nomntns-mask");
-    let ns: Vec<Value> = c.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "mount")
-        .cloned()
-        .collect();
-    c.config["linux"]["namespaces"] = json!(ns);
+    without_mount_ns(&mut c);
     c.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
     c.config["linux"]["readonlyPaths"] = json!([]);
     let out = c.create();

@@ -186,6 +186,13 @@ fn unescape(s: &str) -> String {
     if !s.contains('\\') {
         return s.to_owned();
     }
+    unescape_mountinfo(s).to_string_lossy().into_owned()
+}
+
+/// Undoes the octal escapes (`\040` for a space, ...) of a field of
+/// `/proc/<pid>/mountinfo`, byte for byte (paths need not be UTF-8).
+pub fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt as _;
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -201,7 +208,7 @@ fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::ffi::OsString::from_vec(out)
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ pub(crate) fn unmount_under(rootfs: &Path) {
     let mut points: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .map(|p| PathBuf::from(skiff_cgroups::unescape_mountinfo(p)))
         .filter(|p| p.starts_with(rootfs) && p != rootfs)
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
@@ -194,27 +194,6 @@ pub(crate) fn unmount_under(rootfs: &Path) {
     for p in points {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
-}
-
-/// Decodes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
-    use std::os::unix::ffi::OsStringExt as _;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    std::ffi::OsString::from_vec(out)
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {

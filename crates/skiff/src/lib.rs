@@ -55,3 +55,36 @@ pub struct Global {
     )]
     pub store: PathBuf,
 }
+
+/// The command line of both executables: the global flags, `--version`,
+/// and the executable's own subcommands `C`.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "skiff",
+    about = "skiff: OCI container runtime, images and registry",
+    version = runtime_cmd::VERSION,
+    disable_version_flag = true
+)]
+pub struct Cli<C: clap::Subcommand> {
+    /// Global flags.
+    #[command(flatten)]
+    pub global: Global,
+    /// Print version information.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// Exits with the command's exit code, or reports its error the way runc
+/// does (`--log`, `--log-format`, stderr) and exits 1.
+pub fn exit(global: &Global, result: anyhow::Result<i32>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            runtime_cmd::log_error(global, &err);
+            std::process::exit(1);
+        }
+    }
+}

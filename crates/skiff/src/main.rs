@@ -9,24 +9,7 @@
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
-use skiff::{dispatch, runtime_cmd, Global};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "skiff",
-    about = "skiff: OCI container runtime, images and registry",
-    version = runtime_cmd::VERSION,
-    disable_version_flag = true
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    /// Print version information.
-    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
-    version: Option<bool>,
-    #[command(subcommand)]
-    command: Command,
-}
+use skiff::{dispatch, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -53,7 +36,7 @@ fn main() {
     if dispatch::wants_tools(&argv) {
         dispatch::exec_tools();
     }
-    let cli = Cli::parse_from(&argv);
+    let cli = Cli::<Command>::parse_from(&argv);
     let global = cli.global;
     let result = match cli.command {
         Command::Runtime(cmd) => {
@@ -61,11 +44,5 @@ fn main() {
         }
         Command::Image { .. } | Command::Registry { .. } => dispatch::exec_tools(),
     };
-    match result {
-        Ok(code) => std::process::exit(code),
-        Err(err) => {
-            runtime_cmd::log_error(&global, &err);
-            std::process::exit(1);
-        }
-    }
+    skiff::exit(&global, result)
 }

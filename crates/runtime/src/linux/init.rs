@@ -359,15 +359,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     // The exec trampoline (CVE-2019-5736, see exe.rs), made before any
     // seccomp filter is loaded. Not with an LSM exec label: the label
     // applies to the next exec only, which would be the trampoline's.
-    let lsm_label = process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-        || process
-            .selinux_label()
-            .as_deref()
-            .is_some_and(|l| !l.is_empty());
-    let trampoline = if lsm_label {
+    let trampoline = if super::lsm::process_wants_lsm(process) {
         None
     } else {
         super::exe::trampoline(3 + plan.extra_fds as i32)

@@ -318,7 +318,7 @@ pub fn check_config(spec: &Spec, host: Lsms) -> Result<(), LsmError> {
 }
 
 /// True if any LSM field of the process is set (non-empty).
-fn process_wants_lsm(process: &Process) -> bool {
+pub fn process_wants_lsm(process: &Process) -> bool {
     process
         .apparmor_profile()
         .as_deref()
@@ -604,7 +604,7 @@ mod tests {
             serde_json::json!({}),
         );
         check_config(&unconfined, NONE).unwrap();
-        for p in ["docker-default"] {
+        for p in ["docker-default", "skiff-test"] {
             let s = base(
                 proc(serde_json::json!({"apparmorProfile": p})),
                 serde_json::json!({}),

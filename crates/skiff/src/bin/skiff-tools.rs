@@ -3,24 +3,7 @@
 //! it also accepts every runtime command itself.
 
 use clap::{Parser, Subcommand};
-use skiff::{dispatch, image_cmd, registry_cmd, runtime_cmd, Global};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "skiff",
-    about = "skiff: OCI container runtime, images and registry",
-    version = runtime_cmd::VERSION,
-    disable_version_flag = true
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    /// Print version information.
-    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
-    version: Option<bool>,
-    #[command(subcommand)]
-    command: Command,
-}
+use skiff::{dispatch, image_cmd, registry_cmd, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -35,18 +18,12 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse_from(dispatch::normalize_args(std::env::args_os().collect()));
+    let cli = Cli::<Command>::parse_from(dispatch::normalize_args(std::env::args_os().collect()));
     let global = cli.global;
     let result = match cli.command {
         Command::Runtime(cmd) => runtime_cmd::main(&global, cmd, image_cmd::run_image),
         Command::Image(args) => image_cmd::main(&global, args),
         Command::Registry(args) => registry_cmd::main(&global, args),
     };
-    match result {
-        Ok(code) => std::process::exit(code),
-        Err(err) => {
-            runtime_cmd::log_error(&global, &err);
-            std::process::exit(1);
-        }
-    }
+    skiff::exit(&global, result)
 }
