@@ -11,8 +11,11 @@
 //! then `skiff-agent` next to the running executable (and its parent dirs),
 //! then in `<target>/x86_64-unknown-linux-gnu/{release,debug}/` of a cargo
 //! target dir above the running executable, then `/usr/lib/skiff/`,
-//! `/usr/local/lib/skiff/`. Build it with
-//! `RUSTFLAGS="-C target-feature=+crt-static" cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu`.
+//! `/usr/local/lib/skiff/`. Build it with (libseccomp linked statically)
+//! `LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS="-C target-feature=+crt-static" cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu`.
+//!
+//! A kernel without modules for its release (the minimal kernel has
+//! everything built in) gets an initramfs with the agent only.
 
 use crate::{cache_dir, io_err, Error};
 use sha2::{Digest, Sha256};
@@ -182,7 +185,8 @@ pub fn find_agent() -> Result<PathBuf, Error> {
         }
     }
     Err(Error::NotFound(format!(
-        "static skiff-agent binary (looked at {}); build it with RUSTFLAGS=\"-C target-feature=+crt-static\" \
+        "static skiff-agent binary (looked at {}); build it with LIBSECCOMP_LINK_TYPE=static \
+         LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS=\"-C target-feature=+crt-static\" \
          cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu, or set $SKIFF_AGENT",
         candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
     )))
