@@ -386,20 +386,33 @@ mod vm {
     }
 
     #[test]
-    fn busybox_in_a_vm_stdout_env_hostname_kernel_caps_seccomp_signal() {
+    fn busybox_in_a_vm_stdout_env_hostname_kernel_caps_seccomp_binds_signal() {
         if !vm_host_ready() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
         let script = "echo hello-from-vm; echo to-stderr >&2; echo FOO=$FOO; echo HOST=$(hostname); echo KERNEL=$(uname -r); \
                       grep -E '^Cap(Eff|Bnd)' /proc/self/status; mkdir /tmp/denied || echo MKDIR-DENIED; \
+                      cat /mnt/shared/hello.txt /etc/vmtest.conf; echo from-guest > /mnt/shared/out.txt; \
                       test -d /tmp/denied && echo MKDIR-HAPPENED; \
                       trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.2; done";
         // skiff-runtime in the guest applies capabilities and seccomp.
         let mut proc = process(script);
         let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
         proc["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
-        let seccomp = json!({"linux": {"seccomp": {
+        // Bind mounts: a host directory (9p share, writable) and a file (copied).
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::write(shared.join("hello.txt"), "dir-bind-ok\n").unwrap();
+        fs::write(tmp.path().join("vmtest.conf"), "file-bind-ok\n").unwrap();
+        let mounts = json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/mnt/shared", "type": "bind", "source": shared, "options": ["rbind", "rw"]},
+            {"destination": "/etc/vmtest.conf", "type": "bind", "source": tmp.path().join("vmtest.conf"), "options": ["bind", "ro"]}
+        ]);
+        let seccomp = json!({"mounts": mounts, "linux": {"seccomp": {
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": ["SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
@@ -426,6 +439,11 @@ mod vm {
         assert!(out.contains("CapBnd:\t0000000000000021\n"), "stdout: {out}");
         assert!(out.contains("MKDIR-DENIED\n"), "stdout: {out}");
         assert!(!out.contains("MKDIR-HAPPENED"), "stdout: {out}");
+        assert!(out.contains("dir-bind-ok\nfile-bind-ok\n"), "stdout: {out}");
+        assert_eq!(
+            fs::read_to_string(shared.join("out.txt")).unwrap_or_default(),
+            "from-guest\n"
+        );
         let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         let guest_kernel = out.lines().find_map(|l| l.strip_prefix("KERNEL=")).unwrap();
         assert_ne!(

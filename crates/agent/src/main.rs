@@ -332,6 +332,9 @@ impl Agent {
         if self.container.lock().unwrap().is_some() {
             return Err(io::Error::other("container already created in this VM"));
         }
+        let mut spec = spec.clone();
+        prepare_binds(&mut spec)?;
+        let spec = &spec;
         let t = Instant::now();
         mount(
             tag,
@@ -594,6 +597,56 @@ impl Agent {
     }
 }
 
+const BINDS: &str = "/run/skiff/binds";
+
+/// Points the bind mounts the host made reachable at their guest copies:
+/// `x-skiff-share` (a 9p tag holding the source directory) is mounted under
+/// `/run/skiff/binds/<tag>`, `x-skiff-content` (a small file's content, hex)
+/// is written to `/run/skiff/binds/file<N>`.
+fn prepare_binds(spec: &mut Value) -> io::Result<()> {
+    let Some(mounts) = spec["mounts"].as_array_mut() else {
+        return Ok(());
+    };
+    for (i, m) in mounts.iter_mut().enumerate() {
+        let Some(obj) = m.as_object_mut() else {
+            continue;
+        };
+        if let Some(tag) = obj.remove("x-skiff-share") {
+            let tag = tag.as_str().unwrap_or_default().to_owned();
+            let target = format!("{BINDS}/{tag}");
+            mount(
+                &tag,
+                &target,
+                "9p",
+                0,
+                "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
+            )
+            .map_err(|e| io::Error::new(e.kind(), format!("mounts[{i}] (share {tag}): {e}")))?;
+            obj.insert("source".into(), Value::String(target));
+        } else if let Some(content) = obj.remove("x-skiff-content") {
+            let data = unhex(content.as_str().unwrap_or_default()).ok_or_else(|| {
+                io::Error::other(format!("mounts[{i}]: bad file content from the host"))
+            })?;
+            fs::create_dir_all(BINDS)?;
+            let path = format!("{BINDS}/file{i}");
+            fs::write(&path, data)?;
+            obj.insert("source".into(), Value::String(path));
+        }
+    }
+    Ok(())
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    b.chunks(2)
+        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
+}
+
 /// `frozen 1` in the cgroup's `cgroup.events`.
 fn cgroup_frozen(dir: &str) -> bool {
     fs::read_to_string(format!("{dir}/cgroup.events"))
@@ -744,4 +797,17 @@ fn main() {
         log(&format!("fatal: {e}"));
     }
     power_off();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhex_round_trip() {
+        assert_eq!(unhex("00ff7a41").unwrap(), vec![0, 255, 0x7a, b'A']);
+        assert_eq!(unhex("").unwrap(), Vec::<u8>::new());
+        assert!(unhex("abc").is_none());
+        assert!(unhex("zz").is_none());
+    }
 }

@@ -306,6 +306,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         console_log: opts.state_dir.join("console.log"),
         debug: opts.debug,
         cmdline_devices: kernel.cmdline_devices,
+        shares: Vec::new(),
     };
     if opts.debug {
         eprintln!(
@@ -324,10 +325,13 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
             cfg.rootfs.display()
         );
     }
-    let spec_json = serde_json::to_value(spec).map_err(|e| Error::Spec {
+    let mut spec_json = serde_json::to_value(spec).map_err(|e| Error::Spec {
         field: "(config.json)".into(),
         message: e.to_string(),
     })?;
+    let shares = share_binds(&mut spec_json, opts.bundle)?;
+    let mut cfg = cfg;
+    cfg.shares = shares;
     shim::launch(shim::Plan {
         vm: cfg,
         container_id: opts.id.to_owned(),
@@ -339,6 +343,72 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         terminal,
         debug: opts.debug,
     })
+}
+
+/// Most virtio-mmio transports a microvm has (8) minus the console port and
+/// the rootfs share.
+const MAX_BIND_SHARES: usize = 6;
+/// Largest file bind-mounted by copying its content into the guest.
+const MAX_BIND_FILE: u64 = 1 << 20;
+
+/// Makes the bind mounts of `spec` (config.json as JSON) reachable in the
+/// guest: a directory source becomes a 9p share (`bindN`, marked on the
+/// mount as `x-skiff-share`, read-only when the mount is), a regular file of
+/// at most 1 MiB travels as hex content (`x-skiff-content`: /etc/hosts,
+/// resolv.conf and the like), sources under /dev, /proc and /sys are the
+/// guest's own. Returns the shares (tag, host directory). Only the source
+/// itself is shared, never its parent.
+pub fn share_binds(spec: &mut serde_json::Value, bundle: &Path) -> Result<Vec<qemu::Share>, Error> {
+    let mut shares: Vec<qemu::Share> = Vec::new();
+    let Some(mounts) = spec["mounts"].as_array_mut() else {
+        return Ok(shares);
+    };
+    for (i, m) in mounts.iter_mut().enumerate() {
+        let opts: Vec<&str> = m["options"]
+            .as_array()
+            .map(|o| o.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let is_bind = m["type"].as_str() == Some("bind")
+            || opts.iter().any(|o| *o == "bind" || *o == "rbind");
+        let Some(src) = m["source"].as_str().filter(|_| is_bind) else {
+            continue;
+        };
+        let readonly = opts.contains(&"ro");
+        let path = bundle.join(src);
+        if ["/dev", "/proc", "/sys"]
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(&path) else {
+            continue; // the guest reports the missing source
+        };
+        if meta.is_dir() {
+            if shares.len() >= MAX_BIND_SHARES {
+                return Err(Error::Spec {
+                    field: format!("mounts[{i}]"),
+                    message: format!(
+                        "more than {MAX_BIND_SHARES} directory bind mounts cannot be shared into a VM"
+                    ),
+                });
+            }
+            let tag = format!("bind{}", shares.len());
+            m["x-skiff-share"] = serde_json::Value::String(tag.clone());
+            shares.push(qemu::Share {
+                tag,
+                path: path
+                    .canonicalize()
+                    .map_err(|e| io_err(&format!("mounts[{i}].source {}", path.display()), e))?,
+                readonly,
+            });
+        } else if meta.is_file() && meta.len() <= MAX_BIND_FILE {
+            let data = fs::read(&path)
+                .map_err(|e| io_err(&format!("mounts[{i}].source {}", path.display()), e))?;
+            m["x-skiff-content"] = serde_json::Value::String(hex::encode(data));
+        }
+    }
+    Ok(shares)
 }
 
 /// Lets the container's process run (the user program is exec'd in the guest).
@@ -393,6 +463,34 @@ pub fn console_log(state_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_sources_become_shares_or_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("data")).unwrap();
+        fs::write(tmp.path().join("hosts"), "127.0.0.1 x\n").unwrap();
+        let mut spec = serde_json::json!({"mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
+            {"destination": "/etc/hosts", "type": "none", "source": tmp.path().join("hosts"), "options": ["bind"]},
+            {"destination": "/dev/null2", "type": "bind", "source": "/dev/null"}
+        ]});
+        let shares = share_binds(&mut spec, tmp.path()).unwrap();
+        assert_eq!(shares.len(), 1);
+        assert_eq!(shares[0].tag, "bind0");
+        assert!(shares[0].readonly);
+        assert_eq!(
+            shares[0].path,
+            tmp.path().join("data").canonicalize().unwrap()
+        );
+        assert_eq!(spec["mounts"][1]["x-skiff-share"], "bind0");
+        assert_eq!(
+            spec["mounts"][2]["x-skiff-content"],
+            hex::encode("127.0.0.1 x\n")
+        );
+        assert!(spec["mounts"][3].get("x-skiff-content").is_none());
+        assert!(spec["mounts"][0].get("x-skiff-share").is_none());
+    }
 
     fn spec(json: &str) -> Spec {
         serde_json::from_str(json).unwrap()

@@ -39,6 +39,17 @@ impl Accel {
     }
 }
 
+/// A host directory shared into the guest with 9p (a bind mount's source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// 9p mount tag.
+    pub tag: String,
+    /// Host directory.
+    pub path: PathBuf,
+    /// Exported read-only.
+    pub readonly: bool,
+}
+
 /// Everything needed to launch one VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -69,6 +80,8 @@ pub struct VmConfig {
     /// The kernel takes virtio-mmio devices from its command line
     /// ([`crate::kernel::Kernel::cmdline_devices`]): boot without ACPI.
     pub cmdline_devices: bool,
+    /// Directories shared for bind mounts.
+    pub shares: Vec<Share>,
 }
 
 /// The host TSC frequency in kHz (from `/proc/cpuinfo`), for `tsc_early_khz`.
@@ -184,6 +197,20 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-device".into(),
         "virtio-9p-device,fsdev=rootfs,mount_tag=rootfs".into(),
     ];
+    for sh in &cfg.shares {
+        a.push("-fsdev".into());
+        a.push(format!(
+            "local,id={},path={},security_model=passthrough{}",
+            sh.tag,
+            share_path(&sh.path),
+            if sh.readonly { ",readonly=on" } else { "" }
+        ));
+        a.push("-device".into());
+        a.push(format!(
+            "virtio-9p-device,fsdev={},mount_tag={}",
+            sh.tag, sh.tag
+        ));
+    }
     a.extend(cfg.extra_args.iter().cloned());
     a
 }
@@ -244,6 +271,7 @@ fn probe_kvm(qemu: &Path, kernel: &crate::kernel::Kernel, initrd: &Path) -> Resu
         console_log: log.clone(),
         debug: false,
         cmdline_devices: kernel.cmdline_devices,
+        shares: Vec::new(),
     };
     let mut child = Command::new(qemu)
         .args(args(&cfg))
