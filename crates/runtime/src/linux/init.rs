@@ -234,11 +234,23 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         // cgroup namespace (its root is the cgroup at unshare time); done
         // lazily, right before the first cgroup mount, so the (slow) v1
         // migration overlaps with the other mounts.
+        // Without prestart/createRuntime/createContainer hooks nothing can
+        // observe the order, so the init enters its root (pivot_root,
+        // masks, sysctls) while the runtime is still moving it into its
+        // cgroup (on cgroup v1 that costs an RCU grace period), and only
+        // then waits for JOINED. Not with a cgroup namespace, whose root
+        // must be the joined cgroup before any cgroup mount.
+        let setup_hooks = spec.hooks().as_ref().is_some_and(|h| {
+            [h.prestart(), h.create_runtime(), h.create_container()]
+                .iter()
+                .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+        });
+        let early = !setup_hooks && plan.new_ns & libc::CLONE_NEWCGROUP == 0;
         let joined = std::cell::Cell::new(false);
         let on_cgroup = || -> R<()> {
             // After an extra fork the cgroup was joined (and the namespace
             // created) before the fork.
-            if joined.replace(true) || plan.fork_again {
+            if early || joined.replace(true) || plan.fork_again {
                 return Ok(());
             }
             expect(chan, sync::JOINED)?;
@@ -248,37 +260,49 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             }
             Ok(())
         };
+        let enter_root = || -> R<()> {
+            rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
+            let masked = linux
+                .and_then(|l| l.masked_paths().clone())
+                .unwrap_or_default();
+            let ro = linux
+                .and_then(|l| l.readonly_paths().clone())
+                .unwrap_or_default();
+            let root_ro = spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false);
+            if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+                write_sysctls(sysctl)?;
+            }
+            if terminal {
+                setup_console(plan, true)?;
+            }
+            rootfs::finish(&masked, &ro, rplan.propagation, root_ro, rplan.mount_label)
+        };
         let _root = rootfs::prepare(&rplan, &on_cgroup)?;
-        on_cgroup()?;
+        if early {
+            enter_root()?;
+            if !plan.fork_again {
+                expect(chan, sync::JOINED)?;
+            }
+        } else {
+            on_cgroup()?;
+        }
         chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
         hook_state = expect(chan, sync::HOOKS_DONE)?;
-        if let Some(h) = spec.hooks() {
-            crate::hooks::run_all(
-                "createContainer",
-                h.create_container().as_ref(),
-                &hook_state,
-            )
-            .map_err(|e| e.to_string())?;
+        if !early {
+            if let Some(h) = spec.hooks() {
+                crate::hooks::run_all(
+                    "createContainer",
+                    h.create_container().as_ref(),
+                    &hook_state,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            enter_root()?;
         }
-        rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
-        let masked = linux
-            .and_then(|l| l.masked_paths().clone())
-            .unwrap_or_default();
-        let ro = linux
-            .and_then(|l| l.readonly_paths().clone())
-            .unwrap_or_default();
-        let root_ro = spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false);
-        if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-            write_sysctls(sysctl)?;
-        }
-        if terminal {
-            setup_console(plan, true)?;
-        }
-        rootfs::finish(&masked, &ro, rplan.propagation, root_ro, rplan.mount_label)?;
     } else if terminal {
         // The pty becomes the controlling terminal: that needs a new session.
         // SAFETY: setsid has no memory effects.
