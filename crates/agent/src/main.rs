@@ -348,7 +348,9 @@ impl Agent {
         let pspec = container::parse_process(&spec["process"])?;
         #[cfg(feature = "runtime")]
         if !pspec.terminal {
+            let t = Instant::now();
             let (c, pending) = rt::RtContainer::create(cid, spec, ROOTFS)?;
+            debug(&format!("skiff-runtime create took {:?}", t.elapsed()));
             let c = Arc::new(c);
             *self.rt.lock().unwrap() = Some(Arc::clone(&c));
             let pid = pending.pid;

@@ -54,7 +54,11 @@ fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File
     let (mut rep_r, mut rep_w) = pipe()?;
     // SAFETY: fork(3) (glibc resets its thread list and malloc locks in the
     // child); the child only runs `f` and _exits.
+    let t = std::time::Instant::now();
     let helper = unsafe { libc::fork() };
+    if helper > 0 {
+        crate::debug(&format!("helper forked in {:?}", t.elapsed()));
+    }
     if helper < 0 {
         return Err(io::Error::last_os_error());
     }
