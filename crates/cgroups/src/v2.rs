@@ -72,9 +72,9 @@ pub fn shares_to_weight(shares: u64) -> u64 {
         s if s <= 2 => 1,
         s if s >= 262_144 => 10_000,
         s => {
-            let l = (s as f64).log2();
+            let l = libm::log2(s as f64);
             let exp = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-            10f64.powf(exp).ceil() as u64
+            libm::ceil(libm::pow(10.0, exp)) as u64
         }
     }
 }
