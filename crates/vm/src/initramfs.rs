@@ -216,8 +216,14 @@ pub fn build(agent: &Path, modules_dir: Option<&Path>) -> Result<PathBuf, Error>
         mod_data.push((m, data));
     }
     let key = hex::encode(&hasher.finalize()[..12]);
-    let out = cache_dir()?.join(format!("initramfs-{key}.cpio"));
+    let dir = cache_dir()?;
+    let out = dir.join(format!("initramfs-{key}.cpio"));
     if out.exists() {
+        // Marks it in use for `prune`.
+        let _ = fs::File::options()
+            .append(true)
+            .open(&out)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         return Ok(out);
     }
     let mut c = Cpio::default();
@@ -245,7 +251,34 @@ pub fn build(agent: &Path, modules_dir: Option<&Path>) -> Result<PathBuf, Error>
         );
     }
     crate::write_atomic(&out, &c.finish())?;
+    prune(&dir, &out, std::time::Duration::from_secs(3600));
     Ok(out)
+}
+
+/// Removes the cached archives other than `keep` unused for `age` (each
+/// agent build makes a new one, 2-6.5 MB). A VM started from an archive has
+/// read it already, and a reused archive's mtime is refreshed.
+fn prune(dir: &Path, keep: &Path, age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if path == keep || !(name.starts_with("initramfs-") && name.ends_with(".cpio")) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d > age);
+        if old {
+            let _ = fs::remove_file(&path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +314,34 @@ mod tests {
             .unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(out.lines().collect::<Vec<_>>(), ["d", "d/f"]);
+    }
+
+    #[test]
+    fn prune_keeps_the_current_and_recent_archives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for n in [
+            "initramfs-old.cpio",
+            "initramfs-new.cpio",
+            "initramfs-keep.cpio",
+            "vmlinux-x",
+        ] {
+            fs::write(d.join(n), "x").unwrap();
+        }
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for n in ["initramfs-old.cpio", "initramfs-keep.cpio", "vmlinux-x"] {
+            let f = fs::File::options().append(true).open(d.join(n)).unwrap();
+            f.set_modified(past).unwrap();
+        }
+        prune(
+            d,
+            &d.join("initramfs-keep.cpio"),
+            std::time::Duration::from_secs(3600),
+        );
+        assert!(!d.join("initramfs-old.cpio").exists());
+        assert!(d.join("initramfs-new.cpio").exists());
+        assert!(d.join("initramfs-keep.cpio").exists());
+        assert!(d.join("vmlinux-x").exists());
     }
 
     #[test]
