@@ -104,6 +104,22 @@ fn vm_container_lifecycle_state_kill_delete() {
     assert_eq!(c.status().as_deref(), Some("created"));
     c.start().assert_ok("start");
     assert_eq!(c.status().as_deref(), Some("running"));
+    // ps / events --stats / pause / resume go to the guest agent.
+    let ps = c.runtime(&["ps", "--format", "json", &c.id]);
+    ps.assert_ok("ps");
+    let pids: Vec<i64> = serde_json::from_str(ps.stdout.trim()).expect("ps json");
+    assert!(!pids.is_empty(), "guest pids: {ps:?}");
+    let ev = c.runtime(&["events", "--stats", &c.id]);
+    ev.assert_ok("events --stats");
+    let ev: serde_json::Value = serde_json::from_str(ev.stdout.trim()).expect("events json");
+    assert!(
+        ev["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{ev}"
+    );
+    c.runtime(&["pause", &c.id]).assert_ok("pause");
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    c.runtime(&["resume", &c.id]).assert_ok("resume");
+    assert_eq!(c.status().as_deref(), Some("running"));
     // The shell is PID 1 of the container's pid namespace: a SIGTERM that
     // arrives before its trap is set is ignored (as for runc), and under TCG
     // the shell needs a while to get there. Repeat until it stops.

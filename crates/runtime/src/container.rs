@@ -1137,12 +1137,27 @@ impl Container {
     /// Current status (including `paused` from the freezer).
     pub fn status(&self, rt: &Runtime) -> Status {
         let s = self.saved.base_status(&self.dir);
-        if s == Status::Running
-            && self.cgroup(rt).ok().and_then(|c| c.is_frozen().ok()) == Some(true)
-        {
+        if s != Status::Running {
+            return s;
+        }
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            return match self.vm_stats().ok().and_then(|v| v["frozen"].as_bool()) {
+                Some(true) => Status::Paused,
+                _ => s,
+            };
+        }
+        if self.cgroup(rt).ok().and_then(|c| c.is_frozen().ok()) == Some(true) {
             return Status::Paused;
         }
         s
+    }
+
+    /// The guest agent's stats of a VM container (`memory`, `pids` in the
+    /// guest, `frozen`).
+    #[cfg(feature = "vm")]
+    fn vm_stats(&self) -> Result<serde_json::Value> {
+        Ok(skiff_vm::stats(&self.dir)?)
     }
 
     /// runtime-spec state JSON.
@@ -1298,6 +1313,10 @@ impl Container {
         if status != Status::Running && status != Status::Created {
             return Err(self.bad_state(status, "cannot pause a container that is not running"));
         }
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            return Ok(skiff_vm::pause(&self.dir)?);
+        }
         Ok(self.cgroup(rt)?.freeze()?)
     }
 
@@ -1307,11 +1326,33 @@ impl Container {
         if status != Status::Paused {
             return Err(self.bad_state(status, "cannot resume a container that is not paused"));
         }
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            return Ok(skiff_vm::resume(&self.dir)?);
+        }
         Ok(self.cgroup(rt)?.thaw()?)
     }
 
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self, rt: &Runtime) -> Result<Vec<i32>> {
+        // A VM container's processes live in the guest: its pids are the
+        // guest's (as Kata reports them).
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            if self.saved.base_status(&self.dir) == Status::Stopped {
+                return Ok(Vec::new());
+            }
+            let v = self.vm_stats()?;
+            return Ok(v["pids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_i64())
+                        .map(|p| p as i32)
+                        .collect()
+                })
+                .unwrap_or_default());
+        }
         match self.cgroup(rt)?.pids() {
             Err(e) if self.saved.rootless || rt.rootless => self.pidns_pids().ok_or(e.into()),
             r => Ok(r?),
@@ -1345,6 +1386,15 @@ impl Container {
 
     /// Resource usage (runc `events --stats` data).
     pub fn stats(&self, rt: &Runtime) -> Result<skiff_cgroups::Stats> {
+        #[cfg(feature = "vm")]
+        if self.is_vm() {
+            let v = self.vm_stats()?;
+            let mut st = skiff_cgroups::Stats::default();
+            st.memory.usage.usage = v["memory"]["usage"].as_u64().unwrap_or(0);
+            st.memory.usage.limit = v["memory"]["limit"].as_u64().unwrap_or(u64::MAX);
+            st.pids.current = v["pids"].as_array().map_or(0, |a| a.len() as u64);
+            return Ok(st);
+        }
         Ok(self.cgroup(rt)?.stats()?)
     }
 

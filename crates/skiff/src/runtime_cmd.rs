@@ -737,6 +737,14 @@ fn ps(rt: &Runtime, format: &str, id: &str, ps_args: Vec<String>) -> anyhow::Res
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
     }
+    if c.is_vm() {
+        // Guest pids: the host's ps knows nothing of them.
+        println!("PID");
+        for p in pids {
+            println!("{p}");
+        }
+        return Ok(0);
+    }
     let args = if ps_args.is_empty() {
         vec!["-ef".to_string()]
     } else {
