@@ -765,7 +765,8 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| Error::Config("config.json: process is missing".into()))?;
         let linux = spec.linux().as_ref();
-        if !has_mount_ns(&spec) {
+        let host_mntns = !has_mount_ns(&spec);
+        if host_mntns {
             check_host_mntns(&spec)?;
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
@@ -801,7 +802,7 @@ impl Runtime {
         let (dir, lock) = self.root.create_dir(o.id)?;
         let mut guard = Guard {
             vm: false,
-            host_mounts: (!has_mount_ns(&spec)).then(|| rootfs.clone()),
+            host_mounts: host_mntns.then(|| rootfs.clone()),
             dir: Some(dir.clone()),
             cgroup: None,
             pid: 0,
@@ -873,7 +874,7 @@ impl Runtime {
             console_socket,
             fifo: Some(fifo),
             no_pivot: o.no_pivot,
-            host_mntns: !has_mount_ns(&spec),
+            host_mntns,
             no_new_keyring: o.no_new_keyring,
             extra_fds: o.preserve_fds + lfds,
             seccomp,
