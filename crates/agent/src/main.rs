@@ -671,6 +671,13 @@ fn power_off() -> ! {
     }
 }
 
+fn cmdline_has(word: &str) -> bool {
+    fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|a| a == word)
+}
+
 fn uptime_ms() -> u64 {
     let s = fs::read_to_string("/proc/uptime").unwrap_or_default();
     let secs: f64 = s
@@ -681,7 +688,69 @@ fn uptime_ms() -> u64 {
     (secs * 1000.0) as u64
 }
 
-fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64)) -> io::Result<()> {
+/// Applies the host facts of its hello: verbosity, wall clock, RNG seed.
+/// A guest restored from a template wakes with the template's clock and
+/// RNG state; a cold guest has no battery-backed clock worth trusting.
+fn apply_host_facts(host: &Value) {
+    if host["debug"].as_bool() == Some(true) {
+        DEBUG.store(true, Ordering::Relaxed);
+    }
+    if let Some(ns) = host["time_ns"].as_u64().filter(|n| *n > 0) {
+        let ts = libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: clock_settime with a valid timespec; we are root in our VM.
+        if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } < 0 {
+            log(&format!("set clock: {}", io::Error::last_os_error()));
+        }
+    }
+    if let Some(seed) = host["seed"].as_str().and_then(unhex) {
+        if let Err(e) = reseed(&seed) {
+            log(&format!("reseed RNG: {e}"));
+        }
+    }
+}
+
+/// Credits `seed` to the kernel's input pool (RNDADDENTROPY) and forces a
+/// reseed of the CRNG (RNDRESEEDCRNG), so clones of one template do not
+/// share random streams.
+fn reseed(seed: &[u8]) -> io::Result<()> {
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203; // _IOW('R', 3, int[2])
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207; // _IO('R', 7)
+    let f = OpenOptions::new().write(true).open("/dev/urandom")?;
+    // struct rand_pool_info { int entropy_count; int buf_size; u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + seed.len());
+    info.extend_from_slice(&((seed.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(seed.len() as i32).to_ne_bytes());
+    info.extend_from_slice(seed);
+    // SAFETY: the buffer holds a rand_pool_info header followed by buf_size bytes.
+    if unsafe { libc::ioctl(f.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    if unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool) -> io::Result<()> {
+    if template {
+        #[cfg(feature = "runtime")]
+        if !cmdline_has("skiff.no_warm_up") {
+            let t = Instant::now();
+            match rt::warm_up() {
+                Ok(()) => debug(&format!("warm-up container took {:?}", t.elapsed())),
+                Err(e) => log(&format!("warm-up container: {e}")),
+            }
+            agent.unclaimed.lock().unwrap().clear();
+        }
+        // The host saves the VM now (it watches the console for this line)
+        // and restores it for each container: everything below runs in the
+        // restored guests.
+        log("SKIFF-TEMPLATE-READY");
+    }
     // Until the host connects, reads return 0: wait for its Hello.
     let hello = loop {
         match proto::read_frame(&mut port)? {
@@ -690,7 +759,9 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64)) -> io::Result<(
         }
     };
     match hello.msg {
-        Msg::Hello { version, .. } if version == proto::VERSION => {}
+        Msg::Hello { version, host, .. } if version == proto::VERSION => {
+            apply_host_facts(&host.unwrap_or(Value::Null));
+        }
         other => return Err(io::Error::other(format!("bad hello from host: {other:?}"))),
     }
     let boot = json!({ "kernel_ms": timings.0, "modules_ms": timings.1, "ready_ms": uptime_ms() });
@@ -698,6 +769,7 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64)) -> io::Result<(
         &Msg::Hello {
             version: proto::VERSION,
             boot: Some(boot),
+            host: None,
         },
         &[],
     );
@@ -785,10 +857,15 @@ fn run() -> io::Result<()> {
     });
     let reaper = Arc::clone(&agent);
     thread::spawn(move || reaper.reap());
-    serve(agent, port, (kernel_ms, modules_ms))
+    let template = cmdline.split_whitespace().any(|a| a == "skiff.template");
+    serve(agent, port, (kernel_ms, modules_ms), template)
 }
 
 fn main() {
+    #[cfg(feature = "runtime")]
+    if std::env::args().nth(1).as_deref() == Some(rt::WARM_UP_ARG) {
+        return;
+    }
     if std::process::id() != 1 {
         eprintln!(
             "skiff-agent: this is the /init of a skiff VM; it is not meant to be run by hand"

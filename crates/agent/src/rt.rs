@@ -180,3 +180,58 @@ impl RtContainer {
         Ok(Pending::started(pid, stdin, stdout, stderr))
     }
 }
+
+/// Argument that makes the agent binary exit at once: the warm-up
+/// container's program (the agent is the only binary in the initramfs).
+pub const WARM_UP_ARG: &str = "--skiff-warm-up-noop";
+
+/// Runs one throw-away container through create, start, exit and delete
+/// (namespaces, cgroup limits, capabilities, a seccomp filter), so a VM
+/// template is saved with the guest's one-time work done: cgroup
+/// controllers enabled, slab caches and the runtime's lazy state
+/// initialised. Its rootfs is a tmpfs holding the agent binary.
+pub fn warm_up() -> io::Result<()> {
+    let root = "/run/skiff/warm";
+    let rootfs = format!("{root}/rootfs");
+    for d in ["proc", "dev", "tmp"] {
+        fs::create_dir_all(format!("{rootfs}/{d}"))?;
+    }
+    File::create(format!("{rootfs}/init"))?;
+    crate::mount("/init", &format!("{rootfs}/init"), "", libc::MS_BIND, "")?;
+    let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["/init", WARM_UP_ARG], "cwd": "/", "env": ["PATH=/"],
+                    "user": {"uid": 0, "gid": 0},
+                    "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
+        "root": {"path": rootfs},
+        "hostname": "warm-up",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}],
+                  "resources": {"memory": {"limit": 67108864}, "pids": {"limit": 64}},
+                  "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                              "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}}
+    });
+    let id = "skiff-warm-up";
+    let (c, pending) = RtContainer::create(id, &spec, &rootfs)?;
+    let pid = pending.pid;
+    c.start()?;
+    drop(pending);
+    let t = std::time::Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && t.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let r =
+        c.rt.load(id)
+            .and_then(|k| k.delete(&c.rt, true))
+            .map_err(rt_err);
+    // SAFETY: umount2 of the bind mount made above.
+    let target = std::ffi::CString::new(format!("{rootfs}/init")).unwrap_or_default();
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    let _ = fs::remove_dir_all(root);
+    r
+}

@@ -2,7 +2,8 @@
 //! container with the skiff-vm library, then print a JSON line with the
 //! host-side timings and the guest boot breakdown. Used by bench/vm.sh.
 //!
-//! stdout/stderr of the container are the caller's.
+//! stdout/stderr of the container are the caller's. `VM_RUN_DEBUG=1`: verbose
+//! create; `VM_RUN_CONSOLE=1`: print the guest console log before deleting.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
+    if std::env::var_os("VM_RUN_CONSOLE").is_some() {
+        eprint!(
+            "{}",
+            std::fs::read_to_string(skiff_vm::console_log(&state)).unwrap_or_default()
+        );
+    }
     skiff_vm::delete(&state)?;
     let deleted = t0.elapsed();
     let _ = std::fs::remove_dir(&state);

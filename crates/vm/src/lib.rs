@@ -24,7 +24,9 @@ pub mod initramfs;
 pub mod kernel;
 pub mod proto;
 pub mod qemu;
+mod qmp;
 mod shim;
+pub mod template;
 
 use oci_spec::runtime::{Process, Spec};
 use std::fs;
@@ -40,6 +42,10 @@ pub const MEMORY_ANNOTATION: &str = "run.skiff.vm.memory_mib";
 pub const VCPUS_ANNOTATION: &str = "run.skiff.vm.vcpus";
 /// Annotation overriding the boot deadline in seconds.
 pub const BOOT_TIMEOUT_ANNOTATION: &str = "run.skiff.vm.boot_timeout";
+/// Annotation turning VM templates off (`false`) for one container: it then
+/// boots its kernel instead of being restored from a template
+/// (`$SKIFF_VM_TEMPLATE=0` does the same for every container).
+pub const TEMPLATE_ANNOTATION: &str = "run.skiff.vm.template";
 
 /// Errors of VM isolation.
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +313,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         debug: opts.debug,
         cmdline_devices: kernel.cmdline_devices,
         shares: Vec::new(),
+        template: false,
     };
     if opts.debug {
         eprintln!(
@@ -332,6 +339,22 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     let shares = share_binds(&mut spec_json, opts.bundle)?;
     let mut cfg = cfg;
     cfg.shares = shares;
+    let templates_on = annotation::<bool>(spec, TEMPLATE_ANNOTATION)?.unwrap_or(true)
+        && !matches!(
+            std::env::var("SKIFF_VM_TEMPLATE").as_deref(),
+            Ok("0" | "off" | "false")
+        );
+    let template_key = templates_on.then(|| template::key(&cfg)).flatten();
+    if opts.debug {
+        eprintln!(
+            "skiff-vm: template key {}",
+            template_key.as_deref().unwrap_or(if templates_on {
+                "none (hypervisor parameters given)"
+            } else {
+                "none (templates off)"
+            })
+        );
+    }
     shim::launch(shim::Plan {
         vm: cfg,
         container_id: opts.id.to_owned(),
@@ -342,6 +365,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         console_socket: opts.console_socket.map(Path::to_path_buf),
         terminal,
         debug: opts.debug,
+        template_key,
     })
 }
 

@@ -34,6 +34,12 @@ pub enum Msg {
         /// /init started), `modules_ms`, `ready_ms` (uptime now).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         boot: Option<serde_json::Value>,
+        /// Host facts (host -> agent): `time_ns` (wall clock, ns since the
+        /// epoch), `seed` (hex bytes to reseed the guest's RNG with: a VM
+        /// restored from a template shares the template's RNG state),
+        /// `debug` (verbose agent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<serde_json::Value>,
     },
     /// A request from the host; answered by exactly one [`Msg::Response`] with the same id.
     Request {
@@ -221,6 +227,7 @@ mod tests {
             &Msg::Hello {
                 version: VERSION,
                 boot: None,
+                host: None,
             },
             b"abc",
         )

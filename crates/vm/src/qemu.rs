@@ -82,6 +82,11 @@ pub struct VmConfig {
     pub cmdline_devices: bool,
     /// Directories shared for bind mounts.
     pub shares: Vec<Share>,
+    /// A template VM or one restored from a template
+    /// ([`crate::template`]): the agent gets `skiff.template` (it announces
+    /// when it is ready to be saved) and debug travels in `hello`, not on
+    /// the command line, so one template serves debug and quiet runs.
+    pub template: bool,
 }
 
 /// The host TSC frequency in kHz (from `/proc/cpuinfo`), for `tsc_early_khz`.
@@ -126,14 +131,16 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         // cost 100 ms (and fails without it).
         p.push("nolapic_timer".into());
     }
-    if cfg.debug {
+    if cfg.template {
+        p.push("skiff.template".into());
+    } else if cfg.debug {
         p.push("skiff.debug".into());
     }
     p.extend(cfg.kernel_params.iter().cloned());
     p.join(" ")
 }
 
-fn share_path(p: &Path) -> String {
+pub(crate) fn share_path(p: &Path) -> String {
     // QEMU's option parser treats ',' as a separator; ",," escapes it.
     p.to_string_lossy().replace(',', ",,")
 }
@@ -178,8 +185,15 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         share_path(&cfg.initrd),
         "-append".into(),
         kernel_cmdline(cfg),
+        // Appended, not truncated: a VM restored from a template writes
+        // after the template boot's messages.
+        "-chardev".into(),
+        format!(
+            "file,id=console,path={},append=on",
+            share_path(&cfg.console_log)
+        ),
         "-serial".into(),
-        format!("file:{}", share_path(&cfg.console_log)),
+        "chardev:console".into(),
         "-device".into(),
         "virtio-serial-device".into(),
         "-chardev".into(),
@@ -272,6 +286,7 @@ fn probe_kvm(qemu: &Path, kernel: &crate::kernel::Kernel, initrd: &Path) -> Resu
         debug: false,
         cmdline_devices: kernel.cmdline_devices,
         shares: Vec::new(),
+        template: false,
     };
     let mut child = Command::new(qemu)
         .args(args(&cfg))

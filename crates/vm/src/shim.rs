@@ -24,6 +24,8 @@
 use crate::channel::{Channel, VirtioSerial};
 use crate::proto::{self, Msg, Request};
 use crate::qemu::VmConfig;
+use crate::qmp::Qmp;
+use crate::template;
 use crate::{io_err, sock_path, Error};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -32,9 +34,8 @@ use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -51,6 +52,8 @@ pub(crate) struct Plan {
     pub console_socket: Option<PathBuf>,
     pub terminal: bool,
     pub debug: bool,
+    /// Template key when the VM may be restored from a template.
+    pub template_key: Option<String>,
 }
 
 /// Raw write to a descriptor, safe to use after fork.
@@ -97,7 +100,8 @@ pub(crate) fn launch(plan: Plan) -> Result<i32, Error> {
     }
     drop(report_w);
     let _ = fs::write(plan.state_dir.join("shim.pid"), pid.to_string());
-    let deadline = plan.boot_timeout + plan.request_timeout + Duration::from_secs(15);
+    // A failed template restore falls back to a cold boot: two boot deadlines.
+    let deadline = 2 * plan.boot_timeout + plan.request_timeout + Duration::from_secs(15);
     let start = Instant::now();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -219,6 +223,7 @@ struct Shim {
     qemu: Child,
     plan_channel: PathBuf,
     control: PathBuf,
+    qmp: PathBuf,
     tty: Option<File>,
     state_dir: PathBuf,
 }
@@ -276,6 +281,7 @@ fn shim_main(plan: &Plan, report: File) -> i32 {
                 kill_group(&mut q);
             }
             let _ = fs::remove_file(&plan.vm.channel);
+            let _ = fs::remove_file(sock_path(&plan.state_dir, "qmp.sock"));
             send_report(json!({ "error": msg, "kind": kind }));
             return 1;
         }
@@ -332,34 +338,118 @@ fn shim_main(plan: &Plan, report: File) -> i32 {
 
 type BootFail = (&'static str, String, Option<Child>);
 
+/// Brings the VM up: restored from a template when templates apply (built
+/// first if missing), else, or when that fails, booted cold.
 fn boot(plan: &Plan) -> Result<Shim, BootFail> {
     let t0 = Instant::now();
-    let vm = &plan.vm;
-    let vmm_log = File::create(plan.state_dir.join("vmm.log"))
-        .map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
-    let vmm_log2 = vmm_log
-        .try_clone()
-        .map_err(|e| ("boot", e.to_string(), None))?;
-    let _ = File::create(&vm.console_log);
-    let mut cmd = Command::new(&vm.qemu);
-    cmd.args(crate::qemu::args(vm))
-        .stdin(Stdio::null())
-        .stdout(vmm_log)
-        .stderr(vmm_log2);
-    // SAFETY: pre_exec runs async-signal-safe syscalls only.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+    let vmm_log = plan.state_dir.join("vmm.log");
+    File::create(&vmm_log).map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
+    let _ = File::create(&plan.vm.console_log);
+    let mut why_cold = "templates disabled for this container".to_string();
+    if let Some(key) = &plan.template_key {
+        let found = match template::lookup(key) {
+            Err(e) => Err(template::BuildError::Other(e)),
+            Ok(Some(dir)) => Ok((dir, false)),
+            Ok(None) => template::find_or_build(
+                &plan.vm,
+                key,
+                &plan.vm.console_log,
+                &vmm_log,
+                plan.boot_timeout,
+            ),
+        };
+        match found {
+            Ok((dir, built)) => {
+                let info = json!({
+                    "boot": "template",
+                    "template": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "template_built": built,
+                    "template_build_ms": built.then(|| t0.elapsed().as_millis() as u64),
+                });
+                match start_vm(plan, Some(&dir), Instant::now(), info) {
+                    Ok(shim) => {
+                        template::touch(&dir);
+                        if plan.debug {
+                            log(&format!(
+                                "boot=template: restored from {}{}",
+                                dir.display(),
+                                if built { " (built by this create)" } else { "" }
+                            ));
+                        }
+                        return Ok(shim);
+                    }
+                    Err((_, msg, q)) => {
+                        if let Some(mut q) = q {
+                            kill_group(&mut q);
+                        }
+                        template::discard(&dir);
+                        template::mark_failed(key, &msg);
+                        why_cold = format!("restore from {} failed: {msg}", dir.display());
+                        log(&format!("{why_cold}; booting cold"));
+                    }
+                }
+            }
+            Err(template::BuildError::Boot(msg)) => return Err(("boot", msg, None)),
+            Err(template::BuildError::Other(msg)) => {
+                if !msg.contains("within the hour") {
+                    template::mark_failed(key, &msg);
+                    log(&format!("VM template: {msg}; booting cold"));
+                }
+                why_cold = msg;
+            }
+        }
     }
-    let mut qemu = cmd
-        .spawn()
-        .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
+    if plan.debug {
+        log(&format!("boot=cold ({why_cold})"));
+    }
+    let _ = File::create(&plan.vm.console_log);
+    start_vm(plan, None, Instant::now(), json!({"boot": "cold"}))
+}
+
+/// Starts QEMU (restoring `template` if given), connects to the agent and
+/// exchanges hellos. `info` goes into timings.json.
+fn start_vm(
+    plan: &Plan,
+    template: Option<&Path>,
+    t0: Instant,
+    info: Value,
+) -> Result<Shim, BootFail> {
+    let mut vm = plan.vm.clone();
+    vm.template = template.is_some();
+    let vmm_log = plan.state_dir.join("vmm.log");
+    let qmp_path = sock_path(&plan.state_dir, "qmp.sock");
+    let _ = fs::remove_file(&vm.channel);
+    let _ = fs::remove_file(&qmp_path);
+    let (args, state) = match template {
+        None => (crate::qemu::args(&vm), None),
+        Some(dir) => {
+            let state = File::open(dir.join("state"))
+                .map_err(|e| ("boot", format!("open {}/state: {e}", dir.display()), None))?;
+            (
+                template::vm_args(&vm, &dir.join("memory"), false, &qmp_path),
+                Some(state),
+            )
+        }
+    };
+    let mut qemu = template::spawn_qemu(
+        &vm.qemu,
+        &args,
+        &vmm_log,
+        state.as_ref().map(|f| f.as_raw_fd()),
+    )
+    .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
     let _ = fs::write(plan.state_dir.join("vmm.pid"), qemu.id().to_string());
     let t_spawned = t0.elapsed();
-    let deadline = plan.boot_timeout;
+    let mut deadline = plan.boot_timeout;
+    let mut t_restored = None;
+    if let Some(state) = state {
+        deadline = deadline.min(Duration::from_secs(20));
+        if let Err(e) = restore(&mut qemu, &qmp_path, &state, deadline) {
+            let why = format!("restore: {e}; QEMU said: {}", tail(&vmm_log, 2048).trim());
+            return Err(("boot", why, Some(qemu)));
+        }
+        t_restored = Some(t0.elapsed().as_millis() as u64);
+    }
     let chan = {
         let q = &mut qemu;
         VirtioSerial::connect(&vm.channel, deadline, || matches!(q.try_wait(), Ok(None)))
@@ -367,10 +457,7 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
     let chan = match chan {
         Ok(c) => c,
         Err(e) => {
-            let why = format!(
-                "{e}; QEMU said: {}",
-                tail(&plan.state_dir.join("vmm.log"), 2048).trim()
-            );
+            let why = format!("{e}; QEMU said: {}", tail(&vmm_log, 2048).trim());
             return Err(("boot", why, Some(qemu)));
         }
     };
@@ -393,6 +480,7 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
         &Msg::Hello {
             version: proto::VERSION,
             boot: None,
+            host: Some(host_facts(plan.debug)),
         },
         &[],
     ) {
@@ -431,15 +519,19 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
     };
     let t_hello = t0.elapsed();
     let b = boot_info.unwrap_or(Value::Null);
-    let timings = json!({
+    let mut timings = json!({
         "accel": vm.accel.name(),
         "vmm_spawn_ms": t_spawned.as_millis() as u64,
+        "vmm_restored_ms": t_restored,
         "vmm_listening_ms": t_connected.as_millis() as u64,
         "guest_kernel_ms": b["kernel_ms"],
         "guest_modules_ms": b["modules_ms"],
         "guest_ready_ms": b["ready_ms"],
         "agent_hello_ms": t_hello.as_millis() as u64,
     });
+    if let (Some(t), Some(i)) = (timings.as_object_mut(), info.as_object()) {
+        t.extend(i.clone());
+    }
     let _ = fs::write(plan.state_dir.join("timings.json"), timings.to_string());
     Ok(Shim {
         link,
@@ -448,8 +540,65 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
         qemu,
         plan_channel: vm.channel.clone(),
         control: sock_path(&plan.state_dir, "shim.sock"),
+        qmp: qmp_path,
         tty: None,
         state_dir: plan.state_dir.clone(),
+    })
+}
+
+/// Loads the template's device state into a QEMU started with
+/// `-incoming defer` and lets the guest run.
+fn restore(qemu: &mut Child, qmp_path: &Path, state: &File, deadline: Duration) -> io::Result<()> {
+    let t = Instant::now();
+    let mut qmp = Qmp::connect(qmp_path, deadline, || matches!(qemu.try_wait(), Ok(None)))?;
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+    )?;
+    qmp.execute(
+        "migrate-incoming",
+        json!({"uri": format!("fd:{}", state.as_raw_fd())}),
+    )?;
+    loop {
+        let st = qmp.execute("query-status", Value::Null)?;
+        match st["status"].as_str() {
+            Some("running") => return Ok(()),
+            Some("paused") | Some("postmigrate") | Some("prelaunch") => {
+                qmp.execute("cont", Value::Null)?;
+            }
+            Some("inmigrate") => {}
+            other => {
+                return Err(io::Error::other(format!(
+                    "VM in state {} after loading the template",
+                    other.unwrap_or("?")
+                )))
+            }
+        }
+        if t.elapsed() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("template not loaded within {deadline:?}"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// What the agent learns from the host's hello: the time (a restored
+/// guest's clock is the template's), fresh randomness (a restored guest's
+/// RNG state is the template's) and whether to be verbose.
+fn host_facts(debug: bool) -> Value {
+    let mut seed = [0u8; 32];
+    // SAFETY: getrandom into a local buffer of the given length.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    let time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    json!({
+        "time_ns": time_ns,
+        "seed": (n == seed.len() as isize).then(|| hex::encode(seed)),
+        "debug": debug,
     })
 }
 
@@ -462,7 +611,7 @@ fn spawn_reader(link: Arc<Link>, mut reader: Box<dyn Read + Send>, events: mpsc:
                 Err(e) => break e.to_string(),
             };
             match frame.msg {
-                Msg::Hello { version, boot } => {
+                Msg::Hello { version, boot, .. } => {
                     if version != proto::VERSION {
                         break format!(
                             "agent speaks protocol {version}, we speak {}",
@@ -548,6 +697,7 @@ impl Shim {
         kill_group(&mut self.qemu);
         let _ = fs::remove_file(&self.plan_channel);
         let _ = fs::remove_file(&self.control);
+        let _ = fs::remove_file(&self.qmp);
     }
 
     fn run(mut self) -> i32 {
@@ -1053,7 +1203,7 @@ pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
             }
         }
     }
-    for name in ["agent.sock", "shim.sock"] {
+    for name in ["agent.sock", "shim.sock", "qmp.sock"] {
         let _ = fs::remove_file(sock_path(state_dir, name));
         let _ = fs::remove_file(state_dir.join(name));
     }
