@@ -9,7 +9,8 @@
 //! The shim created by `skiff_vm::create` inherits the caller's stdio, so
 //! each VM runs under a *driver*: this test binary re-executed with
 //! `SKIFF_VM_TEST_DRIVER` set, whose stdout/stderr are files the test reads.
-//! VM boots are slow under TCG: the suite boots three VMs in total.
+//! VM boots are slow under TCG: the suite boots three VMs (one of them a
+//! template, saved and restored twice) and restores one more.
 #![allow(unexpected_cfgs)]
 
 #[cfg(not(skiff_vm_pkg))]
@@ -466,7 +467,49 @@ mod vm {
         assert!(out.contains("got-TERM"), "stdout: {out}");
         assert_eq!(r["shim_exited"], json!(true));
         assert_eq!(r["shim_status"], json!(3));
+        // The VM was restored from a template (built by this create or an
+        // earlier one with the same machine), as `--debug` says.
+        assert_eq!(r["timings"]["boot"], json!("template"), "{r:#}");
+        assert!(
+            r["stderr"].as_str().unwrap().contains("boot=template"),
+            "stderr: {}",
+            r["stderr"]
+        );
         assert_cleaned(tmp.path(), &tmp.path().join("state"));
+
+        // A second container with the same machine (RAM, vCPUs, one directory
+        // share) restores the template the first one left, and its clock is
+        // the host's, not the template's.
+        let second = tmp.path().join("second");
+        fs::create_dir(&second).unwrap();
+        let b2 = bundle(
+            &second,
+            process("echo second-container; echo DATE=$(date +%s)"),
+            json!({"mounts": mounts}),
+        );
+        let r2 = drive(&second, &b2, json!({}));
+        eprintln!("second: {r2:#}");
+        assert!(r2["create_error"].is_null(), "{}", r2["create_error"]);
+        let out2 = r2["stdout"].as_str().unwrap();
+        assert!(out2.contains("second-container\n"), "stdout: {out2}");
+        assert_eq!(r2["timings"]["boot"], json!("template"), "{r2:#}");
+        assert_eq!(r2["timings"]["template_built"], json!(false), "{r2:#}");
+        assert_eq!(r2["timings"]["template"], r["timings"]["template"]);
+        let guest_now: i64 = out2
+            .lines()
+            .find_map(|l| l.strip_prefix("DATE="))
+            .and_then(|d| d.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no DATE in {out2}"));
+        let host_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (host_now - guest_now).abs() < 120,
+            "guest clock {guest_now} vs host {host_now}"
+        );
+        assert_eq!(r2["shim_status"], json!(0));
+        assert_cleaned(&second, &second.join("state"));
     }
 
     #[test]
@@ -477,10 +520,12 @@ mod vm {
         let tmp = tempfile::tempdir().unwrap();
         let script = "echo ready; while :; do sleep 0.2; done";
         let limit = 64u64 << 20;
+        // This one boots its kernel (templates off): the cold path stays tested.
         let b = bundle(
             tmp.path(),
             process(script),
-            json!({"linux": {"resources": {"memory": {"limit": limit}}}}),
+            json!({"linux": {"resources": {"memory": {"limit": limit}}},
+                   "annotations": {"run.skiff.isolation": "vm", "run.skiff.vm.template": "false"}}),
         );
         // dd's 100 MiB buffer fits in the guest (256 MiB) but not in the 64 MiB cgroup: the OOM killer ends dd.
         let r = drive(
@@ -536,6 +581,12 @@ mod vm {
             json!(false),
             "{}",
             r["stats_resumed"]
+        );
+        assert_eq!(r["timings"]["boot"], json!("cold"), "{r:#}");
+        assert!(
+            r["stderr"].as_str().unwrap().contains("boot=cold"),
+            "stderr: {}",
+            r["stderr"]
         );
         // The VMM was killed: the shim reports an error status.
         assert_eq!(r["shim_exited"], json!(true));
