@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # VM isolation benchmark: time to the container's first instruction and back,
-# VM (skiff-vm, QEMU microvm) vs namespace container, with kernel and
-# initramfs cached; boot breakdown and peak host RSS of the VMM per VM.
+# VM (skiff-vm, QEMU microvm) booted cold vs restored from a VM template vs
+# namespace container, with kernel and initramfs cached; boot breakdown and
+# peak host RSS of the VMM per VM.
 #
 #   bash bench/vm.sh [runs]        (default 5; root; QEMU, busybox-static)
 #   SKIFF_VM_KERNEL=/boot/vmlinuz-... bash bench/vm.sh   # another kernel (e.g. Debian's)
@@ -36,18 +37,33 @@ cat > $b/config.json <<JSON
  "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"}]}}
 JSON
 
-echo "# warm-up (fills the kernel/initramfs cache)"
+echo "# warm-up (fills the kernel/initramfs cache and builds the VM template)"
 $vmrun $b >/dev/null
-echo "# $runs VM runs of /bin/true (ms; guest_* are guest uptime stamps)"
-printf "%-8s %-8s %-8s %-8s %-10s %-10s %-10s %-10s %-10s %-8s\n" create start exit delete vmm_spawn kernel modules agent_ready created rss_MiB
+SKIFF_VM_TEMPLATE=0 $vmrun $b >/dev/null
+echo "# $runs pairs of VM runs of /bin/true, cold boot and restored from the template, interleaved"
+echo "# (ms since create was called; kernel = guest uptime at /init of the boot that made the VM or its template)"
+: > $work/runs.jsonl
 for i in $(seq "$runs"); do
-  $vmrun $b | python3 -c '
-import json,sys
-r=json.load(sys.stdin); v=r["vm"]
-print("%-8.0f %-8.0f %-8.0f %-8.0f %-10s %-10s %-10s %-10s %-10s %-8.1f" % (r["create_ms"], r["start_ms"], r["exit_ms"], r["delete_ms"],
-  v.get("vmm_spawn_ms"), v.get("guest_kernel_ms"), v.get("guest_modules_ms"), v.get("agent_hello_ms"), v.get("created_ms"),
-  (v.get("vmm_peak_rss_kb") or 0)/1024))'
+  SKIFF_VM_TEMPLATE=0 $vmrun $b >> $work/runs.jsonl
+  $vmrun $b >> $work/runs.jsonl
 done
+python3 - $work/runs.jsonl <<'PY'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+cols = [("create", lambda r: r["create_ms"]), ("start", lambda r: r["start_ms"]), ("exit", lambda r: r["exit_ms"]),
+        ("vmm_up", lambda r: r["vm"].get("vmm_restored_ms") or r["vm"].get("vmm_listening_ms")),
+        ("kernel", lambda r: r["vm"].get("guest_kernel_ms")), ("hello", lambda r: r["vm"].get("agent_hello_ms")),
+        ("created", lambda r: r["vm"].get("created_ms")), ("rss_MiB", lambda r: (r["vm"].get("vmm_peak_rss_kb") or 0) / 1024)]
+print("%-9s" % "boot" + "".join("%-9s" % c for c, _ in cols))
+for r in rows:
+    print("%-9s" % r["vm"].get("boot") + "".join("%-9.0f" % (f(r) or 0) for _, f in cols))
+for mode in ("cold", "template"):
+    sel = [r for r in rows if r["vm"].get("boot") == mode]
+    if not sel:
+        continue
+    for name, agg in (("min", min), ("median", statistics.median), ("max", max)):
+        print("%-9s" % (mode[:4] + "-" + name[:3]) + "".join("%-9.0f" % agg([f(r) or 0 for r in sel]) for _, f in cols))
+PY
 
 echo "# namespace container, same bundle (run = create+start+wait+delete)"
 sed -i 's/"run.skiff.isolation":"vm"/"run.skiff.isolation":"namespace"/' $b/config.json

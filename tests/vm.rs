@@ -225,13 +225,19 @@ mod vm {
         let mut result = json!({});
         let (o, e) = (dir.join("stdout"), dir.join("stderr"));
         let (so, se) = (redirect(1, &o), redirect(2, &e));
+        // process.terminal: the host pty master arrives on this socket.
+        let init_console = dir.join("init-console.sock");
+        let init_reader = (actions["terminal"].as_bool() == Some(true)).then(|| {
+            let listener = std::os::unix::net::UnixListener::bind(&init_console).unwrap();
+            std::thread::spawn(move || read_console(listener))
+        });
         let t = Instant::now();
         let created = skiff_vm::create(&skiff_vm::CreateOptions {
             id: "vmtest",
             bundle: &bundle,
             spec: &spec,
             state_dir: &state,
-            console_socket: None,
+            console_socket: init_reader.as_ref().map(|_| init_console.as_path()),
             debug: true,
         });
         restore(1, so);
@@ -270,8 +276,10 @@ mod vm {
             let sock = dir.join("console.sock");
             let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
             let reader = std::thread::spawn(move || read_console(listener));
+            let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
             let p: oci_spec::runtime::Process = serde_json::from_value(json!({
-                "args": args, "cwd": "/", "env": ["PATH=/bin"], "terminal": true, "user": {"uid": 0, "gid": 0}
+                "args": args, "cwd": "/", "env": ["PATH=/bin"], "terminal": true, "user": {"uid": 0, "gid": 0},
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}
             }))
             .unwrap();
             let r = skiff_vm::exec(&state, &p, Some(&sock), false);
@@ -303,6 +311,9 @@ mod vm {
         let mut st = 0;
         // SAFETY: reaping our child (the shim).
         unsafe { libc::waitpid(pid, &mut st, 0) };
+        if let Some(reader) = init_reader {
+            result["init_tty_out"] = json!(reader.join().unwrap());
+        }
         result["shim_exited"] = json!(libc::WIFEXITED(st));
         result["shim_status"] = json!(libc::WEXITSTATUS(st));
         result["stdout"] = json!(fs::read_to_string(&o).unwrap_or_default());
@@ -418,7 +429,7 @@ mod vm {
             "architectures": ["SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
         }}});
-        let b = bundle(tmp.path(), proc, seccomp);
+        let b = bundle(tmp.path(), proc, seccomp.clone());
         let r = drive(
             tmp.path(),
             &b,
@@ -482,16 +493,24 @@ mod vm {
         // the host's, not the template's.
         let second = tmp.path().join("second");
         fs::create_dir(&second).unwrap();
-        let b2 = bundle(
-            &second,
-            process("echo second-container; echo DATE=$(date +%s)"),
-            json!({"mounts": mounts}),
+        // It runs with a terminal, built by skiff-runtime in the guest (pty
+        // master over the runtime's console socket): caps and seccomp apply.
+        let mut proc2 = process(
+            "test -t 0 && test -t 1 && echo tty-init-yes; echo second-container; \
+             grep -E '^CapEff' /proc/self/status; mkdir /tmp/denied2 || echo MKDIR-DENIED; \
+             echo DATE=$(date +%s)",
         );
-        let r2 = drive(&second, &b2, json!({}));
+        proc2["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+        proc2["terminal"] = json!(true);
+        let b2 = bundle(&second, proc2, seccomp.clone());
+        let r2 = drive(&second, &b2, json!({"terminal": true}));
         eprintln!("second: {r2:#}");
         assert!(r2["create_error"].is_null(), "{}", r2["create_error"]);
-        let out2 = r2["stdout"].as_str().unwrap();
-        assert!(out2.contains("second-container\n"), "stdout: {out2}");
+        let out2 = r2["init_tty_out"].as_str().unwrap_or_default();
+        assert!(out2.contains("tty-init-yes"), "tty: {out2:?}");
+        assert!(out2.contains("second-container"), "tty: {out2:?}");
+        assert!(out2.contains("CapEff:\t0000000000000021"), "tty: {out2:?}");
+        assert!(out2.contains("MKDIR-DENIED"), "tty: {out2:?}");
         assert_eq!(r2["timings"]["boot"], json!("template"), "{r2:#}");
         assert_eq!(r2["timings"]["template_built"], json!(false), "{r2:#}");
         assert_eq!(r2["timings"]["template"], r["timings"]["template"]);
@@ -524,7 +543,9 @@ mod vm {
         let b = bundle(
             tmp.path(),
             process(script),
-            json!({"linux": {"resources": {"memory": {"limit": limit}}},
+            json!({"linux": {"resources": {"memory": {"limit": limit}},
+                             "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}},
                    "annotations": {"run.skiff.isolation": "vm", "run.skiff.vm.template": "false"}}),
         );
         // dd's 100 MiB buffer fits in the guest (256 MiB) but not in the 64 MiB cgroup: the OOM killer ends dd.
@@ -532,7 +553,8 @@ mod vm {
             tmp.path(),
             &b,
             json!({"wait_for": "ready", "stats": true, "pause": true, "kill_vmm": true,
-                   "exec_tty": ["sh", "-c", "test -t 0 && test -t 1 && echo tty-yes; exit 4"],
+                   "exec_tty": ["sh", "-c", "test -t 0 && test -t 1 && echo tty-yes; grep -E '^CapEff' /proc/self/status; \
+                                 mkdir /tmp/x || echo MKDIR-DENIED; exit 4"],
                    "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
                              dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo survived; exit 5"]}),
         );
@@ -561,6 +583,12 @@ mod vm {
             r["tty_error"]
         );
         assert_eq!(r["tty_status"], json!(4));
+        // The terminal process is built by skiff-runtime: its caps, the container's seccomp.
+        assert!(
+            tty_out.contains("CapEff:\t0000000000000021"),
+            "tty: {tty_out:?}"
+        );
+        assert!(tty_out.contains("MKDIR-DENIED"), "tty: {tty_out:?}");
         assert_eq!(
             r["stats"]["memory"]["limit"],
             json!(limit),

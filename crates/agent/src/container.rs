@@ -229,6 +229,19 @@ impl Pending {
         }
     }
 
+    /// A process already running whose stdio is the pty `master` (the
+    /// runtime's console-socket path).
+    pub fn terminal(pid: i32, master: File) -> io::Result<Self> {
+        Ok(Pending {
+            pid,
+            stdin: Some(master.try_clone()?),
+            stdout: Some(master),
+            stderr: None,
+            start: None,
+            sync: None,
+        })
+    }
+
     /// Lets the process exec; returns the exec error, if any.
     pub fn release(self) -> io::Result<()> {
         let Pending { start, sync, .. } = self;
@@ -336,6 +349,7 @@ struct PreparedMount {
 /// Where the new process lives.
 pub enum Target<'a> {
     /// A new container: new namespaces, mounts, root switch.
+    #[cfg_attr(feature = "runtime", allow(dead_code))]
     Init(&'a ContainerSpec),
     /// Join the namespaces of the container's init process (exec).
     Join(i32),

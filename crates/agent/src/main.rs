@@ -345,9 +345,8 @@ impl Agent {
         )?;
         debug(&format!("rootfs mounted in {:?}", t.elapsed()));
         let cspec = container::parse_container(spec, ROOTFS)?;
-        let pspec = container::parse_process(&spec["process"])?;
         #[cfg(feature = "runtime")]
-        if !pspec.terminal {
+        {
             let t = Instant::now();
             let (c, pending) = rt::RtContainer::create(cid, spec, ROOTFS)?;
             debug(&format!("skiff-runtime create took {:?}", t.elapsed()));
@@ -361,24 +360,29 @@ impl Agent {
             }
             *self.container.lock().unwrap() = Some(cspec);
             debug(&format!("created with skiff-runtime, init pid {pid}"));
-            return Ok(json!({ "pid": pid }));
+            Ok(json!({ "pid": pid }))
         }
-        self.setup_cgroup(cid, spec)?;
-        let pending = container::spawn(container::Target::Init(&cspec), &pspec)?;
-        let pid = pending.pid;
-        if let Some(cg) = self.cgroup.lock().unwrap().as_ref() {
-            fs::write(format!("{cg}/cgroup.procs"), pid.to_string())?;
+        #[cfg(not(feature = "runtime"))]
+        {
+            let pspec = container::parse_process(&spec["process"])?;
+            self.setup_cgroup(cid, spec)?;
+            let pending = container::spawn(container::Target::Init(&cspec), &pspec)?;
+            let pid = pending.pid;
+            if let Some(cg) = self.cgroup.lock().unwrap().as_ref() {
+                fs::write(format!("{cg}/cgroup.procs"), pid.to_string())?;
+            }
+            self.init_pid.store(pid, Ordering::SeqCst);
+            let pending = self.register(proto::INIT_PROC, pending);
+            if let Some(p) = self.procs.lock().unwrap().get_mut(&proto::INIT_PROC) {
+                p.pending = Some(Box::new(move || pending.release()));
+            }
+            *self.container.lock().unwrap() = Some(cspec);
+            Ok(json!({ "pid": pid }))
         }
-        self.init_pid.store(pid, Ordering::SeqCst);
-        let pending = self.register(proto::INIT_PROC, pending);
-        if let Some(p) = self.procs.lock().unwrap().get_mut(&proto::INIT_PROC) {
-            p.pending = Some(Box::new(move || pending.release()));
-        }
-        *self.container.lock().unwrap() = Some(cspec);
-        Ok(json!({ "pid": pid }))
     }
 
     /// Puts the container in a cgroup v2 with the spec's memory/pids limits.
+    #[cfg_attr(feature = "runtime", allow(dead_code))]
     fn setup_cgroup(&self, cid: &str, spec: &Value) -> io::Result<()> {
         let res = &spec["linux"]["resources"];
         let mem = res["memory"]["limit"].as_i64().filter(|l| *l > 0);
@@ -431,7 +435,7 @@ impl Agent {
         }
         let pspec = container::parse_process(process)?;
         #[cfg(feature = "runtime")]
-        if !pspec.terminal {
+        {
             if let Some(c) = self.rt.lock().unwrap().clone() {
                 let pending = c.exec(process)?;
                 let n = self.next_proc.fetch_add(1, Ordering::SeqCst);

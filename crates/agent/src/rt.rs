@@ -23,8 +23,10 @@ use crate::container::Pending;
 use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{self, BufRead, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const STATE_ROOT: &str = "/run/skiff/state";
 const BUNDLE: &str = "/run/skiff/bundle";
@@ -126,6 +128,10 @@ pub struct RtContainer {
 
 impl RtContainer {
     /// Creates the container (init blocked until [`RtContainer::start`]).
+    /// With `process.terminal`, the runtime creates the pty in the
+    /// container and sends its master over a socket pair (the runtime's
+    /// `console_conn`, as `--console-socket` on the host); the pending
+    /// process's stdio is then that master.
     pub fn create(id: &str, spec: &Value, rootfs: &str) -> io::Result<(Self, Pending)> {
         let mut spec = spec.clone();
         spec["root"]["path"] = Value::String(rootfs.to_owned());
@@ -133,11 +139,22 @@ impl RtContainer {
             o.remove("vm");
         }
         add_dev_tmpfs(&mut spec);
+        add_devpts(&mut spec);
+        let terminal = spec["process"]["terminal"].as_bool() == Some(true);
         fs::create_dir_all(BUNDLE)?;
         fs::create_dir_all(STATE_ROOT)?;
         fs::write(Path::new(BUNDLE).join("config.json"), spec.to_string())?;
         let rt = skiff_runtime::Runtime::new(STATE_ROOT);
+        let console = if terminal {
+            Some(UnixStream::pair()?)
+        } else {
+            None
+        };
         let (pid, stdin, stdout, stderr) = in_helper(|| {
+            let conn = match &console {
+                Some((_, theirs)) => Some(OwnedFd::from(theirs.try_clone()?)),
+                None => None,
+            };
             let c = rt
                 .create(&skiff_runtime::CreateOptions {
                     id,
@@ -147,12 +164,18 @@ impl RtContainer {
                     no_pivot: true,
                     no_new_keyring: false,
                     preserve_fds: 0,
-                    console_conn: None,
+                    console_conn: conn,
                 })
                 .map_err(rt_err)?;
             Ok(c.pid())
         })?;
-        let pending = Pending::started(pid, stdin, stdout, stderr);
+        let pending = match console {
+            Some((mine, theirs)) => {
+                drop(theirs);
+                Pending::terminal(pid, recv_master(&mine)?)?
+            }
+            None => Pending::started(pid, stdin, stdout, stderr),
+        };
         Ok((
             Self {
                 rt,
@@ -168,16 +191,111 @@ impl RtContainer {
         c.start(&self.rt).map_err(rt_err)
     }
 
-    /// Starts `process` in the container.
+    /// Starts `process` in the container. With `terminal`, the runtime
+    /// sends the pty master to a console socket the agent listens on.
     pub fn exec(&self, process: &Value) -> io::Result<Pending> {
         let p: oci_spec::runtime::Process = serde_json::from_value(process.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("process: {e}")))?;
-        let (pid, stdin, stdout, stderr) = in_helper(|| {
+        let terminal = p.terminal().unwrap_or(false);
+        let sock = terminal.then(|| {
+            static N: AtomicU32 = AtomicU32::new(0);
+            format!(
+                "{STATE_ROOT}/console-{}.sock",
+                N.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        let listener = match &sock {
+            Some(path) => {
+                let _ = fs::remove_file(path);
+                Some(UnixListener::bind(path)?)
+            }
+            None => None,
+        };
+        let r = in_helper(|| {
             let c = self.rt.load(&self.id).map_err(rt_err)?;
-            c.exec(&self.rt, &p, &skiff_runtime::ExecOptions::default())
-                .map_err(rt_err)
-        })?;
-        Ok(Pending::started(pid, stdin, stdout, stderr))
+            c.exec(
+                &self.rt,
+                &p,
+                &skiff_runtime::ExecOptions {
+                    console_socket: sock.as_deref().map(Path::new),
+                    ..Default::default()
+                },
+            )
+            .map_err(rt_err)
+        });
+        if let Some(path) = &sock {
+            let _ = fs::remove_file(path);
+        }
+        let (pid, stdin, stdout, stderr) = r?;
+        match listener {
+            Some(l) => {
+                // The runtime connected and sent the master before the exec
+                // reported: the connection waits in the backlog.
+                l.set_nonblocking(true)?;
+                let (conn, _) = l.accept().map_err(|e| {
+                    io::Error::new(e.kind(), format!("console socket: no connection: {e}"))
+                })?;
+                conn.set_nonblocking(false)?;
+                Pending::terminal(pid, recv_master(&conn)?)
+            }
+            None => Ok(Pending::started(pid, stdin, stdout, stderr)),
+        }
+    }
+}
+
+/// Receives the pty master the runtime sends over a console socket
+/// (SCM_RIGHTS), waiting at most 10 s.
+fn recv_master(sock: &UnixStream) -> io::Result<File> {
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut buf = [0u8; 256];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: recvmsg into local buffers that outlive the call; the header
+    // is zero-initialised and points at them.
+    let fd = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other("console socket: no pty master received"));
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())
+    };
+    // SAFETY: the descriptor was just received and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// A terminal needs the container's own devpts (`/dev/ptmx` is a link to
+/// `pts/ptmx`): add one when the spec has none, so `exec -t` works in any
+/// VM container.
+fn add_devpts(spec: &mut Value) {
+    let mounts = spec["mounts"].as_array();
+    if mounts.is_some_and(|m| {
+        m.iter()
+            .any(|m| m["destination"].as_str() == Some("/dev/pts"))
+    }) {
+        return;
+    }
+    let pts = serde_json::json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]});
+    if let Some(m) = spec["mounts"].as_array_mut() {
+        // After the mount on /dev, whichever it is.
+        let at = m
+            .iter()
+            .position(|m| m["destination"].as_str() == Some("/dev"))
+            .map(|i| i + 1)
+            .unwrap_or(m.len());
+        m.insert(at, pts);
     }
 }
 
