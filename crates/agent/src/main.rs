@@ -24,6 +24,7 @@
 mod proto;
 
 mod container;
+mod pool;
 #[cfg(feature = "runtime")]
 mod rt;
 
@@ -50,9 +51,18 @@ fn log(msg: &str) {
     let _ = writeln!(io::stderr(), "skiff-agent: {msg}");
 }
 
+/// Logs `msg` in debug mode, stamped with the guest's monotonic clock in ms
+/// (continuous across a template save and restore).
 fn debug(msg: &str) {
     if DEBUG.load(Ordering::Relaxed) {
-        log(msg);
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime into a local timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let ms = ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+        log(&format!("[{ms}] {msg}"));
     }
 }
 
@@ -205,7 +215,7 @@ impl Agent {
         for (fd, mut file) in readers {
             let agent = Arc::clone(self);
             let streams = Arc::clone(&streams);
-            thread::spawn(move || {
+            pool::spawn(move || {
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
                     match file.read(&mut buf) {
@@ -225,7 +235,7 @@ impl Agent {
         };
         let stdin = p.stdin.take().map(|mut w| {
             let (tx, rx) = mpsc::channel::<Vec<u8>>();
-            thread::spawn(move || {
+            pool::spawn(move || {
                 while let Ok(data) = rx.recv() {
                     if data.is_empty() || w.write_all(&data).is_err() {
                         break;
@@ -260,7 +270,7 @@ impl Agent {
     /// Sends the exit status of process `n` once its output is drained.
     fn report_exit(self: &Arc<Self>, n: u32, streams: Arc<Streams>, status: i32) {
         let agent = Arc::clone(self);
-        thread::spawn(move || {
+        pool::spawn(move || {
             // Output written just before exit must reach the host before the
             // exit status; background children holding the pipes open only
             // delay this by the grace period.
@@ -313,6 +323,7 @@ impl Agent {
                 power_off();
             }
         };
+        debug(&format!("request {id} done"));
         let msg = match result {
             Ok(v) => Msg::Response {
                 id,
@@ -332,6 +343,7 @@ impl Agent {
         if self.container.lock().unwrap().is_some() {
             return Err(io::Error::other("container already created in this VM"));
         }
+        debug("create: started");
         let mut spec = spec.clone();
         prepare_binds(&mut spec)?;
         let spec = &spec;
@@ -675,6 +687,19 @@ fn power_off() -> ! {
     }
 }
 
+fn req_name(r: &Request) -> &'static str {
+    match r {
+        Request::Create { .. } => "create",
+        Request::Start => "start",
+        Request::Exec { .. } => "exec",
+        Request::Signal { .. } => "signal",
+        Request::Stats => "stats",
+        Request::Pause => "pause",
+        Request::Resume => "resume",
+        Request::Shutdown => "shutdown",
+    }
+}
+
 fn cmdline_has(word: &str) -> bool {
     fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()
@@ -750,6 +775,12 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool)
             }
             agent.unclaimed.lock().unwrap().clear();
         }
+    }
+    #[cfg(feature = "runtime")]
+    if let Err(e) = rt::prefork_create_helper() {
+        log(&format!("fork the create helper: {e}"));
+    }
+    if template {
         // The host saves the VM now (it watches the console for this line)
         // and restores it for each container: everything below runs in the
         // restored guests.
@@ -785,9 +816,10 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool)
         };
         match frame.msg {
             Msg::Request { id, req } => {
+                debug(&format!("request {id}: {}", req_name(&req)));
                 let agent = Arc::clone(&agent);
                 // Requests may block (start waits for exec); stdin keeps flowing.
-                thread::spawn(move || agent.handle(id, req));
+                pool::spawn(move || agent.handle(id, req));
             }
             Msg::Stdin { proc } => agent.stdin(proc, frame.payload),
             Msg::Resize { proc, rows, cols } => agent.resize(proc, rows, cols),
@@ -861,6 +893,9 @@ fn run() -> io::Result<()> {
     });
     let reaper = Arc::clone(&agent);
     thread::spawn(move || reaper.reap());
+    // Request handlers and stdio relays of the first container run on
+    // these (see pool.rs): in a template they are saved already started.
+    pool::prestart(5);
     let template = cmdline.split_whitespace().any(|a| a == "skiff.template");
     serve(agent, port, (kernel_ms, modules_ms), template)
 }

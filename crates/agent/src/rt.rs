@@ -27,6 +27,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 const STATE_ROOT: &str = "/run/skiff/state";
 const BUNDLE: &str = "/run/skiff/bundle";
@@ -45,22 +46,32 @@ fn pipe() -> io::Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// Runs `f` in a forked, single-threaded helper whose fds 0-2 are fresh
-/// pipes; `f` returns the pid of the process it started. Returns that pid
-/// and the agent's ends of the pipes (stdin writer, stdout reader, stderr
-/// reader).
-fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File, File)> {
+/// A forked, single-threaded helper whose fds 0-2 are fresh pipes (the
+/// agent keeps the other ends), reporting one line on `report`.
+struct Helper {
+    pid: i32,
+    /// Write end of the helper's command pipe (a pre-forked helper waits
+    /// for one line on it before it runs its job).
+    cmd: Option<File>,
+    report: File,
+    stdin: File,
+    stdout: File,
+    stderr: File,
+}
+
+/// Forks a helper that runs `f` and reports the pid it returns. With
+/// `wait_cmd`, the helper first waits for a command line (passed to `f`):
+/// a helper forked ahead of time, off the critical path.
+fn fork_helper(wait_cmd: bool, f: impl FnOnce(String) -> io::Result<i32>) -> io::Result<Helper> {
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (mut rep_r, mut rep_w) = pipe()?;
+    let (rep_r, mut rep_w) = pipe()?;
+    let (cmd_r, cmd_w) = pipe()?;
+    let t = std::time::Instant::now();
     // SAFETY: fork(3) (glibc resets its thread list and malloc locks in the
     // child); the child only runs `f` and _exits.
-    let t = std::time::Instant::now();
     let helper = unsafe { libc::fork() };
-    if helper > 0 {
-        crate::debug(&format!("helper forked in {:?}", t.elapsed()));
-    }
     if helper < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -70,7 +81,12 @@ fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File
             // SAFETY: dup2 onto our own stdio (dup2 clears close-on-exec).
             unsafe { libc::dup2(*fd, i as RawFd) };
         }
-        let msg = match f() {
+        drop(cmd_w);
+        let mut line = String::new();
+        if wait_cmd {
+            let _ = io::BufReader::new(cmd_r).read_line(&mut line);
+        }
+        let msg = match f(line.trim_end().to_owned()) {
             Ok(pid) => format!("ok {pid}\n"),
             Err(e) => format!("err {}\n", e.to_string().replace('\n', " ")),
         };
@@ -78,27 +94,84 @@ fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File
         // SAFETY: leave without running the agent's destructors or atexit.
         unsafe { libc::_exit(0) };
     }
-    drop((in_r, out_w, err_w, rep_w));
-    // One line, not EOF: the container's process inherits the write end and
-    // holds it until its execve.
-    let mut msg = String::new();
-    let read = io::BufReader::new(&mut rep_r).read_line(&mut msg);
-    let msg = msg.trim_end().to_owned();
-    // The agent's reaper may collect the helper first; either way it is gone.
-    // SAFETY: waitpid on our own child; ECHILD is fine.
-    unsafe { libc::waitpid(helper, std::ptr::null_mut(), 0) };
-    read?;
-    match msg.split_once(' ') {
-        Some(("ok", pid)) => {
-            let pid = pid
-                .parse()
-                .map_err(|_| io::Error::other(format!("bad helper report {msg:?}")))?;
-            Ok((pid, in_w, out_r, err_r))
+    crate::debug(&format!("helper forked in {:?}", t.elapsed()));
+    drop((in_r, out_w, err_w, rep_w, cmd_r));
+    Ok(Helper {
+        pid: helper,
+        cmd: wait_cmd.then_some(cmd_w),
+        report: rep_r,
+        stdin: in_w,
+        stdout: out_r,
+        stderr: err_r,
+    })
+}
+
+impl Helper {
+    /// Waits for the report: the pid started and the agent's ends of the
+    /// pipes (stdin writer, stdout reader, stderr reader).
+    fn finish(mut self) -> io::Result<(i32, File, File, File)> {
+        let t = std::time::Instant::now();
+        // One line, not EOF: the container's process inherits the write end
+        // and holds it until its execve.
+        let mut msg = String::new();
+        let read = io::BufReader::new(&mut self.report).read_line(&mut msg);
+        let msg = msg.trim_end().to_owned();
+        crate::debug(&format!("helper reported after {:?}", t.elapsed()));
+        // The agent's reaper may collect the helper first; either way it is gone.
+        // SAFETY: waitpid on our own child; ECHILD is fine.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+        read?;
+        match msg.split_once(' ') {
+            Some(("ok", pid)) => {
+                let pid = pid
+                    .parse()
+                    .map_err(|_| io::Error::other(format!("bad helper report {msg:?}")))?;
+                Ok((pid, self.stdin, self.stdout, self.stderr))
+            }
+            Some(("err", e)) => Err(io::Error::other(e.to_owned())),
+            _ => Err(io::Error::other(format!(
+                "runtime helper died without a report ({msg:?})"
+            ))),
         }
-        Some(("err", e)) => Err(io::Error::other(e.to_owned())),
-        _ => Err(io::Error::other(format!(
-            "runtime helper died without a report ({msg:?})"
-        ))),
+    }
+}
+
+/// Runs `f` in a freshly forked helper; see [`Helper::finish`] for the result.
+fn in_helper(f: impl FnOnce() -> io::Result<i32>) -> io::Result<(i32, File, File, File)> {
+    fork_helper(false, |_| f())?.finish()
+}
+
+/// A helper forked ahead of time that creates the container named by its
+/// command line (no terminal): the first container's `create` does not
+/// pay for a fork of the agent (20-50 ms under emulation), and in a VM
+/// template the fork happened before the save.
+static ZYGOTE: Mutex<Option<Helper>> = Mutex::new(None);
+
+/// Forks the create helper ahead of time (see [`ZYGOTE`]).
+pub fn prefork_create_helper() -> io::Result<()> {
+    let h = fork_helper(true, |id| {
+        if id.is_empty() {
+            return Err(io::Error::other("no container id"));
+        }
+        let rt = skiff_runtime::Runtime::new(STATE_ROOT);
+        rt.create(&create_options(&id, None))
+            .map(|c| c.pid())
+            .map_err(rt_err)
+    })?;
+    *ZYGOTE.lock().unwrap() = Some(h);
+    Ok(())
+}
+
+fn create_options(id: &str, console_conn: Option<OwnedFd>) -> skiff_runtime::CreateOptions<'_> {
+    skiff_runtime::CreateOptions {
+        id,
+        bundle: Path::new(BUNDLE),
+        console_socket: None,
+        pid_file: None,
+        no_pivot: true,
+        no_new_keyring: false,
+        preserve_fds: 0,
+        console_conn,
     }
 }
 
@@ -150,25 +223,27 @@ impl RtContainer {
         } else {
             None
         };
-        let (pid, stdin, stdout, stderr) = in_helper(|| {
-            let conn = match &console {
-                Some((_, theirs)) => Some(OwnedFd::from(theirs.try_clone()?)),
-                None => None,
-            };
-            let c = rt
-                .create(&skiff_runtime::CreateOptions {
-                    id,
-                    bundle: Path::new(BUNDLE),
-                    console_socket: None,
-                    pid_file: None,
-                    no_pivot: true,
-                    no_new_keyring: false,
-                    preserve_fds: 0,
-                    console_conn: conn,
-                })
-                .map_err(rt_err)?;
-            Ok(c.pid())
-        })?;
+        let zygote = if console.is_none() && !id.contains(char::is_whitespace) {
+            ZYGOTE.lock().unwrap().take()
+        } else {
+            None
+        };
+        let (pid, stdin, stdout, stderr) = match zygote {
+            Some(mut z) => {
+                if let Some(mut cmd) = z.cmd.take() {
+                    cmd.write_all(format!("{id}\n").as_bytes())?;
+                }
+                z.finish()?
+            }
+            None => in_helper(|| {
+                let conn = match &console {
+                    Some((_, theirs)) => Some(OwnedFd::from(theirs.try_clone()?)),
+                    None => None,
+                };
+                let c = rt.create(&create_options(id, conn)).map_err(rt_err)?;
+                Ok(c.pid())
+            })?,
+        };
         let pending = match console {
             Some((mine, theirs)) => {
                 drop(theirs);

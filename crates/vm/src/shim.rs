@@ -184,6 +184,11 @@ impl Link {
     }
 
     fn request(&self, req: Request, timeout: Duration) -> Result<Value, String> {
+        self.send_request(req)?.wait(self, timeout)
+    }
+
+    /// Sends a request; its answer is collected with [`Sent::wait`].
+    fn send_request(&self, req: Request) -> Result<Sent, String> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         self.pending.lock().unwrap().insert(id, tx);
@@ -192,16 +197,7 @@ impl Link {
             self.pending.lock().unwrap().remove(&id);
             return Err(format!("send request: {e}"));
         }
-        match rx.recv_timeout(timeout) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                self.pending.lock().unwrap().remove(&id);
-                Err(format!(
-                    "no answer from the agent within {timeout:?} to {what}"
-                ))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("agent channel closed".into()),
-        }
+        Ok(Sent { id, rx, what })
     }
 
     /// Sends an exec client its frame, or stashes it until the client is known.
@@ -216,6 +212,30 @@ impl Link {
     }
 }
 
+/// A request sent to the agent, not answered yet.
+struct Sent {
+    id: u64,
+    rx: mpsc::Receiver<Result<Value, String>>,
+    what: String,
+}
+
+impl Sent {
+    /// Waits for the answer.
+    fn wait(self, link: &Link, timeout: Duration) -> Result<Value, String> {
+        let Sent { id, rx, what } = self;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                link.pending.lock().unwrap().remove(&id);
+                Err(format!(
+                    "no answer from the agent within {timeout:?} to {what}"
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("agent channel closed".into()),
+        }
+    }
+}
+
 struct Shim {
     link: Arc<Link>,
     events: mpsc::Receiver<Event>,
@@ -224,6 +244,8 @@ struct Shim {
     plan_channel: PathBuf,
     control: PathBuf,
     qmp: PathBuf,
+    /// The create request sent right after the hello.
+    create: Option<Sent>,
     tty: Option<File>,
     state_dir: PathBuf,
 }
@@ -288,15 +310,10 @@ fn shim_main(plan: &Plan, report: File) -> i32 {
     };
     // Boot succeeded; create the container.
     let t_ready = t0.elapsed();
-    let spec = plan.spec.clone();
-    let created = shim.link.request(
-        Request::Create {
-            id: plan.container_id.clone(),
-            spec,
-            rootfs_tag: "rootfs".into(),
-        },
-        plan.request_timeout,
-    );
+    let created = match shim.create.take() {
+        Some(c) => c.wait(&shim.link, plan.request_timeout),
+        None => Err("create request not sent".to_string()),
+    };
     if let Err(e) = created {
         shim.cleanup();
         send_report(json!({ "error": format!("create: {e}"), "kind": "agent" }));
@@ -486,6 +503,16 @@ fn start_vm(
     ) {
         return Err(("boot", format!("send hello: {e}"), Some(qemu)));
     }
+    // The create request follows the hello at once: the agent reads it as
+    // soon as it has answered, without a round trip through the host.
+    let create = match link.send_request(Request::Create {
+        id: plan.container_id.clone(),
+        spec: plan.spec.clone(),
+        rootfs_tag: "rootfs".into(),
+    }) {
+        Ok(c) => c,
+        Err(e) => return Err(("boot", format!("send create: {e}"), Some(qemu))),
+    };
     let boot_info = loop {
         let left = deadline.saturating_sub(t0.elapsed());
         match events.recv_timeout(left.min(Duration::from_millis(200))) {
@@ -543,6 +570,7 @@ fn start_vm(
         qmp: qmp_path,
         tty: None,
         state_dir: plan.state_dir.clone(),
+        create: Some(create),
     })
 }
 
