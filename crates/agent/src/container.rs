@@ -231,6 +231,7 @@ impl Pending {
 
     /// A process already running whose stdio is the pty `master` (the
     /// runtime's console-socket path).
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub fn terminal(pid: i32, master: File) -> io::Result<Self> {
         Ok(Pending {
             pid,

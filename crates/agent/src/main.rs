@@ -15,9 +15,13 @@
 //!
 //! Containers are built with skiff-runtime (`rt.rs`, cargo feature
 //! `runtime`, on by default): caps, seccomp, namespaces, cgroups as on the
-//! host. Processes with a terminal, and builds without the feature, use the
-//! minimal built-in setup of `container.rs`. Built static (`crt-static`), the
-//! agent avoids NSS functions.
+//! host, terminals included (the pty master comes over the runtime's
+//! console socket). Builds without the feature use the minimal built-in
+//! setup of `container.rs`. In a VM template (`skiff.template` on the
+//! kernel command line) the agent runs a warm-up container, pre-starts
+//! worker threads and forks the create helper before announcing that it
+//! can be saved; the host's hello then brings the clock and a fresh RNG
+//! seed. Built static (`crt-static`), the agent avoids NSS functions.
 
 #[path = "../../vm/src/proto.rs"]
 #[allow(dead_code)]
@@ -700,6 +704,7 @@ fn req_name(r: &Request) -> &'static str {
     }
 }
 
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 fn cmdline_has(word: &str) -> bool {
     fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()
