@@ -13,7 +13,8 @@
 #                (pure v1 as the runtimes see it; crun accepts that layout)
 #   --cgroup2    run in a private mount namespace whose /sys/fs/cgroup is a
 #                cgroup2 mount only (pure unified, as on current distros)
-# Env:   SKIFF (default target/release/skiff, built if missing), RUNC, CRUN.
+# Env:   SKIFF (default target/dist/skiff, the static build of scripts/build.sh,
+#        rebuilt when out of date), RUNC, CRUN.
 #
 # Host note: crun 1.8 refuses a hybrid cgroup layout whose cgroup2 mount holds
 # the hugetlb controller (as on the reference machine).  Unless
@@ -52,7 +53,10 @@ while [ $# -gt 0 ]; do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-SKIFF=${SKIFF:-$repo/target/release/skiff}
+if [ -z "${SKIFF:-}" ]; then
+  echo "building skiff (scripts/build.sh --runtime-only)..."
+  SKIFF=$(bash "$repo/scripts/build.sh" --runtime-only)
+fi
 RUNC=${RUNC:-$(command -v runc || true)}
 CRUN=${CRUN:-$(command -v crun || true)}
 
@@ -60,10 +64,6 @@ CRUN=${CRUN:-$(command -v crun || true)}
 for t in hyperfine python3 /usr/bin/time busybox; do
   command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh installs it)" >&2; exit 1; }
 done
-if [ ! -x "$SKIFF" ]; then
-  echo "building release skiff..."
-  (cd "$repo" && cargo build --release -p skiff)
-fi
 
 work=$(mktemp -d /tmp/skiff-bench-XXXXXX)
 # Container state on a tmpfs for every runtime, as /run is on a normal host

@@ -10,8 +10,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 # busybox-static is what gets embedded; install it (and the rest) when missing.
 [ -x /bin/busybox ] || bash scripts/deps.sh
-cargo build --release -p skiff
-SKIFF=target/release/skiff
+# target/dist/: the runtime linked statically + skiff-tools (scripts/build.sh)
+SKIFF=$(bash scripts/build.sh)
 STORE=${SKIFF_STORE:-/var/lib/skiff}
 echo "+ skiff image pull skiff/default   (built from the embedded busybox, no network)"
 "$SKIFF" --store "$STORE" image pull -q skiff/default

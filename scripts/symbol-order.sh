@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Regenerates crates/skiff/symbol-order.txt: the functions of the release
-# `skiff` binary that create/start/state/delete/run execute, in first-run
-# order, from valgrind (lackey) superblock traces. crates/skiff/build.rs
+# `skiff` binary (the static one of scripts/build.sh: its symbol names carry
+# that build's crate hashes) that create/start/state/delete/run execute, in
+# first-run order, from valgrind (lackey) superblock traces. crates/skiff/build.rs
 # hands the list to the linker so that this code is laid out together
 # (less of the binary resident on every container start).
 #
 # Usage (root, needs valgrind): scripts/symbol-order.sh
-# Then rebuild (cargo build --release -p skiff) and compare peak RSS with
+# Then rebuild (scripts/build.sh) and compare peak RSS with
 # bench/runtime.sh.  valgrind lacks openat2, so the init's mount setup is
 # traced only up to its first mount.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release -p skiff --manifest-path "$repo/Cargo.toml"
-bin=$repo/target/release/skiff
+if [ -n "${SKIFF_BIN:-}" ]; then
+  bin=$SKIFF_BIN
+else
+  bin=$(bash "$repo/scripts/build.sh" --runtime-only)
+fi
 work=$(mktemp -d /tmp/skiff-symorder-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bundle/rootfs" "$work/state"

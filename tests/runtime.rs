@@ -2615,3 +2615,67 @@ fn root_path_absolute() {
     assert_eq!(out.stdout, "template\n");
     c.finish();
 }
+
+// ---------------------------------------------------------------- static build
+
+/// `scripts/build.sh` (what the demo, the benchmarks and users run) links
+/// the runtime statically, libseccomp included, without a dynamic loader:
+/// the result runs a container whose seccomp profile is enforced, and
+/// create/start/state/delete work through it.
+#[test]
+fn static_release_build_runs_a_container_with_seccomp() {
+    if !need_root() {
+        return;
+    }
+    if !is_skiff() {
+        skip("the static build is skiff's own");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dest = temp_dir("static-build");
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/build.sh"))
+        .arg("--runtime-only")
+        .arg(dest.path())
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("bash scripts/build.sh");
+    assert!(
+        out.status.success(),
+        "scripts/build.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = dest.path().join("skiff");
+    let elf = fs::read(&bin).unwrap();
+    let static_build = !String::from_utf8_lossy(&out.stderr).contains("skiff stays dynamic");
+    if static_build {
+        // No PT_INTERP program header: no dynamic loader, no shared library.
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+        let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+        let interp = (0..phnum).any(|i| {
+            let o = phoff + i * phentsize;
+            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
+        });
+        assert!(!interp, "{} asks for a dynamic loader", bin.display());
+    } else {
+        skip("no static libseccomp.a here: scripts/build.sh built a dynamic skiff");
+    }
+    let mut c = Container::new("static");
+    c.bin = bin;
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    c.sh("mkdir /tmp/x 2>&1; echo rc=$?; hostname");
+    c.config["hostname"] = json!("static-box");
+    c.create().assert_ok("create");
+    assert_eq!(c.status().as_deref(), Some("created"));
+    c.start().assert_ok("start");
+    c.wait_status("stopped", SEC5);
+    let out = c.container_stdout();
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(out.contains("static-box"), "{out}");
+    c.finish();
+}

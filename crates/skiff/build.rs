@@ -1,6 +1,9 @@
 //! Link options of the `skiff` runtime binary:
 //!
-//! - non-PIE: every container start runs it, and a PIE this size spends its
+//! - non-PIE (unless built with `crt-static`, where rustc picks the static
+//!   link mode from `-C relocation-model`; `scripts/build.sh` asks for
+//!   `static`, i.e. a non-PIE fully static executable): every container
+//!   start runs it, and a PIE this size spends its
 //!   startup applying ~30,000 relative relocations (and keeps those pages
 //!   resident);
 //! - in release builds with rust-lld (Rust >= 1.90 on x86_64 Linux), the
@@ -13,7 +16,13 @@
 use std::path::Path;
 
 fn main() {
-    println!("cargo:rustc-link-arg-bins=-no-pie");
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if !features.split(',').any(|f| f == "crt-static") {
+        // With crt-static, rustc links `-static-pie` (PIC) or `-static`
+        // (relocation-model=static) itself; `-no-pie` on top of
+        // `-static-pie` makes a broken executable.
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     println!("cargo:rerun-if-changed=symbol-order.txt");
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
     let target = std::env::var("TARGET").unwrap_or_default();

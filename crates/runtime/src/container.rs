@@ -697,7 +697,7 @@ fn state_json(saved: &Saved, status: Status) -> serde_json::Value {
         "bundle": saved.bundle,
         "rootfs": saved.rootfs,
         "created": saved.created,
-        "owner": saved.owner,
+        "owner": state::owner_display(&saved.owner),
         "annotations": saved.annotations(),
     })
 }
@@ -817,7 +817,7 @@ impl Runtime {
             bundle: bundle.clone(),
             rootfs: rootfs.clone(),
             created: state::now_rfc3339(),
-            owner: state::owner_name(),
+            owner: state::owner_uid(),
             creating: true,
             cgroups_path: cgroups_path.clone(),
             systemd_cgroup: self.systemd_cgroup,
@@ -1006,7 +1006,7 @@ impl Runtime {
             bundle: bundle.clone(),
             rootfs,
             created: state::now_rfc3339(),
-            owner: state::owner_name(),
+            owner: state::owner_uid(),
             creating: true,
             cgroups_path: None,
             systemd_cgroup: false,

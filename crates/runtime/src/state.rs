@@ -300,10 +300,25 @@ pub fn now_rfc3339() -> String {
     )
 }
 
-/// Name of the effective user (from /etc/passwd without NSS), or the uid.
-pub fn owner_name() -> String {
+/// The owner recorded at `create`: the effective uid. The name is looked
+/// up only when shown ([`owner_display`]), not on the start path.
+pub fn owner_uid() -> String {
     // SAFETY: geteuid has no failure modes.
-    let uid = unsafe { libc::geteuid() };
+    unsafe { libc::geteuid() }.to_string()
+}
+
+/// The owner as `list`/`state` show it: a recorded uid becomes the user's
+/// name (from /etc/passwd without NSS, as runc shows it); anything else
+/// (a name recorded by an older skiff) is shown as it is.
+pub fn owner_display(owner: &str) -> String {
+    match owner.parse::<u32>() {
+        Ok(uid) => owner_name(uid),
+        Err(_) => owner.to_string(),
+    }
+}
+
+/// Name of user `uid` (from /etc/passwd without NSS), or the uid.
+pub fn owner_name(uid: u32) -> String {
     if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
         for line in passwd.lines() {
             let mut f = line.split(':');

@@ -19,6 +19,45 @@ const GLOBAL_WITH_VALUE: &[&str] = &[
     "--store",
 ];
 
+/// Every global flag (see `skiff::Global`).
+const GLOBAL_FLAGS: &[&str] = &[
+    "--root",
+    "--log",
+    "--log-format",
+    "--debug",
+    "--systemd-cgroup",
+    "--rootless",
+    "--criu",
+    "--isolation",
+    "--store",
+];
+
+/// True when a global flag (`--root X`, `--debug`, `--store=Y`...) comes
+/// after the subcommand in `argv` (with argv[0]), before any `--`. runc
+/// accepts global flags before the subcommand only; skiff accepts both.
+pub fn globals_after_command(argv: &[OsString]) -> bool {
+    let mut args = argv.iter().skip(1).map(|a| a.as_encoded_bytes());
+    // Skip the leading global flags up to the subcommand.
+    while let Some(s) = args.next() {
+        if s == b"--" {
+            return false;
+        }
+        if s.starts_with(b"-") {
+            if GLOBAL_WITH_VALUE.iter().any(|g| s == g.as_bytes()) {
+                args.next();
+            }
+            continue;
+        }
+        break;
+    }
+    args.take_while(|s| *s != b"--").any(|s| {
+        GLOBAL_FLAGS.iter().any(|g| {
+            let g = g.as_bytes();
+            s == g || (s.starts_with(g) && s.get(g.len()) == Some(&b'='))
+        })
+    })
+}
+
 /// True when `argv` (with argv[0]) names a command of `skiff-tools`:
 /// `image ...`, `registry ...`, or `run ... --image REF ...`.
 pub fn wants_tools(argv: &[OsString]) -> bool {
@@ -124,7 +163,7 @@ pub fn exec_tools() -> ! {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize_args, wants_tools};
+    use super::{globals_after_command, normalize_args, wants_tools};
     use std::ffi::OsString;
 
     fn argv(s: &str) -> Vec<OsString> {
@@ -132,6 +171,25 @@ mod tests {
             .chain(s.split_whitespace())
             .map(OsString::from)
             .collect()
+    }
+
+    #[test]
+    fn finds_global_flags_after_the_command() {
+        assert!(!globals_after_command(&argv(
+            "--root /r --debug create -b b id"
+        )));
+        assert!(!globals_after_command(&argv("--log /l state id")));
+        assert!(globals_after_command(&argv("state id --root /r")));
+        assert!(globals_after_command(&argv(
+            "--debug run -d --image x --store=/s"
+        )));
+        assert!(globals_after_command(&argv("delete --debug id")));
+        // not a flag of ours, or the container's own command line
+        assert!(!globals_after_command(&argv("exec id ls --rootfs")));
+        assert!(!globals_after_command(&argv(
+            "run --image x n -- ls --root /"
+        )));
+        assert!(!globals_after_command(&argv("--root /r")));
     }
 
     #[test]

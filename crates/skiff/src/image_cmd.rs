@@ -13,6 +13,7 @@ use skiff_image::reference::Reference;
 use skiff_image::store::Store;
 use skiff_image::{archive, auth, container};
 
+use crate::runtime_cmd::ImageRunArgs;
 use crate::Global;
 
 /// `skiff image <command>`.
@@ -129,53 +130,6 @@ pub enum ImageCommand {
         /// `<store>/containers/<name>` (canonical path).
         bundle: PathBuf,
     },
-}
-
-/// Extra options of `skiff run --image REF` (flattened into `run`'s arguments).
-#[derive(clap::Args, Debug, Default)]
-pub struct ImageRunArgs {
-    /// Delete the container's bundle and rootfs when it exits.
-    #[arg(long, requires = "image")]
-    pub rm: bool,
-    /// Allocate a terminal.
-    #[arg(short = 't', long, requires = "image")]
-    pub tty: bool,
-    /// Keep stdin open (accepted with -t; stdin is always passed through).
-    #[arg(short = 'i', long, requires = "image")]
-    pub interactive: bool,
-    /// Set an environment variable (K=V, or K to copy ours).
-    #[arg(short = 'e', long = "env", requires = "image")]
-    pub env: Vec<String>,
-    /// Bind mount SRC:DST[:ro].
-    #[arg(short = 'v', long = "volume", requires = "image")]
-    pub volume: Vec<String>,
-    /// Memory limit (e.g. 512m, 1g).
-    #[arg(short = 'm', long, requires = "image")]
-    pub memory: Option<String>,
-    /// User (name, uid, uid:gid, name:group).
-    #[arg(short = 'u', long, requires = "image")]
-    pub user: Option<String>,
-    /// Working directory.
-    #[arg(short = 'w', long, requires = "image")]
-    pub workdir: Option<String>,
-    /// Replace the image's entrypoint.
-    #[arg(long, requires = "image")]
-    pub entrypoint: Option<String>,
-    /// Container hostname (default: the container name).
-    #[arg(long, requires = "image")]
-    pub hostname: Option<String>,
-    /// Mount the root filesystem read-only.
-    #[arg(long, requires = "image")]
-    pub read_only: bool,
-    /// Platform to pull (os/arch[/variant]).
-    #[arg(long, requires = "image")]
-    pub platform: Option<String>,
-    /// Allow plain HTTP to the image's registry.
-    #[arg(long, requires = "image")]
-    pub insecure: bool,
-    /// Pull policy: missing (default), always or never.
-    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
-    pub pull: String,
 }
 
 fn client_opts(

@@ -8,51 +8,83 @@
 //!   `skiff run --image ...` exec it (see [`dispatch`]), so users still type
 //!   one command.
 //!
+//! The `tools` feature (default) builds `skiff-tools` and its image and
+//! registry dependencies; `--no-default-features` builds the runtime alone
+//! (what `scripts/build.sh` links statically).
+//!
 //! No logic worth testing lives here: each command parses its flags and
 //! calls `skiff-runtime`, `skiff-image` or `skiff-registry`.
 
 pub mod dispatch;
+#[cfg(feature = "tools")]
 pub mod image_cmd;
+#[cfg(feature = "tools")]
 pub mod registry_cmd;
 pub mod runtime_cmd;
 
 use std::path::PathBuf;
 
-/// Global options shared by every command (runc's global flags plus skiff's own).
-#[derive(clap::Args, Debug, Clone)]
-pub struct Global {
+/// Defines [`Global`] (flags accepted anywhere on the command line, as
+/// clap's `global = true` args) and [`LeadingGlobal`] (the same flags,
+/// accepted before the subcommand only, as runc takes them) from one list.
+///
+/// The two exist for speed: clap copies every `global` arg into every
+/// subcommand when it builds the parser, which was 40% of the runtime's
+/// heap at start (46 page faults on every container command). Callers such
+/// as containerd and podman put global flags first, so the cheaper parser
+/// is used unless a global flag follows the subcommand
+/// ([`dispatch::globals_after_command`]).
+macro_rules! global_flags {
+    ($( $(#[doc = $doc:literal])* #[arg($($a:tt)*)] pub $f:ident: $t:ty, )*) => {
+        /// Global options shared by every command (runc's global flags plus
+        /// skiff's own), accepted before or after the subcommand.
+        #[derive(clap::Args, Debug, Clone)]
+        pub struct Global {
+            $( $(#[doc = $doc])* #[arg(global = true, $($a)*)] pub $f: $t, )*
+        }
+
+        /// [`Global`]'s flags, accepted before the subcommand only.
+        #[derive(clap::Args, Debug, Clone)]
+        pub struct LeadingGlobal {
+            $( $(#[doc = $doc])* #[arg($($a)*)] pub $f: $t, )*
+        }
+
+        impl From<LeadingGlobal> for Global {
+            fn from(g: LeadingGlobal) -> Self {
+                Global { $( $f: g.$f, )* }
+            }
+        }
+    };
+}
+
+global_flags! {
     /// Root directory for container state (tmpfs recommended).
-    #[arg(long, global = true, default_value = "/run/skiff", env = "SKIFF_ROOT")]
+    #[arg(long, default_value = "/run/skiff", env = "SKIFF_ROOT")]
     pub root: PathBuf,
     /// Log file for errors and debug output (default: stderr).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Log format: text or json (runc's JSON lines, read by containerd).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
     /// Enable debug output.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Use systemd to manage cgroups.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub criu: Option<String>,
     /// Default isolation for containers without a `run.skiff.isolation`
     /// annotation: namespace (default) or vm.
-    #[arg(long, global = true, env = "SKIFF_ISOLATION", value_parser = ["namespace", "vm"])]
+    #[arg(long, env = "SKIFF_ISOLATION", value_parser = ["namespace", "vm"])]
     pub isolation: Option<String>,
     /// Directory for image content and snapshots.
-    #[arg(
-        long,
-        global = true,
-        default_value = "/var/lib/skiff",
-        env = "SKIFF_STORE"
-    )]
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_STORE")]
     pub store: PathBuf,
 }
 
@@ -65,16 +97,46 @@ pub struct Global {
     version = runtime_cmd::VERSION,
     disable_version_flag = true
 )]
-pub struct Cli<C: clap::Subcommand> {
+pub struct Cli<C: clap::Subcommand, G: clap::Args = Global> {
     /// Global flags.
     #[command(flatten)]
-    pub global: Global,
+    pub global: G,
     /// Print version information.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
     /// The command.
     #[command(subcommand)]
     pub command: C,
+}
+
+impl<C: clap::Subcommand> Cli<C> {
+    /// Parses `argv` (with argv[0]; exits with clap's message and code on
+    /// bad usage) into the global flags and the command, with the cheaper
+    /// [`LeadingGlobal`] parser unless a global flag follows the subcommand.
+    pub fn parse_argv(argv: &[std::ffi::OsString]) -> (Global, C) {
+        if dispatch::globals_after_command(argv) {
+            let cli = parse::<Cli<C, Global>>(argv);
+            (cli.global, cli.command)
+        } else {
+            let cli = parse::<Cli<C, LeadingGlobal>>(argv);
+            (cli.global.into(), cli.command)
+        }
+    }
+}
+
+/// Like `clap::Parser::parse_from`, but without freeing the parser
+/// afterwards: the process is short-lived, and dropping clap's tree of
+/// every subcommand's arguments was a quarter of the parse's instructions.
+fn parse<P: clap::Parser>(argv: &[std::ffi::OsString]) -> P {
+    let mut cmd = P::command();
+    let mut matches = cmd
+        .try_get_matches_from_mut(argv)
+        .unwrap_or_else(|e| e.exit());
+    let parsed =
+        P::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    std::mem::forget(matches);
+    std::mem::forget(cmd);
+    parsed
 }
 
 /// Exits with the command's exit code, or reports its error the way runc

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use skiff::{dispatch, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
@@ -36,9 +36,8 @@ fn main() {
     if dispatch::wants_tools(&argv) {
         dispatch::exec_tools();
     }
-    let cli = Cli::<Command>::parse_from(&argv);
-    let global = cli.global;
-    let result = match cli.command {
+    let (global, command) = Cli::<Command>::parse_argv(&argv);
+    let result = match command {
         Command::Runtime(cmd) => {
             runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())
         }

@@ -10,18 +10,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use skiff_runtime::{CreateOptions, ExecOptions, Runtime};
 
-use crate::{image_cmd, Global};
+use crate::Global;
 
 /// How `run --image` is carried out: `skiff-tools` pulls and unpacks the
 /// image; the runtime-only `skiff` execs `skiff-tools`.
-pub type RunImage = fn(
-    &Global,
-    &str,
-    Option<String>,
-    Vec<String>,
-    bool,
-    image_cmd::ImageRunArgs,
-) -> anyhow::Result<i32>;
+pub type RunImage =
+    fn(&Global, &str, Option<String>, Vec<String>, bool, ImageRunArgs) -> anyhow::Result<i32>;
 
 /// `skiff --version` text (runc's format, with the runtime-spec version).
 pub const VERSION: &str = concat!(
@@ -81,7 +75,7 @@ pub enum RuntimeCommand {
         #[arg(long)]
         image: Option<String>,
         #[command(flatten)]
-        image_args: image_cmd::ImageRunArgs,
+        image_args: ImageRunArgs,
         /// Container id (generated for --image when omitted).
         id: Option<String>,
         /// Command for --image (after `--`).
@@ -397,14 +391,6 @@ fn console_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(a), OwnedFd::from(b)))
 }
 
-fn wants_terminal(bundle: &Path) -> bool {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
-        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
-        .unwrap_or(false)
-}
-
 /// Blocks the signals `wait_forwarding` forwards (it blocks the same set
 /// again), so that one arriving between start and the wait stays pending
 /// and is forwarded instead of killing the runtime with the container left
@@ -423,7 +409,14 @@ fn run(
     keep: bool,
 ) -> anyhow::Result<i32> {
     let _ = g;
-    let proxy = !detach && flags.console_socket.is_none() && wants_terminal(&flags.bundle);
+    // config.json is read and parsed once: `create_with` takes the result.
+    let (bundle, spec) = Runtime::load_bundle(&flags.bundle)?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let proxy = !detach && flags.console_socket.is_none() && terminal;
     let (ours, theirs) = if proxy {
         let (a, b) = console_pair()?;
         (Some(a), Some(b))
@@ -433,7 +426,7 @@ fn run(
     if !detach {
         skiff_runtime::container::set_subreaper();
     }
-    let mut c = rt.create(&create_opts(flags, id, theirs))?;
+    let mut c = rt.create_with(&create_opts(flags, id, theirs), bundle, spec)?;
     let master = match &ours {
         Some(sock) => Some(skiff_runtime::linux::console::recv_fd(
             std::os::fd::AsRawFd::as_raw_fd(sock),
@@ -961,4 +954,51 @@ pub fn log_error(g: &Global, err: &anyhow::Error) {
         }
     }
     eprintln!("skiff: {msg}");
+}
+
+/// Extra options of `skiff run --image REF` (flattened into `run`'s arguments).
+#[derive(clap::Args, Debug, Default)]
+pub struct ImageRunArgs {
+    /// Delete the container's bundle and rootfs when it exits.
+    #[arg(long, requires = "image")]
+    pub rm: bool,
+    /// Allocate a terminal.
+    #[arg(short = 't', long, requires = "image")]
+    pub tty: bool,
+    /// Keep stdin open (accepted with -t; stdin is always passed through).
+    #[arg(short = 'i', long, requires = "image")]
+    pub interactive: bool,
+    /// Set an environment variable (K=V, or K to copy ours).
+    #[arg(short = 'e', long = "env", requires = "image")]
+    pub env: Vec<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short = 'v', long = "volume", requires = "image")]
+    pub volume: Vec<String>,
+    /// Memory limit (e.g. 512m, 1g).
+    #[arg(short = 'm', long, requires = "image")]
+    pub memory: Option<String>,
+    /// User (name, uid, uid:gid, name:group).
+    #[arg(short = 'u', long, requires = "image")]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long, requires = "image")]
+    pub workdir: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long, requires = "image")]
+    pub entrypoint: Option<String>,
+    /// Container hostname (default: the container name).
+    #[arg(long, requires = "image")]
+    pub hostname: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long, requires = "image")]
+    pub read_only: bool,
+    /// Platform to pull (os/arch[/variant]).
+    #[arg(long, requires = "image")]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to the image's registry.
+    #[arg(long, requires = "image")]
+    pub insecure: bool,
+    /// Pull policy: missing (default), always or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
 }

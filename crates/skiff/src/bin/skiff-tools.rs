@@ -2,7 +2,7 @@
 //! registry). `skiff` execs it for `image`, `registry` and `run --image`;
 //! it also accepts every runtime command itself.
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use skiff::{dispatch, image_cmd, registry_cmd, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
@@ -18,9 +18,9 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::<Command>::parse_from(dispatch::normalize_args(std::env::args_os().collect()));
-    let global = cli.global;
-    let result = match cli.command {
+    let argv = dispatch::normalize_args(std::env::args_os().collect());
+    let (global, command) = Cli::<Command>::parse_argv(&argv);
+    let result = match command {
         Command::Runtime(cmd) => runtime_cmd::main(&global, cmd, image_cmd::run_image),
         Command::Image(args) => image_cmd::main(&global, args),
         Command::Registry(args) => registry_cmd::main(&global, args),
