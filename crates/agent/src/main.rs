@@ -289,7 +289,8 @@ impl Agent {
                 id: cid,
                 spec,
                 rootfs_tag,
-            } => self.create(&cid, &spec, &rootfs_tag),
+                rootfs_type,
+            } => self.create(&cid, &spec, &rootfs_tag, rootfs_type.as_deref()),
             Request::Start => self.start(),
             Request::Exec { process } => match self.exec(&process) {
                 Ok((n, pending)) => {
@@ -343,7 +344,13 @@ impl Agent {
         self.send(&msg, &[]);
     }
 
-    fn create(self: &Arc<Self>, cid: &str, spec: &Value, tag: &str) -> io::Result<Value> {
+    fn create(
+        self: &Arc<Self>,
+        cid: &str,
+        spec: &Value,
+        tag: &str,
+        fstype: Option<&str>,
+    ) -> io::Result<Value> {
         if self.container.lock().unwrap().is_some() {
             return Err(io::Error::other("container already created in this VM"));
         }
@@ -352,13 +359,16 @@ impl Agent {
         prepare_binds(&mut spec)?;
         let spec = &spec;
         let t = Instant::now();
-        mount(
-            tag,
-            ROOTFS,
-            "9p",
-            0,
-            "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
-        )?;
+        match fstype.unwrap_or("9p") {
+            "virtiofs" => mount(tag, ROOTFS, "virtiofs", 0, "")?,
+            _ => mount(
+                tag,
+                ROOTFS,
+                "9p",
+                0,
+                "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
+            )?,
+        }
         debug(&format!("rootfs mounted in {:?}", t.elapsed()));
         let cspec = container::parse_container(spec, ROOTFS)?;
         #[cfg(feature = "runtime")]

@@ -24,7 +24,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Modules the agent needs (virtio transport, the channel, the rootfs share).
-pub const MODULES: &[&str] = &["virtio_mmio", "virtio_console", "9pnet_virtio", "9p"];
+pub const MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_console",
+    "9pnet_virtio",
+    "9p",
+    "virtiofs",
+];
 
 /// Writes newc ("070701") cpio archives.
 #[derive(Default)]

@@ -42,6 +42,10 @@ pub const MEMORY_ANNOTATION: &str = "run.skiff.vm.memory_mib";
 pub const VCPUS_ANNOTATION: &str = "run.skiff.vm.vcpus";
 /// Annotation overriding the boot deadline in seconds.
 pub const BOOT_TIMEOUT_ANNOTATION: &str = "run.skiff.vm.boot_timeout";
+/// Annotation choosing how the rootfs reaches the guest: `9p` (default) or
+/// `virtiofs` (QEMU's virtiofsd; no VM templates: vhost-user-fs devices
+/// cannot be migrated). `$SKIFF_VM_ROOTFS` sets the default.
+pub const ROOTFS_ANNOTATION: &str = "run.skiff.vm.rootfs";
 /// Annotation turning VM templates off (`false`) for one container: it then
 /// boots its kernel instead of being restored from a template
 /// (`$SKIFF_VM_TEMPLATE=0` does the same for every container).
@@ -308,6 +312,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         vcpus: guest_vcpus(spec)?,
         accel,
         rootfs,
+        virtiofs: None,
         channel: sock_path(opts.state_dir, "agent.sock"),
         console_log: opts.state_dir.join("console.log"),
         debug: opts.debug,
@@ -317,7 +322,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     };
     if opts.debug {
         eprintln!(
-            "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs=9p:{}",
+            "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs={}",
             accel.name(),
             cfg.kernel.display(),
             kernel.release.as_deref().unwrap_or("?"),
@@ -339,6 +344,37 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     let shares = share_binds(&mut spec_json, opts.bundle)?;
     let mut cfg = cfg;
     cfg.shares = shares;
+    let rootfs_kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
+        .or_else(|| std::env::var("SKIFF_VM_ROOTFS").ok())
+        .unwrap_or_else(|| "9p".into());
+    let virtiofsd = match rootfs_kind.as_str() {
+        "9p" => None,
+        "virtiofs" => {
+            let bin = std::env::var("SKIFF_VIRTIOFSD")
+                .ok()
+                .map(PathBuf::from)
+                .or_else(|| {
+                    let d = PathBuf::from("/usr/lib/qemu/virtiofsd");
+                    d.exists().then_some(d)
+                })
+                .or_else(|| find_in_path("virtiofsd"))
+                .ok_or_else(|| {
+                    Error::NotFound(
+                        "virtiofsd (/usr/lib/qemu/virtiofsd, $SKIFF_VIRTIOFSD or PATH) for \
+                         run.skiff.vm.rootfs=virtiofs"
+                            .into(),
+                    )
+                })?;
+            cfg.virtiofs = Some(sock_path(opts.state_dir, "virtiofs.sock"));
+            Some(bin)
+        }
+        other => {
+            return Err(Error::Spec {
+                field: format!("annotations.{ROOTFS_ANNOTATION}"),
+                message: format!("{other:?}: expected 9p or virtiofs"),
+            })
+        }
+    };
     let templates_on = annotation::<bool>(spec, TEMPLATE_ANNOTATION)?.unwrap_or(true)
         && !matches!(
             std::env::var("SKIFF_VM_TEMPLATE").as_deref(),
@@ -347,12 +383,16 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     let template_key = templates_on.then(|| template::key(&cfg)).flatten();
     if opts.debug {
         eprintln!(
-            "skiff-vm: template key {}",
-            template_key.as_deref().unwrap_or(if templates_on {
-                "none (hypervisor parameters given)"
-            } else {
-                "none (templates off)"
-            })
+            "skiff-vm: rootfs share {rootfs_kind}; template key {}",
+            template_key
+                .as_deref()
+                .unwrap_or(if cfg.virtiofs.is_some() {
+                    "none (virtio-fs rootfs: vhost-user-fs devices cannot be migrated)"
+                } else if templates_on {
+                    "none (hypervisor parameters given)"
+                } else {
+                    "none (templates off)"
+                })
         );
     }
     shim::launch(shim::Plan {
@@ -366,6 +406,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         terminal,
         debug: opts.debug,
         template_key,
+        virtiofsd,
     })
 }
 

@@ -103,6 +103,9 @@ pub enum Request {
         spec: serde_json::Value,
         /// 9p/virtio-fs tag of the shared rootfs.
         rootfs_tag: String,
+        /// File system of the rootfs share: `9p` (default) or `virtiofs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rootfs_type: Option<String>,
     },
     /// Let the init process exec the user program.
     Start,

@@ -71,6 +71,9 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Host directory shared as the rootfs.
     pub rootfs: PathBuf,
+    /// Share the rootfs with virtio-fs through the virtiofsd listening on
+    /// this socket (guest RAM then lives in a shared memfd); 9p when `None`.
+    pub virtiofs: Option<PathBuf>,
     /// Unix socket path of the agent channel (QEMU listens).
     pub channel: PathBuf,
     /// Console log file.
@@ -203,14 +206,39 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         ),
         "-device".into(),
         "virtserialport,chardev=agent,name=skiff.0".into(),
-        "-fsdev".into(),
-        format!(
-            "local,id=rootfs,path={},security_model=passthrough",
-            share_path(&cfg.rootfs)
-        ),
-        "-device".into(),
-        "virtio-9p-device,fsdev=rootfs,mount_tag=rootfs".into(),
     ];
+    match &cfg.virtiofs {
+        None => a.extend([
+            "-fsdev".into(),
+            format!(
+                "local,id=rootfs,path={},security_model=passthrough",
+                share_path(&cfg.rootfs)
+            ),
+            "-device".into(),
+            "virtio-9p-device,fsdev=rootfs,mount_tag=rootfs".into(),
+        ]),
+        Some(sock) => {
+            // vhost-user: virtiofsd maps guest RAM, which must be shared.
+            if let Some(i) = a.iter().position(|x| x == "-M") {
+                a[i + 1] = format!("{},memory-backend=skiff-mem", a[i + 1]);
+            }
+            a.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=skiff-mem,size={}M,share=on",
+                    cfg.memory_mib
+                ),
+                "-chardev".into(),
+                format!("socket,id=virtiofs,path={}", share_path(sock)),
+                "-device".into(),
+                "vhost-user-fs-device,chardev=virtiofs,tag=rootfs".into(),
+                // libvhost-user (virtiofsd) refuses legacy virtio devices,
+                // microvm's virtio-mmio default.
+                "-global".into(),
+                "virtio-mmio.force-legacy=false".into(),
+            ]);
+        }
+    }
     for sh in &cfg.shares {
         a.push("-fsdev".into());
         a.push(format!(
@@ -281,6 +309,7 @@ fn probe_kvm(qemu: &Path, kernel: &crate::kernel::Kernel, initrd: &Path) -> Resu
         vcpus: 1,
         accel: Accel::Kvm,
         rootfs: dir.clone(),
+        virtiofs: None,
         channel: dir.join(format!("kvm-probe-{}.sock", std::process::id())),
         console_log: log.clone(),
         debug: false,

@@ -54,6 +54,8 @@ pub(crate) struct Plan {
     pub debug: bool,
     /// Template key when the VM may be restored from a template.
     pub template_key: Option<String>,
+    /// virtiofsd binary, when the rootfs is shared with virtio-fs.
+    pub virtiofsd: Option<PathBuf>,
 }
 
 /// Raw write to a descriptor, safe to use after fork.
@@ -246,6 +248,8 @@ struct Shim {
     qmp: PathBuf,
     /// The create request sent right after the hello.
     create: Option<Sent>,
+    /// The virtio-fs daemon of the rootfs, if any.
+    virtiofsd: Option<Child>,
     tty: Option<File>,
     state_dir: PathBuf,
 }
@@ -448,6 +452,13 @@ fn start_vm(
             )
         }
     };
+    let virtiofsd = match &vm.virtiofs {
+        Some(sock) => Some(
+            spawn_virtiofsd(plan, sock, &vmm_log)
+                .map_err(|e| ("boot", format!("virtiofsd: {e}"), None))?,
+        ),
+        None => None,
+    };
     let mut qemu = template::spawn_qemu(
         &vm.qemu,
         &args,
@@ -509,6 +520,7 @@ fn start_vm(
         id: plan.container_id.clone(),
         spec: plan.spec.clone(),
         rootfs_tag: "rootfs".into(),
+        rootfs_type: vm.virtiofs.as_ref().map(|_| "virtiofs".into()),
     }) {
         Ok(c) => c,
         Err(e) => return Err(("boot", format!("send create: {e}"), Some(qemu))),
@@ -571,7 +583,44 @@ fn start_vm(
         tty: None,
         state_dir: plan.state_dir.clone(),
         create: Some(create),
+        virtiofsd,
     })
+}
+
+/// Starts virtiofsd exporting the rootfs on `sock` (own process group,
+/// killed with the shim) and waits for its socket.
+fn spawn_virtiofsd(plan: &Plan, sock: &Path, log: &Path) -> io::Result<Child> {
+    let _ = fs::remove_file(sock);
+    let bin = plan
+        .virtiofsd
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no virtiofsd binary"))?;
+    let args = vec![
+        format!("--socket-path={}", sock.display()),
+        "-o".into(),
+        format!("source={}", plan.vm.rootfs.display()),
+        "-o".into(),
+        "cache=auto".into(),
+        "-o".into(),
+        "sandbox=namespace".into(),
+    ];
+    let mut child = template::spawn_qemu(bin, &args, log, None)?;
+    let _ = fs::write(plan.state_dir.join("virtiofsd.pid"), child.id().to_string());
+    let t = Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(io::Error::other(format!(
+                "exited ({st}): {}",
+                tail(log, 1024).trim()
+            )));
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            kill_group(&mut child);
+            return Err(io::Error::other("no socket after 10 s"));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(child)
 }
 
 /// Loads the template's device state into a QEMU started with
@@ -723,6 +772,9 @@ impl Shim {
     fn cleanup(&mut self) {
         record_peak_rss(&self.qemu, &self.state_dir);
         kill_group(&mut self.qemu);
+        if let Some(v) = &mut self.virtiofsd {
+            kill_group(v);
+        }
         let _ = fs::remove_file(&self.plan_channel);
         let _ = fs::remove_file(&self.control);
         let _ = fs::remove_file(&self.qmp);
@@ -1231,11 +1283,24 @@ pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
             }
         }
     }
-    for name in ["agent.sock", "shim.sock", "qmp.sock"] {
+    if let Some(v) = read_pid(&state_dir.join("virtiofsd.pid")) {
+        let sock = sock_path(state_dir, "virtiofs.sock");
+        let cmdline = fs::read(format!("/proc/{v}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&*sock.to_string_lossy()) {
+            // SAFETY: kill the virtiofsd group this container started.
+            unsafe {
+                libc::kill(-v, libc::SIGKILL);
+                libc::kill(v, libc::SIGKILL);
+            }
+            wait_gone(v);
+        }
+    }
+    for name in ["agent.sock", "shim.sock", "qmp.sock", "virtiofs.sock"] {
         let _ = fs::remove_file(sock_path(state_dir, name));
         let _ = fs::remove_file(state_dir.join(name));
     }
     for f in [
+        "virtiofsd.pid",
         "vmm.pid",
         "shim.pid",
         "console.log",

@@ -103,7 +103,8 @@ fn identity(p: &Path) -> String {
 /// ones, and the identity (path, size, mtime) of QEMU, kernel and initramfs.
 pub fn key(cfg: &VmConfig) -> Option<String> {
     use sha2::Digest;
-    if !cfg.extra_args.is_empty() {
+    if !cfg.extra_args.is_empty() || cfg.virtiofs.is_some() {
+        // vhost-user-fs devices cannot be migrated (QEMU 7.2).
         return None;
     }
     let canon = canonical(cfg, Path::new("/"));
@@ -487,6 +488,7 @@ mod tests {
             vcpus: 1,
             accel: Accel::Tcg,
             rootfs: dir.join("rootfs"),
+            virtiofs: None,
             channel: dir.join("agent.sock"),
             console_log: dir.join("console.log"),
             debug: false,
@@ -524,6 +526,9 @@ mod tests {
         let mut extra = cfg(Path::new("/run/a"));
         extra.extra_args.push("-device".into());
         assert_eq!(key(&extra), None);
+        let mut vfs = cfg(Path::new("/run/a"));
+        vfs.virtiofs = Some("/run/a/virtiofs.sock".into());
+        assert_eq!(key(&vfs), None, "vhost-user-fs cannot migrate");
     }
 
     #[test]
