@@ -370,7 +370,11 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
     if let Some(key) = &plan.template_key {
         let found = match template::lookup(key) {
             Err(e) => Err(template::BuildError::Other(e)),
-            Ok(Some(dir)) => Ok((dir, false)),
+            Ok(Some(dir)) => {
+                // Marked used before QEMU opens it: pruning spares it.
+                template::touch(&dir);
+                Ok((dir, false))
+            }
             Ok(None) => template::find_or_build(
                 &plan.vm,
                 key,
@@ -403,8 +407,12 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
                         if let Some(mut q) = q {
                             kill_group(&mut q);
                         }
-                        template::discard(&dir);
-                        template::mark_failed(key, &msg);
+                        // A template pruned under us is no reason to
+                        // stop using templates for this machine.
+                        if dir.join("state").is_file() {
+                            template::discard(&dir);
+                            template::mark_failed(key, &msg);
+                        }
                         why_cold = format!("restore from {} failed: {msg}", dir.display());
                         log(&format!("{why_cold}; booting cold"));
                     }
