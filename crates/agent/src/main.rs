@@ -55,18 +55,22 @@ fn log(msg: &str) {
     let _ = writeln!(io::stderr(), "skiff-agent: {msg}");
 }
 
+/// The guest's monotonic clock in ms.
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Logs `msg` in debug mode, stamped with the guest's monotonic clock in ms
 /// (continuous across a template save and restore).
 fn debug(msg: &str) {
     if DEBUG.load(Ordering::Relaxed) {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime into a local timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let ms = ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
-        log(&format!("[{ms}] {msg}"));
+        log(&format!("[{}] {msg}", monotonic_ms()));
     }
 }
 
@@ -443,6 +447,7 @@ impl Agent {
     }
 
     fn start(&self) -> io::Result<Value> {
+        reseeded().wait(Duration::from_secs(10));
         let pending = self
             .procs
             .lock()
@@ -455,6 +460,7 @@ impl Agent {
     }
 
     fn exec(self: &Arc<Self>, process: &Value) -> io::Result<(u32, container::Pending)> {
+        reseeded().wait(Duration::from_secs(10));
         let init = self.init_pid.load(Ordering::SeqCst);
         if init <= 0 {
             return Err(io::Error::other("no container to exec into"));
@@ -749,11 +755,43 @@ fn apply_host_facts(host: &Value) {
             log(&format!("set clock: {}", io::Error::last_os_error()));
         }
     }
-    if let Some(seed) = host["seed"].as_str().and_then(unhex) {
-        if let Err(e) = reseed(&seed) {
-            log(&format!("reseed RNG: {e}"));
-        }
+    match host["seed"].as_str().and_then(unhex) {
+        // Off the hello's path (~30 ms under emulation); `start` and `exec`,
+        // the first execve of container code, wait for it.
+        Some(seed) => pool::spawn(move || {
+            if let Err(e) = reseed(&seed) {
+                log(&format!("reseed RNG: {e}"));
+            }
+            reseeded().set();
+        }),
+        None => reseeded().set(),
     }
+}
+
+/// A flag threads can wait for.
+struct Flag {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Flag {
+    fn set(&self) {
+        *self.set.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+    fn wait(&self, max: Duration) {
+        let g = self.set.lock().unwrap();
+        let _ = self.cv.wait_timeout_while(g, max, |s| !*s);
+    }
+}
+
+/// Set once the RNG has been reseeded from the host's hello.
+fn reseeded() -> &'static Flag {
+    static F: std::sync::OnceLock<Flag> = std::sync::OnceLock::new();
+    F.get_or_init(|| Flag {
+        set: Mutex::new(false),
+        cv: Condvar::new(),
+    })
 }
 
 /// Credits `seed` to the kernel's input pool (RNDADDENTROPY) and forces a
@@ -799,7 +837,7 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool)
         // The host saves the VM now (it watches the console for this line)
         // and restores it for each container: everything below runs in the
         // restored guests.
-        log("SKIFF-TEMPLATE-READY");
+        log(&format!("SKIFF-TEMPLATE-READY at {} ms", monotonic_ms()));
     }
     // Until the host connects, reads return 0: wait for its Hello.
     let hello = loop {
@@ -808,9 +846,11 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool)
             None => thread::sleep(Duration::from_millis(5)),
         }
     };
+    let hello_read = monotonic_ms();
     match hello.msg {
         Msg::Hello { version, host, .. } if version == proto::VERSION => {
             apply_host_facts(&host.unwrap_or(Value::Null));
+            debug(&format!("hello read at {hello_read} ms"));
         }
         other => return Err(io::Error::other(format!("bad hello from host: {other:?}"))),
     }
