@@ -367,11 +367,18 @@ fn open_attr(sub: &str) -> io::Result<OwnedFd> {
                 | ResolveFlag::RESOLVE_NO_XDEV
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
-    let fd = openat2(
-        proc.as_fd(),
-        format!("thread-self/attr/{sub}").as_str(),
-        how,
-    )
+    let path = format!("thread-self/attr/{sub}");
+    let fd = match openat2(proc.as_fd(), path.as_str(), how) {
+        // Before Linux 5.6: no openat2. The filesystem check below still
+        // proves the file is procfs's.
+        Err(nix::errno::Errno::ENOSYS) => nix::fcntl::openat(
+            proc.as_fd(),
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+            Mode::empty(),
+        ),
+        r => r,
+    }
     .map_err(io::Error::from)?;
     fs::check_fs_magic(fd.as_fd(), fs::PROC_SUPER_MAGIC, "attr file")?;
     Ok(fd)
