@@ -13,8 +13,14 @@
 //! socket in the container's state dir; [`delete`] kills it all.
 //!
 //! Files in the state dir: `agent.sock` (QEMU chardev), `shim.sock`
-//! (control), `console.log` (guest serial console), `vmm.log` (QEMU's own
-//! messages), `vmm.pid`, `shim.pid`, `timings.json` (boot breakdown).
+//! (control), `qmp.sock` (QEMU monitor of a VM restored from a
+//! [`template`]), `console.log` (guest serial console), `vmm.log` (QEMU's
+//! own messages), `vmm.pid`, `shim.pid`, `timings.json` (boot breakdown),
+//! and with a virtio-fs rootfs `virtiofs.sock` and `virtiofsd.pid`.
+//!
+//! A VM is normally restored from a [`template`] (a guest saved once per
+//! machine right before the agent's hello) instead of booting its kernel;
+//! see that module.
 //!
 //! This crate does not depend on `skiff-runtime`: the CLI decides which of
 //! the two to call ([`wants_vm`]).
