@@ -348,3 +348,58 @@ fn probe_kvm(qemu: &Path, kernel: &crate::kernel::Kernel, initrd: &Path) -> Resu
     let _ = fs::remove_file(&cfg.channel);
     Ok(ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(virtiofs: Option<PathBuf>) -> VmConfig {
+        VmConfig {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            extra_args: vec![],
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            kernel_params: vec![],
+            memory_mib: 320,
+            vcpus: 1,
+            accel: Accel::Tcg,
+            rootfs: "/b/rootfs,x".into(),
+            virtiofs,
+            channel: "/s/agent.sock".into(),
+            console_log: "/s/console.log".into(),
+            debug: false,
+            cmdline_devices: true,
+            shares: vec![],
+            template: false,
+        }
+    }
+
+    #[test]
+    fn rootfs_is_9p_or_virtiofs_with_shared_ram() {
+        let p9 = args(&cfg(None)).join(" ");
+        assert!(p9.contains("-fsdev local,id=rootfs,path=/b/rootfs,,x,security_model=passthrough"));
+        assert!(p9.contains("virtio-9p-device,fsdev=rootfs,mount_tag=rootfs"));
+        assert!(!p9.contains("memory-backend"));
+        assert!(p9.contains(
+            "-chardev file,id=console,path=/s/console.log,append=on -serial chardev:console"
+        ));
+        let vfs = args(&cfg(Some("/s/virtiofs.sock".into()))).join(" ");
+        assert!(!vfs.contains("virtio-9p-device,fsdev=rootfs"));
+        assert!(vfs.contains("microvm,acpi=off,pit=on,pic=on,rtc=on,memory-backend=skiff-mem"));
+        assert!(vfs.contains("memory-backend-memfd,id=skiff-mem,size=320M,share=on"));
+        assert!(vfs.contains("-chardev socket,id=virtiofs,path=/s/virtiofs.sock"));
+        assert!(vfs.contains("vhost-user-fs-device,chardev=virtiofs,tag=rootfs"));
+        assert!(vfs.contains("-global virtio-mmio.force-legacy=false"));
+    }
+
+    #[test]
+    fn template_vms_announce_themselves_and_take_debug_from_hello() {
+        let mut c = cfg(None);
+        c.debug = true;
+        assert!(kernel_cmdline(&c).contains("skiff.debug"));
+        c.template = true;
+        let line = kernel_cmdline(&c);
+        assert!(line.contains("skiff.template"));
+        assert!(!line.contains("skiff.debug"));
+    }
+}
