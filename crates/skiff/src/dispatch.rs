@@ -36,26 +36,39 @@ const GLOBAL_FLAGS: &[&str] = &[
 /// after the subcommand in `argv` (with argv[0]), before any `--`. runc
 /// accepts global flags before the subcommand only; skiff accepts both.
 pub fn globals_after_command(argv: &[OsString]) -> bool {
-    let mut args = argv.iter().skip(1).map(|a| a.as_encoded_bytes());
-    // Skip the leading global flags up to the subcommand.
-    while let Some(s) = args.next() {
-        if s == b"--" {
-            return false;
-        }
-        if s.starts_with(b"-") {
-            if GLOBAL_WITH_VALUE.iter().any(|g| s == g.as_bytes()) {
-                args.next();
-            }
-            continue;
-        }
-        break;
-    }
-    args.take_while(|s| *s != b"--").any(|s| {
-        GLOBAL_FLAGS.iter().any(|g| {
-            let g = g.as_bytes();
-            s == g || (s.starts_with(g) && s.get(g.len()) == Some(&b'='))
+    let Some(i) = subcommand_index(argv) else {
+        return false;
+    };
+    argv[i + 1..]
+        .iter()
+        .map(|a| a.as_encoded_bytes())
+        .take_while(|s| *s != b"--")
+        .any(|s| {
+            GLOBAL_FLAGS.iter().any(|g| {
+                let g = g.as_bytes();
+                s == g || (s.starts_with(g) && s.get(g.len()) == Some(&b'='))
+            })
         })
-    })
+}
+
+/// Index in `argv` (with argv[0]) of the subcommand: the first argument
+/// that is neither a leading global flag nor a global flag's value.
+pub fn subcommand_index(argv: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        let s = argv[i].as_encoded_bytes();
+        if s == b"--" {
+            return None;
+        }
+        if !s.starts_with(b"-") {
+            return Some(i);
+        }
+        if GLOBAL_WITH_VALUE.iter().any(|g| s == g.as_bytes()) {
+            i += 1;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// True when `argv` (with argv[0]) names a command of `skiff-tools`:

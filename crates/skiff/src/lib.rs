@@ -124,6 +124,36 @@ impl<C: clap::Subcommand> Cli<C> {
     }
 }
 
+/// The runtime's fast path: parses a runtime command with a parser of the
+/// leading global flags and that one subcommand (see
+/// [`runtime_cmd::fast_subcommand`]). `None` (use [`Cli::parse_argv`])
+/// for help and version requests, global flags after the subcommand, and
+/// names that are not runtime subcommands; usage errors exit as clap does.
+pub fn parse_runtime_fast(
+    argv: &[std::ffi::OsString],
+) -> Option<(Global, runtime_cmd::RuntimeCommand)> {
+    use clap::{Args, FromArgMatches};
+    let help = |a: &std::ffi::OsString| ["-h", "--help", "-v", "--version"].iter().any(|h| a == h);
+    if argv.iter().skip(1).any(help) || dispatch::globals_after_command(argv) {
+        return None;
+    }
+    let name = argv.get(dispatch::subcommand_index(argv)?)?.to_str()?;
+    let sub = runtime_cmd::fast_subcommand(name)?;
+    let mut cmd = LeadingGlobal::augment_args(clap::Command::new("skiff"))
+        .subcommand(sub)
+        .subcommand_required(true);
+    let mut matches = cmd
+        .try_get_matches_from_mut(argv)
+        .unwrap_or_else(|e| e.exit());
+    let global = LeadingGlobal::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| e.format(&mut cmd).exit());
+    let command = runtime_cmd::RuntimeCommand::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| e.format(&mut cmd).exit());
+    std::mem::forget(matches);
+    std::mem::forget(cmd);
+    Some((global.into(), command))
+}
+
 /// Like `clap::Parser::parse_from`, but without freeing the parser
 /// afterwards: the process is short-lived, and dropping clap's tree of
 /// every subcommand's arguments was a quarter of the parse's instructions.

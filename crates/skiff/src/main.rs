@@ -36,7 +36,10 @@ fn main() {
     if dispatch::wants_tools(&argv) {
         dispatch::exec_tools();
     }
-    let (global, command) = Cli::<Command>::parse_argv(&argv);
+    let (global, command) = match skiff::parse_runtime_fast(&argv) {
+        Some((global, cmd)) => (global, Command::Runtime(cmd)),
+        None => Cli::<Command>::parse_argv(&argv),
+    };
     let result = match command {
         Command::Runtime(cmd) => {
             runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())

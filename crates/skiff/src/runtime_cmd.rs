@@ -46,112 +46,188 @@ pub struct CreateFlags {
     pub preserve_fds: u32,
 }
 
-/// The runtime subcommands (runc's command line).
+/// The runtime subcommands (runc's command line). Every variant with
+/// arguments wraps an `Args` struct, so that [`fast_subcommand`] can build
+/// the parser of one subcommand alone.
 #[derive(clap::Subcommand, Debug)]
 pub enum RuntimeCommand {
     /// Create a container (its process waits for `start`).
-    Create {
-        #[command(flatten)]
-        flags: CreateFlags,
-        /// Container id.
-        id: String,
-    },
+    Create(CreateCmd),
     /// Start the user process of a created container.
-    Start { id: String },
+    Start(IdArg),
     /// Create and start a container (or run an image with --image).
-    Run {
-        #[command(flatten)]
-        flags: CreateFlags,
-        /// Detach from the container's process.
-        #[arg(short = 'd', long)]
-        detach: bool,
-        /// Keep the container's state after it exits (bundle mode).
-        #[arg(long)]
-        keep: bool,
-        /// Accepted for runc compatibility.
-        #[arg(long, hide = true)]
-        no_subreaper: bool,
-        /// Run this image instead of a bundle (pulled when missing).
-        #[arg(long)]
-        image: Option<String>,
-        #[command(flatten)]
-        image_args: ImageRunArgs,
-        /// Container id (generated for --image when omitted).
-        id: Option<String>,
-        /// Command for --image (after `--`).
-        #[arg(last = true)]
-        cmd: Vec<String>,
-    },
+    Run(RunCmd),
     /// Print the state of a container as JSON.
-    State { id: String },
+    State(IdArg),
     /// Send a signal to the container's init (or all its processes).
-    Kill {
-        /// Send to every process of the container.
-        #[arg(short = 'a', long)]
-        all: bool,
-        id: String,
-        /// Signal name or number (default SIGTERM).
-        signal: Option<String>,
-    },
+    Kill(KillCmd),
     /// Delete a container and its resources.
-    Delete {
-        /// Kill the container first if it is still running.
-        #[arg(short = 'f', long)]
-        force: bool,
-        id: String,
-    },
+    Delete(DeleteCmd),
     /// List containers.
     #[command(alias = "ls")]
-    List {
-        /// Output format: table or json.
-        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-        /// Print only container ids.
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    List(ListCmd),
     /// Write a default config.json.
-    Spec {
-        /// Path to the bundle directory.
-        #[arg(short = 'b', long, default_value = ".")]
-        bundle: PathBuf,
-    },
+    Spec(SpecCmd),
     /// Print the runtime's features as JSON (runtime-spec features.md).
     Features,
     /// Run a new process inside a running container.
     Exec(ExecArgs),
     /// List the processes of a container.
-    Ps {
-        /// Output format: table or json.
-        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-        id: String,
-        /// Options passed to ps(1) (default -ef).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
+    Ps(PsCmd),
     /// Print container events: resource stats and OOM notifications.
-    Events {
-        /// Print stats once and exit.
-        #[arg(long)]
-        stats: bool,
-        /// Stats interval (e.g. 5s, 500ms).
-        #[arg(long, default_value = "5s")]
-        interval: String,
-        id: String,
-    },
+    Events(EventsCmd),
     /// Freeze every process of a container.
-    Pause { id: String },
+    Pause(IdArg),
     /// Thaw a paused container.
-    Resume { id: String },
+    Resume(IdArg),
     /// Update the resource limits of a container.
     Update(UpdateArgs),
     /// Checkpointing is not supported.
     #[command(hide = true)]
-    Checkpoint {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
+    Checkpoint(CheckpointCmd),
+}
+
+/// The parser of the subcommand `name` alone (its arguments only; no help
+/// text), or `None` for a name that is not a runtime subcommand. Building
+/// every subcommand's parser was most of clap's work, heap and stack at
+/// each container command; `tests` check this against the full parser.
+pub fn fast_subcommand(name: &str) -> Option<clap::Command> {
+    use clap::{Args, Command};
+    Some(match name {
+        "create" => CreateCmd::augment_args(Command::new("create")),
+        "start" => IdArg::augment_args(Command::new("start")),
+        "run" => RunCmd::augment_args(Command::new("run")),
+        "state" => IdArg::augment_args(Command::new("state")),
+        "kill" => KillCmd::augment_args(Command::new("kill")),
+        "delete" => DeleteCmd::augment_args(Command::new("delete")),
+        "list" | "ls" => ListCmd::augment_args(Command::new("list").alias("ls")),
+        "spec" => SpecCmd::augment_args(Command::new("spec")),
+        "features" => Command::new("features"),
+        "exec" => ExecArgs::augment_args(Command::new("exec")),
+        "ps" => PsCmd::augment_args(Command::new("ps")),
+        "events" => EventsCmd::augment_args(Command::new("events")),
+        "pause" => IdArg::augment_args(Command::new("pause")),
+        "resume" => IdArg::augment_args(Command::new("resume")),
+        "update" => UpdateArgs::augment_args(Command::new("update")),
+        "checkpoint" => CheckpointCmd::augment_args(Command::new("checkpoint").hide(true)),
+        _ => return None,
+    })
+}
+
+/// A container id, the only argument of `start`, `state`, `pause`, `resume`.
+#[derive(clap::Args, Debug)]
+pub struct IdArg {
+    /// Container id.
+    pub id: String,
+}
+
+/// `create`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct CreateCmd {
+    #[command(flatten)]
+    pub flags: CreateFlags,
+    /// Container id.
+    pub id: String,
+}
+
+/// `run`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct RunCmd {
+    #[command(flatten)]
+    pub flags: CreateFlags,
+    /// Detach from the container's process.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits (bundle mode).
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+    /// Run this image instead of a bundle (pulled when missing).
+    #[arg(long)]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub image_args: ImageRunArgs,
+    /// Container id (generated for --image when omitted).
+    pub id: Option<String>,
+    /// Command for --image (after `--`).
+    #[arg(last = true)]
+    pub cmd: Vec<String>,
+}
+
+/// `kill`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct KillCmd {
+    /// Send to every process of the container.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Container id.
+    pub id: String,
+    /// Signal name or number (default SIGTERM).
+    pub signal: Option<String>,
+}
+
+/// `delete`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct DeleteCmd {
+    /// Kill the container first if it is still running.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Container id.
+    pub id: String,
+}
+
+/// `list`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct ListCmd {
+    /// Output format: table or json.
+    #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Print only container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `spec`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct SpecCmd {
+    /// Path to the bundle directory.
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+}
+
+/// `ps`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct PsCmd {
+    /// Output format: table or json.
+    #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Container id.
+    pub id: String,
+    /// Options passed to ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `events`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct EventsCmd {
+    /// Print stats once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Stats interval (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Container id.
+    pub id: String,
+}
+
+/// `checkpoint`'s arguments (refused).
+#[derive(clap::Args, Debug)]
+pub struct CheckpointCmd {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
 }
 
 /// `skiff exec` options (runc's).
@@ -282,17 +358,17 @@ fn runtime(g: &Global) -> anyhow::Result<Runtime> {
 pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Result<i32> {
     let rt = runtime(g)?;
     match cmd {
-        RuntimeCommand::Create { flags, id } => {
+        RuntimeCommand::Create(CreateCmd { flags, id }) => {
             let opts = create_opts(&flags, &id, None);
             rt.create(&opts)?;
             Ok(0)
         }
-        RuntimeCommand::Start { id } => {
+        RuntimeCommand::Start(IdArg { id }) => {
             let mut c = rt.load(&id)?;
             c.start(&rt)?;
             Ok(0)
         }
-        RuntimeCommand::Run {
+        RuntimeCommand::Run(RunCmd {
             flags,
             detach,
             keep,
@@ -301,7 +377,7 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
             image_args,
             id,
             cmd,
-        } => {
+        }) => {
             if let Some(image) = image {
                 return run_image(g, &image, id, cmd, detach, image_args);
             }
@@ -311,20 +387,20 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
             }
             run(g, &rt, &flags, &id, detach, keep)
         }
-        RuntimeCommand::State { id } => {
+        RuntimeCommand::State(IdArg { id }) => {
             let c = rt.load(&id)?;
             println!("{}", serde_json::to_string_pretty(&c.state(&rt))?);
             Ok(0)
         }
-        RuntimeCommand::Kill { all, id, signal } => {
+        RuntimeCommand::Kill(KillCmd { all, id, signal }) => {
             let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             let c = rt.load(&id)?;
             c.kill(&rt, sig, all)?;
             Ok(0)
         }
-        RuntimeCommand::Delete { force, id } => delete(&rt, &id, force),
-        RuntimeCommand::List { format, quiet } => list(&rt, &format, quiet),
-        RuntimeCommand::Spec { bundle } => {
+        RuntimeCommand::Delete(DeleteCmd { force, id }) => delete(&rt, &id, force),
+        RuntimeCommand::List(ListCmd { format, quiet }) => list(&rt, &format, quiet),
+        RuntimeCommand::Spec(SpecCmd { bundle }) => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("File {} exists. Remove it first", path.display());
@@ -348,26 +424,26 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
             Ok(0)
         }
         RuntimeCommand::Exec(a) => exec(&rt, a),
-        RuntimeCommand::Ps {
+        RuntimeCommand::Ps(PsCmd {
             format,
             id,
             ps_args,
-        } => ps(&rt, &format, &id, ps_args),
-        RuntimeCommand::Events {
+        }) => ps(&rt, &format, &id, ps_args),
+        RuntimeCommand::Events(EventsCmd {
             stats,
             interval,
             id,
-        } => events(&rt, stats, &interval, &id),
-        RuntimeCommand::Pause { id } => {
+        }) => events(&rt, stats, &interval, &id),
+        RuntimeCommand::Pause(IdArg { id }) => {
             rt.load(&id)?.pause(&rt)?;
             Ok(0)
         }
-        RuntimeCommand::Resume { id } => {
+        RuntimeCommand::Resume(IdArg { id }) => {
             rt.load(&id)?.resume(&rt)?;
             Ok(0)
         }
         RuntimeCommand::Update(a) => update(&rt, a),
-        RuntimeCommand::Checkpoint { .. } => bail!("checkpoint/restore is not supported by skiff"),
+        RuntimeCommand::Checkpoint(_) => bail!("checkpoint/restore is not supported by skiff"),
     }
 }
 
@@ -1001,4 +1077,66 @@ pub struct ImageRunArgs {
     /// Pull policy: missing (default), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fast_subcommand, RuntimeCommand};
+    use clap::{Command, Subcommand};
+
+    /// What a parser does with its arguments, help text aside.
+    fn shape(cmd: &Command) -> Vec<String> {
+        let mut out: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| {
+                format!(
+                    "{} short={:?} long={:?} pos={} idx={:?} n={:?} action={:?} req={} hide={} last={} trail={} hyph={} def={:?} vals={:?}",
+                    a.get_id(),
+                    a.get_short(),
+                    a.get_long(),
+                    a.is_positional(),
+                    a.get_index(),
+                    a.get_num_args(),
+                    a.get_action(),
+                    a.is_required_set(),
+                    a.is_hide_set(),
+                    a.is_last_set(),
+                    a.is_trailing_var_arg_set(),
+                    a.is_allow_hyphen_values_set(),
+                    a.get_default_values(),
+                    a.get_possible_values().iter().map(|v| v.get_name().to_string()).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        out.push(format!(
+            "aliases={:?} hide={}",
+            cmd.get_all_aliases().collect::<Vec<_>>(),
+            cmd.is_hide_set()
+        ));
+        out.sort();
+        out
+    }
+
+    /// The one-subcommand parsers of the fast path accept exactly what the
+    /// full (derived) parser accepts, for every runtime subcommand.
+    #[test]
+    fn fast_subcommands_match_the_derived_parser() {
+        let mut full = RuntimeCommand::augment_subcommands(Command::new("skiff"));
+        full.build();
+        let mut names = 0;
+        for sub in full.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut fast = fast_subcommand(sub.get_name())
+                .unwrap_or_else(|| panic!("no fast parser for {}", sub.get_name()));
+            let mut wrapped = Command::new("skiff").subcommand(fast.clone());
+            wrapped.build();
+            fast = wrapped.find_subcommand(sub.get_name()).unwrap().clone();
+            assert_eq!(shape(sub), shape(&fast), "subcommand {}", sub.get_name());
+            for alias in sub.get_all_aliases() {
+                assert!(fast_subcommand(alias).is_some(), "alias {alias}");
+            }
+            names += 1;
+        }
+        assert!(names >= 16, "{names} subcommands");
+        assert!(fast_subcommand("image").is_none());
+    }
 }
