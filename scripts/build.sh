@@ -27,7 +27,7 @@ case "$host" in
   *) static_ok=0 ;;
 esac
 libdir=$(dirname "$(gcc -print-file-name=libseccomp.a 2>/dev/null || echo /nonexistent/x)")
-[ -f "$libdir/libseccomp.a" ] || static_ok=0
+[ -f "$libdir/libseccomp.a" ] && libdir=$(cd "$libdir" && pwd -P) || static_ok=0
 if [ $static_ok = 1 ]; then
   LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$libdir \
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \

@@ -12,7 +12,7 @@
 //! then in `<target>/x86_64-unknown-linux-gnu/{release,debug}/` of a cargo
 //! target dir above the running executable, then `/usr/lib/skiff/`,
 //! `/usr/local/lib/skiff/`. Build it with (libseccomp linked statically)
-//! `LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS="-C target-feature=+crt-static" cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu`.
+//! `LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu`.
 //!
 //! A kernel without modules for its release (the minimal kernel has
 //! everything built in) gets an initramfs with the agent only.
@@ -192,7 +192,7 @@ pub fn find_agent() -> Result<PathBuf, Error> {
     }
     Err(Error::NotFound(format!(
         "static skiff-agent binary (looked at {}); build it with LIBSECCOMP_LINK_TYPE=static \
-         LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS=\"-C target-feature=+crt-static\" \
+         LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS=\"-C target-feature=+crt-static -C relocation-model=static\" \
          cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu, or set $SKIFF_AGENT",
         candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
     )))
