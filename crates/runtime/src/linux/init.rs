@@ -135,6 +135,13 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             in_userns = true;
         }
     }
+    if !plan.fork_again && plan.new_ns & libc::CLONE_NEWNET != 0 {
+        // Left out of the clone flags (see `spawn`); in a new user namespace
+        // we are already in it, so it owns the network namespace, as with
+        // clone.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("creating network namespace: {e}"))?;
+    }
     if plan.fork_again {
         if plan.new_ns & libc::CLONE_NEWUSER != 0 {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)

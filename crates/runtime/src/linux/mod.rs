@@ -130,11 +130,16 @@ struct CloneArgs {
 pub fn spawn(plan: Plan, into_cgroup: Option<BorrowedFd>) -> Result<Spawned> {
     let (parent, child) = sync::Chan::pair().ctx(|| "creating setup socketpair")?;
     // The cgroup namespace is created by the init once it is in its cgroup
-    // (see sync::JOINED), so that the namespace's root is that cgroup.
+    // (see sync::JOINED), so that the namespace's root is that cgroup. The
+    // network namespace is created by the init too (`init::run`, right
+    // after GO): creating one costs 1-3 ms (loopback, sysctl tables), which
+    // inside clone() would hold up this process; in the init it overlaps
+    // with this process moving the init into its cgroups (an RCU grace
+    // period on cgroup v1).
     let flags = if plan.fork_again {
         0
     } else {
-        plan.new_ns & !libc::CLONE_NEWCGROUP
+        plan.new_ns & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWNET)
     } as libc::c_ulong;
     // The child cannot tell afterwards: in its new user namespace geteuid()
     // turns 0 as soon as its uid_map is written.
