@@ -848,21 +848,31 @@ impl Runtime {
         let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .ctx(|| "opening exec fifo")?;
 
+        let new_user = ns.new_ns & libc::CLONE_NEWUSER != 0;
+        let joins_user = ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
+        let fork_again = joins_user || (new_user && !ns.join.is_empty());
         let cg = self.cgroup(cgroups_path.as_deref(), o.id)?;
-        cg.create()?;
+        // On cgroup v1 (and hybrid) the init is migrated after clone anyway,
+        // so its cgroups are created and configured after GO, while the init
+        // sets up its namespaces and mounts (it needs them only at its first
+        // cgroup mount, after JOINED). A pure cgroup2 init is cloned into its
+        // cgroup, an extra fork happens inside it, and rootless filters the
+        // hierarchies by what exists: those create first.
+        let late_cgroup = !fork_again && !self.rootless && cg.layout() != skiff_cgroups::Layout::V2;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
-        cg.apply(&effective_resources(&spec))
-            .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
+        let resources = effective_resources(&spec);
+        if !late_cgroup {
+            cg.create()?;
+            cg.apply(&resources)
+                .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
+        }
 
         let idmap_trees = idmap_trees(&spec, &bundle)?;
         let console_socket = match &o.console_conn {
             Some(fd) => Some(fd.try_clone().ctx(|| "console socket")?),
             None => o.console_socket.map(connect_console).transpose()?,
         };
-        let new_user = ns.new_ns & libc::CLONE_NEWUSER != 0;
-        let joins_user = ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
-        let fork_again = joins_user || (new_user && !ns.join.is_empty());
         let plan = Plan {
             kind: Kind::Init,
             id: o.id,
@@ -921,6 +931,11 @@ impl Runtime {
             write_id_maps(spawned.pid, &spec, self.rootless)?;
         }
         spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
+        if late_cgroup {
+            cg.create()?;
+            cg.apply(&resources)
+                .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
+        }
         if !fork_again {
             if !spawned.in_cgroup {
                 rootless_join(self.rootless, cg.add_task(spawned.pid))?;
