@@ -78,6 +78,26 @@ pub struct Container {
     _lock: Lock,
 }
 
+/// Sends `tag` to the container init. When the init is gone (it failed
+/// and exited), returns the error it reported rather than the broken pipe.
+fn tell_init(chan: &sync::Chan, tag: u8, payload: &[u8]) -> Result<()> {
+    let Err(e) = chan.send(tag, payload) else {
+        return Ok(());
+    };
+    for _ in 0..16 {
+        match chan.recv() {
+            Ok((sync::ERROR, msg, _)) => {
+                return Err(Error::Init(String::from_utf8_lossy(&msg).into_owned()))
+            }
+            Ok((0, ..)) => break,
+            Ok(_) => continue,
+            Err(r) if r.raw_os_error() == Some(libc::ECONNRESET) => continue,
+            Err(_) => break,
+        }
+    }
+    Err(e).ctx(|| "setup channel")
+}
+
 /// Tears down a half-created container unless disarmed.
 struct Guard {
     // Read only with feature `vm` (the guest agent builds without it).
@@ -642,7 +662,7 @@ fn converse(
             sync::ERROR => return Err(Error::Init(String::from_utf8_lossy(&payload).into_owned())),
             sync::MAPS => {
                 write_id_maps(pid, spec, rootless)?;
-                chan.send(sync::MAPS_DONE, &[]).ctx(|| "setup channel")?;
+                tell_init(chan, sync::MAPS_DONE, &[])?;
             }
             sync::PID => {
                 let mut b = [0u8; 4];
@@ -655,7 +675,7 @@ fn converse(
             }
             sync::HOOKS => {
                 let st = on_hooks(pid)?;
-                chan.send(sync::HOOKS_DONE, &st).ctx(|| "setup channel")?;
+                tell_init(chan, sync::HOOKS_DONE, &st)?;
             }
             sync::SECCOMP_FD => {
                 let fd = fd.ok_or_else(|| Error::Init("seccomp fd missing".into()))?;
@@ -670,7 +690,7 @@ fn converse(
                         )?;
                     }
                 }
-                chan.send(sync::SECCOMP_DONE, &[]).ctx(|| "setup channel")?;
+                tell_init(chan, sync::SECCOMP_DONE, &[])?;
             }
             0 => return Err(Error::Init("container init exited during setup".into())),
             t => {
@@ -853,12 +873,18 @@ impl Runtime {
         let fork_again = joins_user || (new_user && !ns.join.is_empty());
         let cg = self.cgroup(cgroups_path.as_deref(), o.id)?;
         // On cgroup v1 (and hybrid) the init is migrated after clone anyway,
-        // so its cgroups are created and configured after GO, while the init
-        // sets up its namespaces and mounts (it needs them only at its first
-        // cgroup mount, after JOINED). A pure cgroup2 init is cloned into its
-        // cgroup, an extra fork happens inside it, and rootless filters the
-        // hierarchies by what exists: those create first.
-        let late_cgroup = !fork_again && !self.rootless && cg.layout() != skiff_cgroups::Layout::V2;
+        // so with a cgroup namespace its cgroups are created and configured
+        // after GO, while the init sets up its namespaces and mounts: it
+        // touches them only at its first cgroup mount, which waits for
+        // JOINED. Without a cgroup namespace the init may bind-mount the
+        // cgroup directories before JOINED (init.rs, "early"), so they must
+        // exist first. A pure cgroup2 init is cloned into its cgroup, an
+        // extra fork happens inside it, and rootless filters the hierarchies
+        // by what exists: those create first too.
+        let late_cgroup = !fork_again
+            && !self.rootless
+            && ns.new_ns & libc::CLONE_NEWCGROUP != 0
+            && cg.layout() != skiff_cgroups::Layout::V2;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
         let resources = effective_resources(&spec);
@@ -930,7 +956,7 @@ impl Runtime {
         } else if new_user {
             write_id_maps(spawned.pid, &spec, self.rootless)?;
         }
-        spawned.chan.send(sync::GO, &[]).ctx(|| "setup channel")?;
+        tell_init(&spawned.chan, sync::GO, &[])?;
         if late_cgroup {
             cg.create()?;
             cg.apply(&resources)
@@ -940,10 +966,7 @@ impl Runtime {
             if !spawned.in_cgroup {
                 rootless_join(self.rootless, cg.add_task(spawned.pid))?;
             }
-            spawned
-                .chan
-                .send(sync::JOINED, &[])
-                .ctx(|| "setup channel")?;
+            tell_init(&spawned.chan, sync::JOINED, &[])?;
         }
         if let Some(adj) = process.oom_score_adj() {
             std::fs::write(
