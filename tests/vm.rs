@@ -66,7 +66,10 @@ mod vm {
                 "--target",
                 "x86_64-unknown-linux-gnu",
             ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static -C relocation-model=static")
+            .env(
+                "RUSTFLAGS",
+                "-C target-feature=+crt-static -C relocation-model=static",
+            )
             .env("LIBSECCOMP_LINK_TYPE", "static")
             .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
             .current_dir(root)
