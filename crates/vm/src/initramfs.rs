@@ -275,16 +275,19 @@ fn prune(dir: &Path, keep: &Path, age: std::time::Duration) {
         if path == keep || !(name.starts_with("initramfs-") && name.ends_with(".cpio")) {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|d| d > age);
-        if old {
+        if unused_for(&e, age) {
             let _ = fs::remove_file(&path);
         }
     }
+}
+
+/// True when the cache entry `e` was last modified more than `age` ago.
+pub(crate) fn unused_for(e: &fs::DirEntry, age: std::time::Duration) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|d| d > age)
 }
 
 #[cfg(test)]

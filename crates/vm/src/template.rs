@@ -459,13 +459,7 @@ fn prune(root: &Path, keep: &str) {
         if name == keep || name.starts_with(&format!("{keep}.")) {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|d| d > MAX_AGE);
-        if old {
+        if crate::initramfs::unused_for(&e, MAX_AGE) {
             let p = e.path();
             let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
         }
