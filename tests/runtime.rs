@@ -36,13 +36,13 @@ fn run_exit_code_and_stdio() {
     c.finish();
 }
 
-/// Drops `mount` from the config's namespaces.
-fn without_mount_ns(c: &mut Container) {
+/// Drops the namespace `typ` from the config's namespaces.
+fn without_ns(c: &mut Container, typ: &str) {
     let ns: Vec<Value> = c.config["linux"]["namespaces"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["type"] != "mount")
+        .filter(|n| n["type"] != typ)
         .cloned()
         .collect();
     c.config["linux"]["namespaces"] = json!(ns);
@@ -61,7 +61,7 @@ fn no_mount_namespace_is_inherited_and_cleaned_up() {
         return;
     }
     let mut c = Container::new("nomntns");
-    without_mount_ns(&mut c);
+    without_ns(&mut c, "mount");
     let linux = c.config["linux"].as_object_mut().unwrap();
     linux.remove("maskedPaths");
     linux.remove("readonlyPaths");
@@ -94,7 +94,7 @@ fn no_mount_namespace_refuses_masked_paths() {
         return;
     }
     let mut c = Container::new("nomntns-mask");
-    without_mount_ns(&mut c);
+    without_ns(&mut c, "mount");
     c.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
     c.config["linux"]["readonlyPaths"] = json!([]);
     let out = c.create();
@@ -2685,14 +2685,7 @@ fn static_release_build_runs_a_container_with_seccomp() {
     // race here once failed about one run in 20.
     let mut c = Container::new("static-cg");
     c.bin = dest.path().join("skiff");
-    let ns: Vec<Value> = c.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "cgroup")
-        .cloned()
-        .collect();
-    c.config["linux"]["namespaces"] = json!(ns);
+    without_ns(&mut c, "cgroup");
     assert!(
         c.config["mounts"]
             .as_array()
