@@ -74,36 +74,16 @@ pub fn subcommand_index(argv: &[OsString]) -> Option<usize> {
 /// True when `argv` (with argv[0]) names a command of `skiff-tools`:
 /// `image ...`, `registry ...`, or `run ... --image REF ...`.
 pub fn wants_tools(argv: &[OsString]) -> bool {
-    let mut args = argv.iter().skip(1).map(|a| a.as_os_str());
-    let mut sub: Option<&OsStr> = None;
-    while let Some(a) = args.next() {
-        let s = a.as_encoded_bytes();
-        if s == b"--" {
-            return false;
-        }
-        if s.starts_with(b"-") {
-            if GLOBAL_WITH_VALUE.iter().any(|g| s == g.as_bytes()) {
-                args.next();
-            }
-            continue;
-        }
-        sub = Some(a);
-        break;
-    }
-    match sub.map(|s| s.as_encoded_bytes()) {
-        Some(b"image") | Some(b"registry") => true,
-        Some(b"run") => {
-            for a in args {
-                let s = a.as_encoded_bytes();
-                if s == b"--" {
-                    break;
-                }
-                if s == b"--image" || s.starts_with(b"--image=") {
-                    return true;
-                }
-            }
-            false
-        }
+    let Some(i) = subcommand_index(argv) else {
+        return false;
+    };
+    match argv[i].as_encoded_bytes() {
+        b"image" | b"registry" => true,
+        b"run" => argv[i + 1..]
+            .iter()
+            .map(|a| a.as_encoded_bytes())
+            .take_while(|s| *s != b"--")
+            .any(|s| s == b"--image" || s.starts_with(b"--image=")),
         _ => false,
     }
 }
