@@ -18,3 +18,6 @@ fi
 if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install -q 'moto[server]' || echo "deps: could not install moto (the S3 test will SKIP)"
 fi
+# The vhost-user vsock backend for the VM's hybrid vsock channel (crates.io; ~70 s to build).
+command -v vhost-device-vsock >/dev/null 2>&1 || [ -x /usr/local/bin/vhost-device-vsock ] ||
+  cargo install --locked vhost-device-vsock --version 0.3.0 --root /usr/local || echo "deps: could not install vhost-device-vsock (the vsock test will SKIP)"
