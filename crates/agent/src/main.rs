@@ -130,7 +130,24 @@ fn load_modules() -> io::Result<()> {
     Ok(())
 }
 
+/// Modules of the vsock channel (Debian's kernel), loaded only when the
+/// channel is vsock (`skiff.vsock=<port>` on the command line).
+const VSOCK_MODULE_DIR: &str = "/lib/modules/skiff-vsock";
+
+/// The channel to the host: the virtio-serial port `skiff.0`, or with
+/// `skiff.vsock=<port>` on the kernel command line the connection the host
+/// makes to our AF_VSOCK listener on that port.
 fn open_port(deadline: Duration) -> io::Result<File> {
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(port) = cmdline
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("skiff.vsock="))
+    {
+        let port = port
+            .parse()
+            .map_err(|_| io::Error::other(format!("skiff.vsock={port}: not a port")))?;
+        return vsock_accept(port);
+    }
     let start = Instant::now();
     loop {
         if let Ok(dir) = fs::read_dir("/sys/class/virtio-ports") {
@@ -152,6 +169,59 @@ fn open_port(deadline: Duration) -> io::Result<File> {
         }
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Loads the vsock modules the host put in [`VSOCK_MODULE_DIR`] (file
+/// names sort in dependency order), listens on AF_VSOCK `port` (any CID)
+/// and returns the first connection: the host's (kernel vhost-vsock, or
+/// vhost-device-vsock forwarding a hybrid `CONNECT`).
+fn vsock_accept(port: u32) -> io::Result<File> {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
+    let mut mods: Vec<_> = match fs::read_dir(VSOCK_MODULE_DIR) {
+        Ok(d) => d.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    mods.sort();
+    for path in mods {
+        let f = File::open(&path)?;
+        let empty = CString::default();
+        // SAFETY: f is an open module file; params is an empty C string.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("finit_module {}: {e}", path.display()),
+            ));
+        }
+        debug(&format!("loaded {}", path.display()));
+    }
+    let ctx =
+        |what: &str, e: nix::Error| io::Error::other(format!("vsock port {port}: {what}: {e}"));
+    let l = socket::socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| ctx("socket", e))?;
+    socket::bind(l.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_ANY, port))
+        .map_err(|e| ctx("bind", e))?;
+    socket::listen(&l, Backlog::new(1).map_err(|e| ctx("backlog", e))?)
+        .map_err(|e| ctx("listen", e))?;
+    debug(&format!(
+        "listening on vsock port {port} at {} ms",
+        monotonic_ms()
+    ));
+    let fd = loop {
+        match socket::accept4(l.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            Ok(fd) => break fd,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ctx("accept", e)),
+        }
+    };
+    // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Counts the output streams of a process still open.

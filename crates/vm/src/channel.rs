@@ -1,12 +1,14 @@
 //! Host end of the host <-> agent channel.
 //!
 //! The protocol (`proto`) only needs a byte stream that can be split into a
-//! reader and a writer; [`Channel`] is that seam. The default and only
-//! implementation here is [`VirtioSerial`]: QEMU exposes the guest's
-//! virtio-serial port `skiff.0` as a unix socket it listens on. A vsock
-//! implementation (`/dev/vhost-vsock`, or hybrid vsock through
-//! `vhost-user-vsock-device`) would be another `Channel`; this host has no
-//! vhost-vsock, so it is not written yet (see docs/vm.md).
+//! reader and a writer; [`Channel`] is that seam. The default is
+//! [`VirtioSerial`]: QEMU exposes the guest's virtio-serial port `skiff.0`
+//! as a unix socket it listens on. [`vsock`] has the virtio-vsock channels:
+//! kernel vhost-vsock ([`vsock::KernelVsock`]) and hybrid vsock through a
+//! vhost-user backend ([`vsock::HybridVsock`]), chosen per container with
+//! the annotation `run.skiff.vm.channel=vsock` or `$SKIFF_VM_CHANNEL`.
+
+pub mod vsock;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;

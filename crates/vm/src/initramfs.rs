@@ -4,7 +4,9 @@
 //! Modules are resolved from `/lib/modules/<release>/modules.dep` in the
 //! order `modprobe --show-depends` prints them (dependencies first) and
 //! stored as `/lib/modules/skiff/NN-name.ko`, so the agent just loads them in
-//! file-name order. The archive is cached under the cache dir, keyed by the
+//! file-name order. The vsock channel's modules ([`VSOCK_MODULES`]) go to
+//! `/lib/modules/skiff-vsock/` instead: the agent loads them only when the
+//! channel is vsock. The archive is cached under the cache dir, keyed by the
 //! hash of everything in it.
 //!
 //! The agent must be a static binary. It is looked up as `$SKIFF_AGENT`,
@@ -30,6 +32,15 @@ pub const MODULES: &[&str] = &[
     "9pnet_virtio",
     "9p",
     "virtiofs",
+];
+
+/// Modules of the vsock channel, stored apart in `/lib/modules/skiff-vsock/`
+/// (minus those already in [`MODULES`]): the agent loads them only when the
+/// channel is vsock, so virtio-serial VMs do not pay for them.
+pub const VSOCK_MODULES: &[&str] = &[
+    "vsock",
+    "vmw_vsock_virtio_transport_common",
+    "vmw_vsock_virtio_transport",
 ];
 
 /// Writes newc ("070701") cpio archives.
@@ -208,18 +219,30 @@ pub fn build(agent: &Path, modules_dir: Option<&Path>) -> Result<PathBuf, Error>
             agent.display()
         )));
     }
-    let modules = match modules_dir {
-        Some(d) => resolve_modules(d, MODULES)?,
-        None => Vec::new(),
+    let (modules, vsock_modules) = match modules_dir {
+        Some(d) => {
+            let main = resolve_modules(d, MODULES)?;
+            let vsock: Vec<PathBuf> = resolve_modules(d, VSOCK_MODULES)?
+                .into_iter()
+                .filter(|m| !main.contains(m))
+                .collect();
+            (main, vsock)
+        }
+        None => (Vec::new(), Vec::new()),
     };
     let mut hasher = Sha256::new();
     hasher.update(&agent_bin);
     let mut mod_data = Vec::new();
-    for m in &modules {
+    for (dir, m) in modules
+        .iter()
+        .map(|m| ("skiff", m))
+        .chain(vsock_modules.iter().map(|m| ("skiff-vsock", m)))
+    {
         let data = fs::read(m).map_err(|e| io_err(&format!("read module {}", m.display()), e))?;
+        hasher.update(dir.as_bytes());
         hasher.update(m.to_string_lossy().as_bytes());
         hasher.update(&data);
-        mod_data.push((m, data));
+        mod_data.push((dir, m, data));
     }
     let key = hex::encode(&hasher.finalize()[..12]);
     let dir = cache_dir()?;
@@ -242,16 +265,17 @@ pub fn build(agent: &Path, modules_dir: Option<&Path>) -> Result<PathBuf, Error>
         "lib",
         "lib/modules",
         "lib/modules/skiff",
+        "lib/modules/skiff-vsock",
     ] {
         c.dir(d);
     }
     c.chardev("dev/console", 0o600, 5, 1);
     c.chardev("dev/null", 0o666, 1, 3);
     c.file("init", 0o755, &agent_bin);
-    for (i, (path, data)) in mod_data.iter().enumerate() {
+    for (i, (dir, path, data)) in mod_data.iter().enumerate() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("m.ko");
         c.file(
-            &format!("lib/modules/skiff/{:02}-{name}", i + 1),
+            &format!("lib/modules/{dir}/{:02}-{name}", i + 1),
             0o644,
             data,
         );

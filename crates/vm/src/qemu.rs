@@ -1,8 +1,10 @@
 //! QEMU command line (microvm, direct kernel boot) and the KVM probe.
 //!
-//! Devices: one 8250 serial (the console, written to a log file), a
-//! virtio-serial port `skiff.0` backed by a unix-socket chardev (the agent
-//! channel), and a virtio-9p share of the rootfs (`mount_tag=rootfs`).
+//! Devices: one 8250 serial (the console, written to a log file), the agent
+//! channel ([`ChannelDevice`]: by default a virtio-serial port `skiff.0`
+//! backed by a unix-socket chardev; or virtio-vsock, through the kernel's
+//! vhost-vsock or a vhost-user backend), and a virtio-9p share of the rootfs
+//! (`mount_tag=rootfs`).
 //!
 //! Machine options follow the kernel: a kernel with virtio-mmio command-line
 //! devices (the minimal one) boots with `acpi=off` (qboot firmware, no ACPI
@@ -92,6 +94,42 @@ pub struct VmConfig {
     pub template: bool,
 }
 
+/// The device carrying the agent channel ([`crate::channel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelDevice {
+    /// virtio-serial port `skiff.0` behind a unix-socket chardev at
+    /// [`VmConfig::channel`] (QEMU listens).
+    VirtioSerial,
+    /// virtio-vsock backed by the host kernel (`/dev/vhost-vsock`): the guest
+    /// has CID `cid`, the agent listens on vsock port `port`.
+    VhostVsock {
+        /// Guest CID (unique on the host).
+        cid: u32,
+        /// Agent's vsock port.
+        port: u32,
+    },
+    /// virtio-vsock served by a vhost-user backend (`vhost-device-vsock`)
+    /// listening on `socket`; guest RAM becomes a shared memfd.
+    VhostUserVsock {
+        /// The backend's vhost-user socket (QEMU connects).
+        socket: PathBuf,
+        /// Agent's vsock port.
+        port: u32,
+    },
+}
+
+impl ChannelDevice {
+    /// The agent's vsock port, if the channel is vsock.
+    pub fn vsock_port(&self) -> Option<u32> {
+        match self {
+            ChannelDevice::VirtioSerial => None,
+            ChannelDevice::VhostVsock { port, .. } | ChannelDevice::VhostUserVsock { port, .. } => {
+                Some(*port)
+            }
+        }
+    }
+}
+
 /// The host TSC frequency in kHz (from `/proc/cpuinfo`), for `tsc_early_khz`.
 pub fn tsc_khz() -> Option<u64> {
     let info = fs::read_to_string("/proc/cpuinfo").ok()?;
@@ -106,8 +144,15 @@ pub fn tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0) as u64)
 }
 
-/// The kernel command line.
+/// The kernel command line (agent channel: virtio-serial).
 pub fn kernel_cmdline(cfg: &VmConfig) -> String {
+    kernel_cmdline_with(cfg, &ChannelDevice::VirtioSerial)
+}
+
+/// The kernel command line for a VM whose agent channel is `chan`: a vsock
+/// channel adds `skiff.vsock=<port>` (the agent then listens on AF_VSOCK
+/// instead of opening the virtio-serial port).
+pub fn kernel_cmdline_with(cfg: &VmConfig, chan: &ChannelDevice) -> String {
     let mut p: Vec<String> = [
         "console=ttyS0",
         "quiet",
@@ -139,6 +184,9 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     } else if cfg.debug {
         p.push("skiff.debug".into());
     }
+    if let Some(port) = chan.vsock_port() {
+        p.push(format!("skiff.vsock={port}"));
+    }
     p.extend(cfg.kernel_params.iter().cloned());
     p.join(" ")
 }
@@ -148,8 +196,13 @@ pub(crate) fn share_path(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
-/// QEMU arguments (without the binary) for `cfg`.
+/// QEMU arguments (without the binary) for `cfg`, agent channel on virtio-serial.
 pub fn args(cfg: &VmConfig) -> Vec<String> {
+    args_with(cfg, &ChannelDevice::VirtioSerial)
+}
+
+/// QEMU arguments (without the binary) for `cfg` with the agent channel on `chan`.
+pub fn args_with(cfg: &VmConfig, chan: &ChannelDevice) -> Vec<String> {
     let cpu = match cfg.accel {
         Accel::Kvm => "host",
         Accel::Tcg => "max",
@@ -187,7 +240,7 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-initrd".into(),
         share_path(&cfg.initrd),
         "-append".into(),
-        kernel_cmdline(cfg),
+        kernel_cmdline_with(cfg, chan),
         // Appended, not truncated: a VM restored from a template writes
         // after the template boot's messages.
         "-chardev".into(),
@@ -197,16 +250,48 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         ),
         "-serial".into(),
         "chardev:console".into(),
-        "-device".into(),
-        "virtio-serial-device".into(),
-        "-chardev".into(),
-        format!(
-            "socket,id=agent,path={},server=on,wait=off",
-            share_path(&cfg.channel)
-        ),
-        "-device".into(),
-        "virtserialport,chardev=agent,name=skiff.0".into(),
     ];
+    match chan {
+        ChannelDevice::VirtioSerial => a.extend([
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!(
+                "socket,id=agent,path={},server=on,wait=off",
+                share_path(&cfg.channel)
+            ),
+            "-device".into(),
+            "virtserialport,chardev=agent,name=skiff.0".into(),
+        ]),
+        ChannelDevice::VhostVsock { cid, .. } => a.extend([
+            "-device".into(),
+            format!("vhost-vsock-device,id=agent,guest-cid={cid}"),
+        ]),
+        ChannelDevice::VhostUserVsock { socket, .. } => a.extend([
+            "-chardev".into(),
+            format!("socket,id=agent,path={}", share_path(socket)),
+            "-device".into(),
+            "vhost-user-vsock-device,id=agent-vsock,chardev=agent".into(),
+        ]),
+    }
+    let vhost_user = cfg.virtiofs.is_some() || matches!(chan, ChannelDevice::VhostUserVsock { .. });
+    if vhost_user {
+        // vhost-user back-ends (virtiofsd, vhost-device-vsock) map guest
+        // RAM, which must be shared; libvhost-user and the rust-vmm crates
+        // refuse legacy virtio devices, microvm's virtio-mmio default.
+        if let Some(i) = a.iter().position(|x| x == "-M") {
+            a[i + 1] = format!("{},memory-backend=skiff-mem", a[i + 1]);
+        }
+        a.extend([
+            "-object".into(),
+            format!(
+                "memory-backend-memfd,id=skiff-mem,size={}M,share=on",
+                cfg.memory_mib
+            ),
+            "-global".into(),
+            "virtio-mmio.force-legacy=false".into(),
+        ]);
+    }
     match &cfg.virtiofs {
         None => a.extend([
             "-fsdev".into(),
@@ -217,27 +302,12 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
             "-device".into(),
             "virtio-9p-device,fsdev=rootfs,mount_tag=rootfs".into(),
         ]),
-        Some(sock) => {
-            // vhost-user: virtiofsd maps guest RAM, which must be shared.
-            if let Some(i) = a.iter().position(|x| x == "-M") {
-                a[i + 1] = format!("{},memory-backend=skiff-mem", a[i + 1]);
-            }
-            a.extend([
-                "-object".into(),
-                format!(
-                    "memory-backend-memfd,id=skiff-mem,size={}M,share=on",
-                    cfg.memory_mib
-                ),
-                "-chardev".into(),
-                format!("socket,id=virtiofs,path={}", share_path(sock)),
-                "-device".into(),
-                "vhost-user-fs-device,chardev=virtiofs,tag=rootfs".into(),
-                // libvhost-user (virtiofsd) refuses legacy virtio devices,
-                // microvm's virtio-mmio default.
-                "-global".into(),
-                "virtio-mmio.force-legacy=false".into(),
-            ]);
-        }
+        Some(sock) => a.extend([
+            "-chardev".into(),
+            format!("socket,id=virtiofs,path={}", share_path(sock)),
+            "-device".into(),
+            "vhost-user-fs-device,chardev=virtiofs,tag=rootfs".into(),
+        ]),
     }
     for sh in &cfg.shares {
         a.push("-fsdev".into());
@@ -390,6 +460,49 @@ mod tests {
         assert!(vfs.contains("-chardev socket,id=virtiofs,path=/s/virtiofs.sock"));
         assert!(vfs.contains("vhost-user-fs-device,chardev=virtiofs,tag=rootfs"));
         assert!(vfs.contains("-global virtio-mmio.force-legacy=false"));
+    }
+
+    #[test]
+    fn vsock_channels_replace_virtio_serial() {
+        let c = cfg(None);
+        let serial = args(&c).join(" ");
+        assert!(serial.contains("virtserialport,chardev=agent,name=skiff.0"));
+        assert!(!serial.contains("vsock"));
+        assert_eq!(args(&c), args_with(&c, &ChannelDevice::VirtioSerial));
+        let hybrid = ChannelDevice::VhostUserVsock {
+            socket: "/s/vsock-vhost.sock".into(),
+            port: 1024,
+        };
+        let h = args_with(&c, &hybrid).join(" ");
+        assert!(!h.contains("virtio-serial-device") && !h.contains("virtserialport"));
+        assert!(h.contains("-chardev socket,id=agent,path=/s/vsock-vhost.sock"));
+        assert!(h.contains("vhost-user-vsock-device,id=agent-vsock,chardev=agent"));
+        assert!(h.contains("memory-backend-memfd,id=skiff-mem,size=320M,share=on"));
+        assert!(h.contains("memory-backend=skiff-mem"));
+        assert!(h.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(h.contains("skiff.vsock=1024"));
+        // With virtio-fs too: one shared RAM backend, one -global.
+        let mut both = cfg(Some("/s/virtiofs.sock".into()));
+        both.memory_mib = 256;
+        let b = args_with(&both, &hybrid).join(" ");
+        assert_eq!(b.matches("memory-backend-memfd").count(), 1);
+        assert_eq!(b.matches("force-legacy=false").count(), 1);
+        assert!(b.contains("vhost-user-fs-device,chardev=virtiofs,tag=rootfs"));
+        let k = args_with(
+            &c,
+            &ChannelDevice::VhostVsock {
+                cid: 77,
+                port: 1024,
+            },
+        )
+        .join(" ");
+        assert!(k.contains("-device vhost-vsock-device,id=agent,guest-cid=77"));
+        assert!(!k.contains("virtserialport") && !k.contains("memory-backend"));
+        assert!(
+            kernel_cmdline_with(&c, &ChannelDevice::VhostVsock { cid: 77, port: 9 })
+                .contains("skiff.vsock=9")
+        );
+        assert!(!kernel_cmdline(&c).contains("skiff.vsock"));
     }
 
     #[test]

@@ -21,9 +21,10 @@
 //! under it. Nothing in the forked child uses `std`'s stdout/stderr locks
 //! (another thread of the caller may have held them at fork time).
 
+use crate::channel::vsock::{self, HybridVsock, KernelVsock};
 use crate::channel::{Channel, VirtioSerial};
 use crate::proto::{self, Msg, Request};
-use crate::qemu::VmConfig;
+use crate::qemu::{ChannelDevice, VmConfig};
 use crate::qmp::Qmp;
 use crate::template;
 use crate::{io_err, sock_path, Error};
@@ -87,6 +88,10 @@ pub(crate) fn launch(plan: Plan) -> Result<i32, Error> {
     // SAFETY: fresh fds owned by us.
     let (mut report_r, report_w) =
         unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let chan = channel_plan(&plan)?;
+    if plan.debug {
+        eprintln!("skiff-vm: channel={}", chan.describe);
+    }
     let _ = fs::remove_file(&plan.vm.channel);
     let _ = fs::remove_file(sock_path(&plan.state_dir, "shim.sock"));
     // SAFETY: fork; the child runs the shim and never returns into the caller's code.
@@ -96,7 +101,7 @@ pub(crate) fn launch(plan: Plan) -> Result<i32, Error> {
     }
     if pid == 0 {
         drop(report_r);
-        let code = shim_main(&plan, report_w);
+        let code = shim_main(&plan, &chan, report_w);
         // SAFETY: leave without running the caller's atexit handlers or destructors.
         unsafe { libc::_exit(code) };
     }
@@ -250,6 +255,8 @@ struct Shim {
     create: Option<Sent>,
     /// The virtio-fs daemon of the rootfs, if any.
     virtiofsd: Option<Child>,
+    /// The hybrid vsock backend, if any.
+    vsock_backend: Option<VsockBackend>,
     tty: Option<File>,
     state_dir: PathBuf,
 }
@@ -288,7 +295,7 @@ fn close_inherited_fds(keep: RawFd) {
     }
 }
 
-fn shim_main(plan: &Plan, report: File) -> i32 {
+fn shim_main(plan: &Plan, chan: &ChannelPlan, report: File) -> i32 {
     // SAFETY: setsid in the freshly forked child.
     unsafe { libc::setsid() };
     close_inherited_fds(report.as_raw_fd());
@@ -300,7 +307,7 @@ fn shim_main(plan: &Plan, report: File) -> i32 {
             let _ = r.write_all(v.to_string().as_bytes());
         }
     };
-    let mut shim = match boot(plan) {
+    let mut shim = match boot(plan, chan) {
         Ok(s) => s,
         Err((kind, msg, qemu)) => {
             if let Some(mut q) = qemu {
@@ -361,13 +368,22 @@ type BootFail = (&'static str, String, Option<Child>);
 
 /// Brings the VM up: restored from a template when templates apply (built
 /// first if missing), else, or when that fails, booted cold.
-fn boot(plan: &Plan) -> Result<Shim, BootFail> {
+fn boot(plan: &Plan, chan: &ChannelPlan) -> Result<Shim, BootFail> {
     let t0 = Instant::now();
     let vmm_log = plan.state_dir.join("vmm.log");
     File::create(&vmm_log).map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
     let _ = File::create(&plan.vm.console_log);
     let mut why_cold = "templates disabled for this container".to_string();
-    if let Some(key) = &plan.template_key {
+    if chan.device != ChannelDevice::VirtioSerial {
+        why_cold = "vsock channel: QEMU 7.2 cannot migrate vhost-user devices, and every clone \
+                    of a template would carry its guest CID"
+            .into();
+    }
+    let template_key = plan
+        .template_key
+        .as_ref()
+        .filter(|_| chan.device == ChannelDevice::VirtioSerial);
+    if let Some(key) = template_key {
         let found = match template::lookup(key) {
             Err(e) => Err(template::BuildError::Other(e)),
             Ok(Some(dir)) => {
@@ -391,7 +407,7 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
                     "template_built": built,
                     "template_build_ms": built.then(|| t0.elapsed().as_millis() as u64),
                 });
-                match start_vm(plan, Some(&dir), Instant::now(), info) {
+                match start_vm(plan, chan, Some(&dir), Instant::now(), info) {
                     Ok(shim) => {
                         template::touch(&dir);
                         if plan.debug {
@@ -432,13 +448,14 @@ fn boot(plan: &Plan) -> Result<Shim, BootFail> {
         log(&format!("boot=cold ({why_cold})"));
     }
     let _ = File::create(&plan.vm.console_log);
-    start_vm(plan, None, Instant::now(), json!({"boot": "cold"}))
+    start_vm(plan, chan, None, Instant::now(), json!({"boot": "cold"}))
 }
 
 /// Starts QEMU (restoring `template` if given), connects to the agent and
 /// exchanges hellos. `info` goes into timings.json.
 fn start_vm(
     plan: &Plan,
+    chan: &ChannelPlan,
     template: Option<&Path>,
     t0: Instant,
     info: Value,
@@ -450,7 +467,7 @@ fn start_vm(
     let _ = fs::remove_file(&vm.channel);
     let _ = fs::remove_file(&qmp_path);
     let (args, state) = match template {
-        None => (crate::qemu::args(&vm), None),
+        None => (crate::qemu::args_with(&vm, &chan.device), None),
         Some(dir) => {
             let state = File::open(dir.join("state"))
                 .map_err(|e| ("boot", format!("open {}/state: {e}", dir.display()), None))?;
@@ -464,6 +481,13 @@ fn start_vm(
         Some(sock) => Some(
             spawn_virtiofsd(plan, sock, &vmm_log)
                 .map_err(|e| ("boot", format!("virtiofsd: {e}"), None))?,
+        ),
+        None => None,
+    };
+    let mut vsock_backend = match &chan.backend {
+        Some(b) => Some(
+            VsockBackend::spawn(plan, b, &vmm_log)
+                .map_err(|e| ("boot", format!("{}: {e}", vsock::BACKEND_NAME), None))?,
         ),
         None => None,
     };
@@ -488,7 +512,9 @@ fn start_vm(
     }
     let chan = {
         let q = &mut qemu;
-        VirtioSerial::connect(&vm.channel, deadline, || matches!(q.try_wait(), Ok(None)))
+        let b = &mut vsock_backend;
+        let alive = || matches!(q.try_wait(), Ok(None)) && b.as_mut().is_none_or(|b| b.alive());
+        chan.connect(&vm.channel, deadline, alive)
     };
     let chan = match chan {
         Ok(c) => c,
@@ -568,6 +594,7 @@ fn start_vm(
     let b = boot_info.unwrap_or(Value::Null);
     let mut timings = json!({
         "accel": vm.accel.name(),
+        "channel": chan.describe(),
         "vmm_spawn_ms": t_spawned.as_millis() as u64,
         "vmm_restored_ms": t_restored,
         "vmm_listening_ms": t_connected.as_millis() as u64,
@@ -592,7 +619,153 @@ fn start_vm(
         state_dir: plan.state_dir.clone(),
         create: Some(create),
         virtiofsd,
+        vsock_backend,
     })
+}
+
+/// The agent channel of one VM: the QEMU device, and for hybrid vsock the
+/// backend to run (binary, vhost-user socket, hybrid socket).
+pub(crate) struct ChannelPlan {
+    device: ChannelDevice,
+    backend: Option<(PathBuf, PathBuf, PathBuf)>,
+    describe: String,
+}
+
+/// Picks the channel (annotation `run.skiff.vm.channel`, `$SKIFF_VM_CHANNEL`;
+/// virtio-serial by default) and, for vsock, the backend
+/// ([`vsock::choose`]). Runs before the fork: errors fail `create` at once.
+fn channel_plan(plan: &Plan) -> Result<ChannelPlan, Error> {
+    let wants = vsock::wants_vsock(&plan.spec["annotations"]).map_err(|message| Error::Spec {
+        field: format!("annotations.{}", vsock::CHANNEL_ANNOTATION),
+        message,
+    })?;
+    if !wants {
+        return Ok(ChannelPlan {
+            device: ChannelDevice::VirtioSerial,
+            backend: None,
+            describe: format!("virtio-serial (chardev {})", plan.vm.channel.display()),
+        });
+    }
+    let port = vsock::AGENT_PORT;
+    Ok(match vsock::choose().map_err(Error::NotFound)? {
+        vsock::Backend::Kernel => {
+            let cid = vsock::random_cid();
+            ChannelPlan {
+                device: ChannelDevice::VhostVsock { cid, port },
+                backend: None,
+                describe: format!(
+                    "vsock (kernel {}, guest cid {cid}, port {port})",
+                    vsock::VHOST_VSOCK_DEV
+                ),
+            }
+        }
+        vsock::Backend::VhostUser(bin) => {
+            let socket = sock_path(&plan.state_dir, "vsock-vhost.sock");
+            let uds = sock_path(&plan.state_dir, "vsock.sock");
+            ChannelPlan {
+                describe: format!(
+                    "vsock (hybrid over vhost-user: {} on {}, host socket {}, port {port})",
+                    bin.display(),
+                    socket.display(),
+                    uds.display()
+                ),
+                device: ChannelDevice::VhostUserVsock {
+                    socket: socket.clone(),
+                    port,
+                },
+                backend: Some((bin, socket, uds)),
+            }
+        }
+    })
+}
+
+impl ChannelPlan {
+    /// Connects to the agent (virtio-serial: QEMU's chardev at `serial`).
+    fn connect(
+        &self,
+        serial: &Path,
+        deadline: Duration,
+        alive: impl FnMut() -> bool,
+    ) -> io::Result<Box<dyn Channel>> {
+        Ok(match (&self.device, &self.backend) {
+            (ChannelDevice::VirtioSerial, _) => {
+                Box::new(VirtioSerial::connect(serial, deadline, alive)?)
+            }
+            (ChannelDevice::VhostVsock { cid, port }, _) => {
+                Box::new(KernelVsock::connect(*cid, *port, deadline, alive)?)
+            }
+            (ChannelDevice::VhostUserVsock { port, .. }, Some((_, _, uds))) => {
+                Box::new(HybridVsock::connect(uds, *port, deadline, alive)?)
+            }
+            (ChannelDevice::VhostUserVsock { .. }, None) => {
+                return Err(io::Error::other("hybrid vsock without a backend"))
+            }
+        })
+    }
+}
+
+/// The `vhost-device-vsock` of a hybrid vsock VM (own process group,
+/// killed with the shim): stopped, and its sockets removed, when dropped.
+struct VsockBackend {
+    child: Option<Child>,
+    files: [PathBuf; 2],
+}
+
+impl VsockBackend {
+    /// Starts the backend for guest CID 3 (the CID only matters inside
+    /// this VM) and waits for its vhost-user socket.
+    fn spawn(
+        plan: &Plan,
+        (bin, socket, uds): &(PathBuf, PathBuf, PathBuf),
+        log: &Path,
+    ) -> io::Result<Self> {
+        let _ = fs::remove_file(socket);
+        let _ = fs::remove_file(uds);
+        let child = template::spawn_qemu(bin, &vsock::backend_args(3, socket, uds), log, None)?;
+        let _ = fs::write(plan.state_dir.join("vsock.pid"), child.id().to_string());
+        let mut b = VsockBackend {
+            child: Some(child),
+            files: [socket.clone(), uds.clone()],
+        };
+        let t = Instant::now();
+        while !socket.exists() {
+            if !b.alive() {
+                return Err(io::Error::other(format!(
+                    "exited: {}",
+                    tail(log, 1024).trim()
+                )));
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err(io::Error::other(format!(
+                    "no socket {} after 10 s",
+                    socket.display()
+                )));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        Ok(b)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_group(&mut c);
+        }
+        for f in &self.files {
+            let _ = fs::remove_file(f);
+        }
+    }
+}
+
+impl Drop for VsockBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Starts virtiofsd exporting the rootfs on `sock` (own process group,
@@ -782,6 +955,9 @@ impl Shim {
         kill_group(&mut self.qemu);
         if let Some(v) = &mut self.virtiofsd {
             kill_group(v);
+        }
+        if let Some(b) = &mut self.vsock_backend {
+            b.stop();
         }
         let _ = fs::remove_file(&self.plan_channel);
         let _ = fs::remove_file(&self.control);
@@ -1303,12 +1479,32 @@ pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
             wait_gone(v);
         }
     }
-    for name in ["agent.sock", "shim.sock", "qmp.sock", "virtiofs.sock"] {
+    if let Some(v) = read_pid(&state_dir.join("vsock.pid")) {
+        let sock = sock_path(state_dir, "vsock-vhost.sock");
+        let cmdline = fs::read(format!("/proc/{v}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&*sock.to_string_lossy()) {
+            // SAFETY: kill the vhost-device-vsock group this container started.
+            unsafe {
+                libc::kill(-v, libc::SIGKILL);
+                libc::kill(v, libc::SIGKILL);
+            }
+            wait_gone(v);
+        }
+    }
+    for name in [
+        "agent.sock",
+        "shim.sock",
+        "qmp.sock",
+        "virtiofs.sock",
+        "vsock.sock",
+        "vsock-vhost.sock",
+    ] {
         let _ = fs::remove_file(sock_path(state_dir, name));
         let _ = fs::remove_file(state_dir.join(name));
     }
     for f in [
         "virtiofsd.pid",
+        "vsock.pid",
         "vmm.pid",
         "shim.pid",
         "console.log",
