@@ -48,6 +48,33 @@ use std::time::{Duration, Instant};
 const PORT_NAME: &str = "skiff.0";
 const MODULE_DIR: &str = "/lib/modules/skiff";
 const ROOTFS: &str = "/run/skiff/rootfs";
+/// The 9p tag of the container's rootfs in a VM restored from a template.
+const ROOTFS_TAG: &str = "rootfs";
+const NINEP_OPTS: &str = "trans=virtio,version=9p2000.L,msize=512000,cache=mmap";
+
+/// The rootfs mount started as soon as the host's hello arrives in a guest
+/// restored from a template (whose rootfs is always the 9p share
+/// [`ROOTFS_TAG`]): the mount waits for QEMU's 9p server on the host
+/// (several round trips), and meanwhile the guest answers the hello and
+/// reads the create request.
+static PREMOUNT: Mutex<Option<mpsc::Receiver<io::Result<()>>>> = Mutex::new(None);
+
+fn premount_rootfs() {
+    let (tx, rx) = mpsc::channel();
+    *PREMOUNT.lock().unwrap() = Some(rx);
+    pool::spawn(move || {
+        let _ = tx.send(mount(ROOTFS_TAG, ROOTFS, "9p", 0, NINEP_OPTS));
+    });
+}
+
+/// The result of [`premount_rootfs`] (waiting for it), if it was started.
+fn premounted() -> Option<io::Result<()>> {
+    let rx = PREMOUNT.lock().unwrap().take()?;
+    Some(
+        rx.recv()
+            .unwrap_or_else(|_| Err(io::Error::other("rootfs pre-mount lost"))),
+    )
+}
 
 static DEBUG: AtomicBool = AtomicBool::new(false);
 
@@ -209,8 +236,10 @@ fn vsock_accept(port: u32) -> io::Result<File> {
         .map_err(|e| ctx("bind", e))?;
     socket::listen(&l, Backlog::new(1).map_err(|e| ctx("backlog", e))?)
         .map_err(|e| ctx("listen", e))?;
-    debug(&format!(
-        "listening on vsock port {port} at {} ms",
+    // The host's hybrid vsock channel connects when it sees this on the
+    // console (skiff-vm `channel::vsock::LISTENING_MARKER`).
+    log(&format!(
+        "SKIFF-VSOCK-LISTENING port {port} at {} ms",
         monotonic_ms()
     ));
     let fd = loop {
@@ -433,15 +462,21 @@ impl Agent {
         prepare_binds(&mut spec)?;
         let spec = &spec;
         let t = Instant::now();
-        match fstype.unwrap_or("9p") {
-            "virtiofs" => mount(tag, ROOTFS, "virtiofs", 0, "")?,
-            _ => mount(
-                tag,
-                ROOTFS,
-                "9p",
-                0,
-                "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
-            )?,
+        let kind = fstype.unwrap_or("9p");
+        match premounted() {
+            Some(Ok(())) if kind == "9p" && tag == ROOTFS_TAG => {}
+            pre => {
+                if let Some(Ok(())) = pre {
+                    // Not the share the host wants after all.
+                    let target = CString::new(ROOTFS).unwrap_or_default();
+                    // SAFETY: umount2 of our own mount with a valid path.
+                    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+                }
+                match kind {
+                    "virtiofs" => mount(tag, ROOTFS, "virtiofs", 0, "")?,
+                    _ => mount(tag, ROOTFS, "9p", 0, NINEP_OPTS)?,
+                }
+            }
         }
         debug(&format!("rootfs mounted in {:?}", t.elapsed()));
         let cspec = container::parse_container(spec, ROOTFS)?;
@@ -722,14 +757,8 @@ fn prepare_binds(spec: &mut Value) -> io::Result<()> {
         if let Some(tag) = obj.remove("x-skiff-share") {
             let tag = tag.as_str().unwrap_or_default().to_owned();
             let target = format!("{BINDS}/{tag}");
-            mount(
-                &tag,
-                &target,
-                "9p",
-                0,
-                "trans=virtio,version=9p2000.L,msize=512000,cache=mmap",
-            )
-            .map_err(|e| io::Error::new(e.kind(), format!("mounts[{i}] (share {tag}): {e}")))?;
+            mount(&tag, &target, "9p", 0, NINEP_OPTS)
+                .map_err(|e| io::Error::new(e.kind(), format!("mounts[{i}] (share {tag}): {e}")))?;
             obj.insert("source".into(), Value::String(target));
         } else if let Some(content) = obj.remove("x-skiff-content") {
             let data = unhex(content.as_str().unwrap_or_default()).ok_or_else(|| {
@@ -828,14 +857,32 @@ fn apply_host_facts(host: &Value) {
     match host["seed"].as_str().and_then(unhex) {
         // Off the hello's path (~30 ms under emulation); `start` and `exec`,
         // the first execve of container code, wait for it.
+        // At SCHED_IDLE: with one vCPU it runs while the create path waits
+        // (rootfs mount, host round trips) instead of ahead of it.
         Some(seed) => pool::spawn(move || {
+            let idle = set_sched_idle(true);
             if let Err(e) = reseed(&seed) {
                 log(&format!("reseed RNG: {e}"));
             }
             reseeded().set();
+            if idle {
+                set_sched_idle(false);
+            }
         }),
         None => reseeded().set(),
     }
+}
+
+/// Moves the calling thread to `SCHED_IDLE` (or back to `SCHED_OTHER`).
+fn set_sched_idle(on: bool) -> bool {
+    let p = libc::sched_param { sched_priority: 0 };
+    let policy = if on {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: sched_setscheduler(0: the calling thread) with a valid param.
+    unsafe { libc::sched_setscheduler(0, policy, &p) == 0 }
 }
 
 /// A flag threads can wait for.
@@ -913,10 +960,14 @@ fn serve(agent: Arc<Agent>, mut port: File, timings: (u64, u64), template: bool)
     let hello = loop {
         match proto::read_frame(&mut port)? {
             Some(f) => break f,
-            None => thread::sleep(Duration::from_millis(5)),
+            // The host connects right after a restore: poll finely.
+            None => thread::sleep(Duration::from_millis(1)),
         }
     };
     let hello_read = monotonic_ms();
+    if template {
+        premount_rootfs();
+    }
     match hello.msg {
         Msg::Hello { version, host, .. } if version == proto::VERSION => {
             apply_host_facts(&host.unwrap_or(Value::Null));
@@ -1018,9 +1069,10 @@ fn run() -> io::Result<()> {
     });
     let reaper = Arc::clone(&agent);
     thread::spawn(move || reaper.reap());
-    // Request handlers and stdio relays of the first container run on
-    // these (see pool.rs): in a template they are saved already started.
-    pool::prestart(5);
+    // Request handlers, the RNG reseed, the rootfs pre-mount and the stdio
+    // relays and exit report of the first container run on these (see
+    // pool.rs): in a template they are saved already started.
+    pool::prestart(7);
     let template = cmdline.split_whitespace().any(|a| a == "skiff.template");
     serve(agent, port, (kernel_ms, modules_ms), template)
 }

@@ -514,7 +514,7 @@ fn start_vm(
         let q = &mut qemu;
         let b = &mut vsock_backend;
         let alive = || matches!(q.try_wait(), Ok(None)) && b.as_mut().is_none_or(|b| b.alive());
-        chan.connect(&vm.channel, deadline, alive)
+        chan.connect(&vm.channel, &vm.console_log, deadline, alive)
     };
     let chan = match chan {
         Ok(c) => c,
@@ -680,10 +680,12 @@ fn channel_plan(plan: &Plan) -> Result<ChannelPlan, Error> {
 }
 
 impl ChannelPlan {
-    /// Connects to the agent (virtio-serial: QEMU's chardev at `serial`).
+    /// Connects to the agent (virtio-serial: QEMU's chardev at `serial`;
+    /// hybrid vsock once the agent says on `console` that it listens).
     fn connect(
         &self,
         serial: &Path,
+        console: &Path,
         deadline: Duration,
         alive: impl FnMut() -> bool,
     ) -> io::Result<Box<dyn Channel>> {
@@ -695,7 +697,10 @@ impl ChannelPlan {
                 Box::new(KernelVsock::connect(*cid, *port, deadline, alive)?)
             }
             (ChannelDevice::VhostUserVsock { port, .. }, Some((_, _, uds))) => {
-                Box::new(HybridVsock::connect(uds, *port, deadline, alive)?)
+                let ready = || {
+                    fs::read_to_string(console).is_ok_and(|c| c.contains(vsock::LISTENING_MARKER))
+                };
+                Box::new(HybridVsock::connect(uds, *port, deadline, alive, ready)?)
             }
             (ChannelDevice::VhostUserVsock { .. }, None) => {
                 return Err(io::Error::other("hybrid vsock without a backend"))

@@ -38,6 +38,9 @@ pub const CHANNEL_ANNOTATION: &str = "run.skiff.vm.channel";
 pub const VHOST_VSOCK_DEV: &str = "/dev/vhost-vsock";
 /// Name of the vhost-user vsock backend binary.
 pub const BACKEND_NAME: &str = "vhost-device-vsock";
+/// What the agent prints on the console once it listens on its vsock port
+/// (crates/agent `vsock_accept`); the hybrid channel connects only then.
+pub const LISTENING_MARKER: &str = "SKIFF-VSOCK-LISTENING";
 
 /// How the host reaches the guest's vsock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,22 +202,33 @@ impl HybridVsock {
         })
     }
 
-    /// Connects to the agent's `port` through the backend's socket `uds`,
-    /// retrying until `deadline` (the guest is still booting) or until
-    /// `alive()` says the VMM is gone.
+    /// Connects to the agent's `port` through the backend's socket `uds`
+    /// once `ready()` says the agent listens (its [`LISTENING_MARKER`] on
+    /// the console), retrying until `deadline` or until `alive()` says the
+    /// VMM is gone.
+    ///
+    /// Why wait for the agent instead of just retrying: vhost-device-vsock
+    /// 0.3 loses a host connection request that arrives while the guest
+    /// driver is bringing the device up (the request is never answered,
+    /// and later ones neither: seen in 2 of ~20 boots here), so the first
+    /// `CONNECT` goes out when the device is certainly running. An attempt
+    /// then waits for the guest's answer as long as the deadline allows (a
+    /// refusal closes the stream at once).
     pub fn connect(
         uds: &Path,
         port: u32,
         deadline: Duration,
-        alive: impl FnMut() -> bool,
+        mut alive: impl FnMut() -> bool,
+        mut ready: impl FnMut() -> bool,
     ) -> io::Result<Self> {
-        // An attempt the backend accepted waits for the guest's answer as
-        // long as the deadline allows: the backend closes the stream when
-        // the guest refuses, and a stream closed by the host while the
-        // guest's answer is on its way can wedge vhost-device-vsock 0.3
-        // (seen once here: no connection for the rest of the deadline).
         let start = Instant::now();
-        retry(deadline, alive, "the agent's vsock listener", || {
+        retry(deadline, &mut alive, "the agent's vsock listener", || {
+            if !ready() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the agent has not announced its vsock listener on the console yet",
+                ));
+            }
             let left = deadline.saturating_sub(start.elapsed());
             Self::try_connect(uds, port, left.max(Duration::from_millis(10)))
         })
@@ -342,7 +356,13 @@ mod tests {
             c.read_exact(&mut back).unwrap();
             assert_eq!(&back, b"ping");
         });
-        let ch = HybridVsock::connect(&path, 1024, Duration::from_secs(10), || true).unwrap();
+        let mut polls = 0;
+        let ready = || {
+            polls += 1;
+            polls > 3
+        };
+        let ch =
+            HybridVsock::connect(&path, 1024, Duration::from_secs(10), || true, ready).unwrap();
         assert!(ch.describe().contains("host port 1073741824"));
         let mut r = ch.reader().unwrap();
         let mut got = [0u8; 5];
@@ -356,7 +376,7 @@ mod tests {
     fn hybrid_connect_gives_up_when_the_vmm_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing.sock");
-        let e = HybridVsock::connect(&path, 1024, Duration::from_secs(10), || false)
+        let e = HybridVsock::connect(&path, 1024, Duration::from_secs(10), || false, || true)
             .err()
             .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
