@@ -1215,3 +1215,87 @@ fn exec_into_a_sub_cgroup() {
         assert!(!d.exists(), "{} left", d.display());
     }
 }
+
+// ---------------------------------------------------------------- cgroup v1 join
+
+/// A wrapper that runs the runtime in a private mount namespace without the
+/// host's cgroup2 mount, so that the runtime sees a pure cgroup v1 host.
+fn v1_wrapper(dir: &Path, bin: &Path) -> PathBuf {
+    let w = dir.join("skiff-v1");
+    fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\nexec unshare -m --propagation private /bin/sh -c '\
+             umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"' {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
+    w
+}
+
+/// On cgroup v1 the init joins its cgroups itself (and on a hybrid host is
+/// cloned into its cgroup2 directory): checked from inside the container on a
+/// pure v1 view and on the host's own layout, with and without a cgroup
+/// namespace and with a setup hook (which changes the order of the init's
+/// steps): every hierarchy is the container's and the limits apply.
+#[test]
+fn init_is_in_every_cgroup_with_its_limits() {
+    if !need_root() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        skip("no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory");
+        return;
+    }
+    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists();
+    let layouts: &[&str] = if hybrid { &["v1", "hybrid"] } else { &["v1"] };
+    for layout in layouts {
+        for variant in ["plain", "cgroupns", "hook"] {
+            let mut c = Container::new(&format!("cgjoin-{variant}"));
+            if *layout == "v1" {
+                c.bin = v1_wrapper(&c.scratch(), &test_bin());
+            }
+            let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+            if variant == "cgroupns" {
+                ns.push(json!({"type": "cgroup"}));
+            }
+            if variant == "hook" {
+                c.config["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]});
+            }
+            c.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+            c.config["linux"]["resources"]["pids"] = json!({"limit": 40});
+            c.config["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "cat /proc/self/cgroup; echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) pids=$(cat /sys/fs/cgroup/pids/pids.max)"
+            ]);
+            let out = c.run();
+            out.assert_ok(&format!("run on {layout} ({variant})"));
+            let what = format!("{layout}/{variant}:\n{}", out.stdout);
+            assert!(out.stdout.contains("limit=67108864 pids=40"), "{what}");
+            let mut seen = 0;
+            for line in out.stdout.lines().filter(|l| l.contains(":/")) {
+                let mut p = line.splitn(3, ':');
+                let (_, ctrls, path) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+                if ctrls.is_empty() && *layout == "v1" {
+                    continue;
+                }
+                seen += 1;
+                if variant == "cgroupns" {
+                    assert_eq!(path, "/", "{what}");
+                } else {
+                    assert!(
+                        path.ends_with(&c.id),
+                        "{line} is not the container's: {what}"
+                    );
+                }
+            }
+            assert!(seen >= 2, "no cgroup lines: {what}");
+            c.finish();
+        }
+    }
+}

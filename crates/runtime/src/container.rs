@@ -312,6 +312,12 @@ fn ns_setup(spec: &Spec) -> Result<NsSetup> {
     Ok(s)
 }
 
+/// `path` as a C string (cgroup paths handed to the init).
+fn path_cstring(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config(format!("{}: path contains a NUL byte", path.display())))
+}
+
 /// Builds argv/envp C strings for a process.
 fn c_strings(process: &Process, extra_env: &[String]) -> Result<(Vec<CString>, Vec<CString>)> {
     let to_c = |s: &str, what: &str| {
@@ -872,19 +878,47 @@ impl Runtime {
         let joins_user = ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
         let fork_again = joins_user || (new_user && !ns.join.is_empty());
         let cg = self.cgroup(cgroups_path.as_deref(), o.id)?;
-        // On cgroup v1 (and hybrid) the init is migrated after clone anyway,
-        // so with a cgroup namespace its cgroups are created and configured
-        // after GO, while the init sets up its namespaces and mounts: it
-        // touches them only at its first cgroup mount, which waits for
-        // JOINED. Without a cgroup namespace the init may bind-mount the
-        // cgroup directories before JOINED (init.rs, "early"), so they must
-        // exist first. A pure cgroup2 init is cloned into its cgroup, an
-        // extra fork happens inside it, and rootless filters the hierarchies
-        // by what exists: those create first too.
+        let layout = cg.layout();
+        // On cgroup v1 a privileged init outside a user namespace joins its
+        // cgroups itself, writing 0 to each hierarchy's `tasks` file: moving
+        // the calling thread needs no threadgroup lock, while writing a pid
+        // to `cgroup.procs` takes it for writing and waits for an RCU grace
+        // period (5-30 ms here, more than the rest of `run`). On a hybrid
+        // host the init is cloned into its cgroup2 directory
+        // (CLONE_INTO_CGROUP), as on a pure cgroup2 host.
+        let self_join: Vec<CString> = if !fork_again
+            && !self.rootless
+            && euid == 0
+            && !new_user
+            && !joins_user
+            && layout != skiff_cgroups::Layout::V2
+        {
+            cg.hierarchies()
+                .iter()
+                .filter(|h| h.version == 1)
+                .map(|h| path_cstring(&h.path.join("tasks")))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let clone_into_v2 = match layout {
+            skiff_cgroups::Layout::V2 => !fork_again,
+            skiff_cgroups::Layout::Hybrid => !self_join.is_empty(),
+            skiff_cgroups::Layout::V1 => false,
+        };
+        // On cgroup v1 the cgroups are created and configured after GO,
+        // while the init sets up its namespaces and mounts, when the init
+        // joins them itself (`self_join`) or has a cgroup namespace: the
+        // init then waits for JOINED before its first cgroup mount (and
+        // before joining). Otherwise the init may bind-mount the cgroup
+        // directories before JOINED (init.rs, "early"), so they must exist
+        // first. A cgroup2 init is cloned into its cgroup, an extra fork
+        // happens inside it, and rootless filters the hierarchies by what
+        // exists: those create first too.
         let late_cgroup = !fork_again
             && !self.rootless
-            && ns.new_ns & libc::CLONE_NEWCGROUP != 0
-            && cg.layout() != skiff_cgroups::Layout::V2;
+            && (ns.new_ns & libc::CLONE_NEWCGROUP != 0 || !self_join.is_empty())
+            && !clone_into_v2;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
         let resources = effective_resources(&spec);
@@ -926,16 +960,20 @@ impl Runtime {
             idmap_trees,
             close_fds: vec![lock.raw_fd()],
             fork_again,
+            self_join: self_join.clone(),
+            late_cgroup,
         };
         std::env::set_current_dir(&bundle)
             .ctx(|| format!("chdir to bundle {}", bundle.display()))?;
-        // Pure cgroup2: the init is cloned straight into its cgroup.
-        let into_cgroup = match cg.layout() {
-            skiff_cgroups::Layout::V2 if !fork_again => cg
-                .hierarchies()
-                .first()
-                .and_then(|h| linux::fs::open_path(&h.path).ok()),
-            _ => None,
+        // cgroup2 (pure or the unified part of a hybrid host): the init is
+        // cloned straight into its cgroup.
+        let into_cgroup = if clone_into_v2 {
+            cg.hierarchies()
+                .iter()
+                .find(|h| h.version == 2)
+                .and_then(|h| linux::fs::open_path(&h.path).ok())
+        } else {
+            None
         };
         let spawned = with_parent_ns(
             &ns.parent_join,
@@ -963,7 +1001,11 @@ impl Runtime {
                 .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
         }
         if !fork_again {
-            if !spawned.in_cgroup {
+            // The v1 hierarchies are joined by the init itself; only a
+            // missed CLONE_INTO_CGROUP (old kernel) needs a migration here.
+            let migrate = !spawned.in_cgroup
+                && (self_join.is_empty() || layout == skiff_cgroups::Layout::Hybrid);
+            if migrate {
                 rootless_join(self.rootless, cg.add_task(spawned.pid))?;
             }
             tell_init(&spawned.chan, sync::JOINED, &[])?;
@@ -1543,6 +1585,8 @@ impl Container {
             idmap_trees: Vec::new(),
             close_fds: vec![self._lock.raw_fd()],
             fork_again,
+            self_join: Vec::new(),
+            late_cgroup: false,
         };
         let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan, None))?;
         let pid = spawned.pid;

@@ -64,6 +64,26 @@ pub fn main(plan: Plan, chan: Chan) -> ! {
     unsafe { libc::_exit(127) }
 }
 
+/// Moves this (single-threaded) process into its v1 cgroups by writing 0
+/// to each `tasks` file (see [`Plan::self_join`]).
+fn join_cgroups(tasks: &[CString]) -> R<()> {
+    for t in tasks {
+        // SAFETY: open of a NUL-terminated path; the result is checked.
+        let fd = unsafe { libc::open(t.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        // SAFETY: a one-byte write from a static buffer to our fd.
+        let ok = fd >= 0 && unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } == 1;
+        let err = std::io::Error::last_os_error();
+        if fd >= 0 {
+            // SAFETY: closing the fd opened above.
+            unsafe { libc::close(fd) };
+        }
+        if !ok {
+            return Err(format!("joining cgroup {}: {err}", t.to_string_lossy()));
+        }
+    }
+    Ok(())
+}
+
 fn expect(chan: &Chan, tag: u8) -> R<Vec<u8>> {
     match chan.recv() {
         Ok((t, payload, _)) if t == tag => Ok(payload),
@@ -121,6 +141,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         set_affinity(&aff)?;
     }
     expect(chan, sync::GO)?;
+    if !plan.late_cgroup {
+        join_cgroups(&plan.self_join)?;
+    }
     if maps_pending && !plan.fork_again {
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }
@@ -237,16 +260,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             host_mntns: plan.host_mntns,
             mount_label: super::lsm::mount_label(spec),
         };
-        // Wait until the runtime moved us into our cgroup before creating the
-        // cgroup namespace (its root is the cgroup at unshare time); done
-        // lazily, right before the first cgroup mount, so the (slow) v1
-        // migration overlaps with the other mounts.
+        // JOINED: the runtime has moved us into our cgroups, or (late
+        // cgroups) created them for us to join. Waited for lazily, right
+        // before the first cgroup mount, so that the runtime's cgroup work
+        // overlaps with the other mounts; the cgroup namespace is created
+        // then (its root is the cgroup at unshare time).
         // Without prestart/createRuntime/createContainer hooks nothing can
         // observe the order, so the init enters its root (pivot_root,
-        // masks, sysctls) while the runtime is still moving it into its
-        // cgroup (on cgroup v1 that costs an RCU grace period), and only
-        // then waits for JOINED. Not with a cgroup namespace, whose root
-        // must be the joined cgroup before any cgroup mount.
+        // masks, sysctls) before waiting for JOINED, unless it needs the
+        // cgroups for a mount first (a cgroup namespace, late cgroups).
         let setup_hooks = spec.hooks().as_ref().is_some_and(|h| {
             [h.prestart(), h.create_runtime(), h.create_container()]
                 .iter()
@@ -254,18 +276,27 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         });
         let early = !setup_hooks && plan.new_ns & libc::CLONE_NEWCGROUP == 0;
         let joined = std::cell::Cell::new(false);
-        let on_cgroup = || -> R<()> {
+        let wait_joined = || -> R<()> {
             // After an extra fork the cgroup was joined (and the namespace
             // created) before the fork.
-            if early || joined.replace(true) || plan.fork_again {
+            if plan.fork_again || joined.replace(true) {
                 return Ok(());
             }
             expect(chan, sync::JOINED)?;
+            if plan.late_cgroup {
+                join_cgroups(&plan.self_join)?;
+            }
             if plan.new_ns & libc::CLONE_NEWCGROUP != 0 {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                     .map_err(|e| format!("creating cgroup namespace: {e}"))?;
             }
             Ok(())
+        };
+        let on_cgroup = || -> R<()> {
+            if early && !plan.late_cgroup {
+                return Ok(());
+            }
+            wait_joined()
         };
         let enter_root = || -> R<()> {
             rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
@@ -291,14 +322,24 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         let _root = rootfs::prepare(&rplan, &on_cgroup)?;
         if early {
             enter_root()?;
-            if !plan.fork_again {
-                expect(chan, sync::JOINED)?;
-            }
-        } else {
-            on_cgroup()?;
         }
-        chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
-        hook_state = expect(chan, sync::HOOKS_DONE)?;
+        wait_joined()?;
+        // The state for createContainer/startContainer hooks; the round trip
+        // also lets the runtime run prestart/createRuntime hooks now.
+        let any_hooks = spec.hooks().as_ref().is_some_and(|h| {
+            [
+                h.prestart(),
+                h.create_runtime(),
+                h.create_container(),
+                h.start_container(),
+            ]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+        });
+        if any_hooks {
+            chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
+            hook_state = expect(chan, sync::HOOKS_DONE)?;
+        }
         if !early {
             if let Some(h) = spec.hooks() {
                 crate::hooks::run_all(

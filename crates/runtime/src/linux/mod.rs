@@ -93,6 +93,13 @@ pub struct Plan<'a> {
     /// Fork once more after joining/creating namespaces (so that a joined or
     /// new pid namespace applies to the process).
     pub fork_again: bool,
+    /// cgroup v1 `tasks` files the child writes `0` to, joining its cgroups
+    /// itself (a thread moving itself takes no threadgroup lock, so no RCU
+    /// grace period); empty when the runtime migrates it.
+    pub self_join: Vec<CString>,
+    /// The runtime creates the cgroups after GO: join them (`self_join`) on
+    /// JOINED instead of right after GO.
+    pub late_cgroup: bool,
 }
 
 /// The spawned child and the runtime's end of the setup channel.
