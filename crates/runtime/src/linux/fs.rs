@@ -193,6 +193,27 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => return Err(e),
     }
+    // Usually only the last component is missing (`dev/pts`, a mount
+    // point): create it in its parent, and walk only if that is missing too.
+    if let (Some(parent), Some(Component::Normal(leaf))) =
+        (path.parent(), path.components().next_back())
+    {
+        if rel(parent)
+            .components()
+            .any(|c| matches!(c, Component::Normal(_)))
+        {
+            match open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Ok(dir) => {
+                    mkdir_in(dir.as_fd(), leaf)?;
+                    // Through the root again: a symlink raced in is still
+                    // resolved inside it.
+                    return open_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut cur = root.try_clone_to_owned()?;
     let mut prefix = std::path::PathBuf::from("/");
     for comp in rel(path).components() {
@@ -211,16 +232,7 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
         match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))?;
-                // SAFETY: mkdirat with a valid dir fd and a NUL-terminated name
-                // that has no '/' (one path component).
-                let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755) };
-                if rc != 0 {
-                    let e = io::Error::last_os_error();
-                    if e.raw_os_error() != Some(libc::EEXIST) {
-                        return Err(e);
-                    }
-                }
+                mkdir_in(cur.as_fd(), name)?;
                 // Open through the root again: if a symlink raced in, it is
                 // still resolved inside the root.
                 cur = open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
@@ -229,6 +241,22 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
         }
     }
     Ok(cur)
+}
+
+/// `mkdirat(dir, name, 0755)` of one path component; an existing entry is
+/// fine (the caller opens it as a directory next).
+pub fn mkdir_in(dir: BorrowedFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))?;
+    // SAFETY: mkdirat with a valid dir fd and a NUL-terminated name that
+    // has no '/' (one path component).
+    let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Creates (if missing) a regular file at `path` inside `root`, making parent

@@ -410,15 +410,27 @@ fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan)
         )),
     )
     .map_err(e("mounting cgroup tmpfs"))?;
+    // The tmpfs is new and no container process exists yet: nothing in it
+    // can be a symlink, so its entries are made and opened relative to it.
+    let tmpfs = fs::open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(e("reopening cgroup tmpfs"))?;
+    let at = |name: &str, dir: bool| -> io::Result<OwnedFd> {
+        let mut fl = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        if dir {
+            fl |= OFlag::O_DIRECTORY;
+        }
+        nix::fcntl::openat(tmpfs.as_fd(), name, fl, nix::sys::stat::Mode::empty())
+            .map_err(io::Error::from)
+    };
     for h in p.cgroups {
         let name = if h.version == 2 {
             "unified".to_string()
         } else {
             h.controllers.trim_start_matches("name=").to_string()
         };
-        let sub = dest.join(&name);
-        let sub_fd =
-            fs::mkdir_all(root, &sub).map_err(e(format_args!("creating {}", sub.display())))?;
+        fs::mkdir_in(tmpfs.as_fd(), name.as_ref())
+            .map_err(e(format_args!("creating {}", dest.join(&name).display())))?;
+        let sub_fd = at(&name, true).map_err(e(format_args!("opening cgroup dir {name}")))?;
         let src = h.path.to_str().ok_or("cgroup path is not UTF-8")?;
         do_mount(
             Some(src),
@@ -428,7 +440,7 @@ fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan)
             None,
         )
         .map_err(e(format_args!("binding cgroup {name}")))?;
-        let top = fs::open_in_root(root, &sub, OFlag::O_PATH).map_err(e("reopening"))?;
+        let top = at(&name, false).map_err(e("reopening"))?;
         remount_bind(
             &fd_path(top.as_fd()),
             flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
@@ -436,10 +448,8 @@ fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan)
         .map_err(e(format_args!("remount cgroup {name}")))?;
         // Combined controllers (cpu,cpuacct) get a symlink per controller.
         if h.controllers.contains(',') {
-            let parent = fs::open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .map_err(e("reopening"))?;
             for c in h.controllers.split(',') {
-                let _ = symlinkat(&name, parent.as_fd(), c);
+                let _ = symlinkat(&name, tmpfs.as_fd(), c);
             }
         }
     }
@@ -523,28 +533,49 @@ fn create_devices(
             gid: d.gid().unwrap_or(0),
         });
     }
+    // Most devices share a directory (/dev): it is opened once.
+    let mut dir: Option<(&Path, OwnedFd)> = None;
     for d in &list {
-        create_device(root, d, userns)
+        create_device(root, d, userns, &mut dir)
             .map_err(e(format_args!("creating device {}", d.path.display())))?;
     }
     Ok(())
 }
 
-fn create_device(root: BorrowedFd, d: &Dev, userns: bool) -> io::Result<()> {
+fn create_device<'a>(
+    root: BorrowedFd,
+    d: &Dev<'a>,
+    userns: bool,
+    cached: &mut Option<(&'a Path, OwnedFd)>,
+) -> io::Result<()> {
     let parent = d.path.parent().unwrap_or(Path::new("/"));
     let name = d
         .path
         .file_name()
         .ok_or_else(|| io::Error::other("no file name"))?;
-    let dir = fs::mkdir_all(root, parent)?;
+    if cached.as_ref().is_none_or(|(p, _)| *p != parent) {
+        *cached = Some((parent, fs::mkdir_all(root, parent)?));
+    }
+    let dir = &cached.as_ref().expect("set above").1;
     let cname = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))?;
     if !userns {
-        // SAFETY: unlinkat/mknodat/fchownat on a valid dir fd with a
-        // NUL-terminated single-component name.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
         let dev = libc::makedev(d.major as u32, d.minor as u32);
-        // SAFETY: as above.
-        let rc = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), d.kind | d.mode, dev) };
+        // SAFETY: mknodat/unlinkat/fchownat on a valid dir fd with a
+        // NUL-terminated single-component name.
+        let mknod =
+            || unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), d.kind | d.mode, dev) };
+        let mut rc = mknod();
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            // SAFETY: as above.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
+            rc = mknod();
+        }
+        // The node belongs to our fsuid/fsgid (0 outside a user namespace).
+        // SAFETY: geteuid/getegid cannot fail.
+        let owned = d.uid == unsafe { libc::geteuid() } && d.gid == unsafe { libc::getegid() };
+        if rc == 0 && owned {
+            return Ok(());
+        }
         if rc == 0 {
             // SAFETY: as above.
             let rc = unsafe {
