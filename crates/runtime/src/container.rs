@@ -1563,6 +1563,71 @@ impl Container {
         }
         let console_socket = o.console_socket.map(connect_console).transpose()?;
         let cg = self.cgroup(rt)?;
+        // The cgroup of every hierarchy the process goes to: the container's,
+        // or with `--cgroup` runc's [<controller>[,<controller>...]:]<path>
+        // below it (hierarchies not named stay in the container's cgroup;
+        // "unified" names cgroup2).
+        let mut dirs: Vec<(u8, PathBuf)> = cg
+            .hierarchies()
+            .into_iter()
+            .map(|h| (h.version, h.path))
+            .collect();
+        if let Some(sub) = o.cgroup {
+            let (ctrls, rel) = match sub.split_once(':') {
+                Some((c, p)) => (Some(c), p),
+                None => (None, sub),
+            };
+            let rel = rel.trim_start_matches('/');
+            if rel.split('/').any(|c| c == "..") {
+                return Err(Error::Config(format!(
+                    "--cgroup {sub}: the path must stay inside the container's cgroup"
+                )));
+            }
+            for (h, d) in cg.hierarchies().iter().zip(dirs.iter_mut()) {
+                let named = ctrls.is_none_or(|c| {
+                    c.split(',').any(|x| {
+                        if h.version == 2 {
+                            x.is_empty() || x == "unified"
+                        } else {
+                            h.controllers.split(',').any(|y| y == x)
+                        }
+                    })
+                });
+                if named {
+                    d.1 = h.path.join(rel);
+                    if !d.1.is_dir() {
+                        return Err(Error::Config(format!(
+                            "--cgroup {sub}: {} does not exist",
+                            d.1.display()
+                        )));
+                    }
+                }
+            }
+        }
+        // As for the init (see `create_with`): a privileged exec'd process
+        // joins its v1 cgroups itself (no RCU grace period) and is cloned
+        // into its cgroup2 directory.
+        let self_join: Vec<CString> = if !unprivileged
+            && !fork_again
+            && !rt.rootless
+            && !self.saved.rootless
+            && cg.layout() != skiff_cgroups::Layout::V2
+        {
+            dirs.iter()
+                .filter(|d| d.0 == 1)
+                .map(|d| path_cstring(&d.1.join("tasks")))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let into_cgroup =
+            if !fork_again && (!self_join.is_empty() || cg.layout() == skiff_cgroups::Layout::V2) {
+                dirs.iter()
+                    .find(|d| d.0 == 2)
+                    .and_then(|d| linux::fs::open_path(&d.1).ok())
+            } else {
+                None
+            };
         let plan = Plan {
             kind: Kind::Exec,
             id: &self.saved.id,
@@ -1585,10 +1650,13 @@ impl Container {
             idmap_trees: Vec::new(),
             close_fds: vec![self._lock.raw_fd()],
             fork_again,
-            self_join: Vec::new(),
+            self_join: self_join.clone(),
             late_cgroup: false,
         };
-        let spawned = with_parent_ns(&parent_join, false, spec, || linux::spawn(plan, None))?;
+        let spawned = with_parent_ns(&parent_join, false, spec, || {
+            linux::spawn(plan, into_cgroup.as_ref().map(|f| f.as_fd()))
+        })?;
+        drop(into_cgroup);
         let pid = spawned.pid;
         let fail = |e: Error| {
             // SAFETY: kill + reap our own child.
@@ -1598,44 +1666,21 @@ impl Container {
             }
             e
         };
-        let add = match o.cgroup {
-            // runc's format: [<controller>[,<controller>...]:]<path>, the
-            // path below the container's cgroup; hierarchies not named stay
-            // in the container's cgroup ("unified" names cgroup2).
-            Some(sub) => {
-                let (ctrls, rel) = match sub.split_once(':') {
-                    Some((c, p)) => (Some(c), p),
-                    None => (None, sub),
-                };
-                let rel = rel.trim_start_matches('/');
-                if rel.split('/').any(|c| c == "..") {
-                    Err(Error::Config(format!(
-                        "--cgroup {sub}: the path must stay inside the container's cgroup"
-                    )))
-                } else {
-                    cg.hierarchies()
-                        .iter()
-                        .try_for_each(|h| {
-                            let named = ctrls.is_none_or(|c| {
-                                c.split(',').any(|x| {
-                                    if h.version == 2 {
-                                        x.is_empty() || x == "unified"
-                                    } else {
-                                        h.controllers.split(',').any(|y| y == x)
-                                    }
-                                })
-                            });
-                            let dir = if named {
-                                h.path.join(rel)
-                            } else {
-                                h.path.clone()
-                            };
-                            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-                        })
-                        .ctx(|| format!("--cgroup {sub}"))
-                }
-            }
-            None => rootless_join(rt.rootless || self.saved.rootless, cg.add_task(pid)),
+        let add = if spawned.in_cgroup {
+            // Born in its cgroup2 directory, joins the v1 ones itself.
+            Ok(())
+        } else if !self_join.is_empty() {
+            // clone3 failed (old kernel): only cgroup2 is left to join.
+            dirs.iter()
+                .filter(|d| d.0 == 2)
+                .try_for_each(|d| std::fs::write(d.1.join("cgroup.procs"), pid.to_string()))
+                .ctx(|| format!("joining cgroup of container {}", self.saved.id))
+        } else if o.cgroup.is_some() {
+            dirs.iter()
+                .try_for_each(|d| std::fs::write(d.1.join("cgroup.procs"), pid.to_string()))
+                .ctx(|| format!("--cgroup {}", o.cgroup.unwrap_or("")))
+        } else {
+            rootless_join(rt.rootless || self.saved.rootless, cg.add_task(pid))
         };
         add.map_err(fail)?;
         if let Some(adj) = process.oom_score_adj() {
