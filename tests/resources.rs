@@ -1297,5 +1297,25 @@ fn init_is_in_every_cgroup_with_its_limits() {
             assert!(seen >= 2, "no cgroup lines: {what}");
             c.finish();
         }
+        // an exec'd process joins the same cgroups
+        let mut c = sleeper("cgjoin-exec");
+        c.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "cgroup");
+        if *layout == "v1" {
+            c.bin = v1_wrapper(&c.scratch(), &test_bin());
+        }
+        up(&mut c);
+        let out = c.runtime(&["exec", &c.id, "cat", "/proc/self/cgroup"]);
+        out.assert_ok(&format!("exec on {layout}"));
+        for line in out.stdout.lines() {
+            let ctrls = line.split(':').nth(1).unwrap_or("");
+            if ctrls.is_empty() && *layout == "v1" {
+                continue;
+            }
+            assert!(line.ends_with(&c.id), "exec on {layout}: {}", out.stdout);
+        }
+        c.finish();
     }
 }
