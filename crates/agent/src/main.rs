@@ -460,6 +460,7 @@ impl Agent {
         debug("create: started");
         let mut spec = spec.clone();
         prepare_binds(&mut spec)?;
+        install_seccomp_program(&mut spec)?;
         let spec = &spec;
         let t = Instant::now();
         let kind = fstype.unwrap_or("9p");
@@ -770,6 +771,41 @@ fn prepare_binds(spec: &mut Value) -> io::Result<()> {
             obj.insert("source".into(), Value::String(path));
         }
     }
+    Ok(())
+}
+
+/// Top-level key of the create request's spec carrying the seccomp
+/// program compiled by the host (`skiff_vm::SECCOMP_BPF_KEY`).
+const SECCOMP_BPF_KEY: &str = "x-skiff-seccomp-bpf";
+
+/// Takes the host-compiled seccomp program out of the spec and puts it into
+/// the runtime's seccomp cache, where `Runtime::create` finds it instead of
+/// running libseccomp under emulation (hundreds of ms for a docker-sized
+/// profile). The entry is checksummed and keyed by the profile: a stale or
+/// foreign one is recompiled by the runtime, never used.
+fn install_seccomp_program(spec: &mut Value) -> io::Result<()> {
+    let Some(entry) = spec.as_object_mut().and_then(|o| o.remove(SECCOMP_BPF_KEY)) else {
+        return Ok(());
+    };
+    #[cfg(feature = "runtime")]
+    {
+        let file = entry["file"].as_str().unwrap_or_default();
+        let hex_ok =
+            |h: &str| !h.is_empty() && h.len() <= 128 && h.bytes().all(|c| c.is_ascii_hexdigit());
+        if !file.strip_suffix(".bpf").is_some_and(hex_ok) {
+            return Err(io::Error::other(format!(
+                "{SECCOMP_BPF_KEY}: bad file name {file:?}"
+            )));
+        }
+        let data = unhex(entry["data"].as_str().unwrap_or_default())
+            .ok_or_else(|| io::Error::other(format!("{SECCOMP_BPF_KEY}: bad data")))?;
+        let dir = rt::seccomp_cache_dir();
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        fs::write(dir.join(file), data)?;
+    }
+    #[cfg(not(feature = "runtime"))]
+    let _ = entry;
     Ok(())
 }
 

@@ -32,6 +32,11 @@ use std::sync::Mutex;
 const STATE_ROOT: &str = "/run/skiff/state";
 const BUNDLE: &str = "/run/skiff/bundle";
 
+/// The runtime's seccomp program cache in the guest.
+pub fn seccomp_cache_dir() -> std::path::PathBuf {
+    skiff_runtime::Runtime::new(STATE_ROOT).seccomp_cache()
+}
+
 fn rt_err(e: skiff_runtime::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
