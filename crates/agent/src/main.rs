@@ -387,6 +387,7 @@ impl Agent {
     }
 
     fn handle(self: &Arc<Self>, id: u64, req: Request) {
+        let is_create = matches!(req, Request::Create { .. });
         let result = match req {
             Request::Create {
                 id: cid,
@@ -432,6 +433,7 @@ impl Agent {
             }
         };
         debug(&format!("request {id} done"));
+        let created = is_create && result.is_ok();
         let msg = match result {
             Ok(v) => Msg::Response {
                 id,
@@ -445,6 +447,14 @@ impl Agent {
             },
         };
         self.send(&msg, &[]);
+        #[cfg(feature = "runtime")]
+        if created {
+            if let Some(c) = self.rt.lock().unwrap().clone() {
+                c.preload();
+            }
+        }
+        #[cfg(not(feature = "runtime"))]
+        let _ = created;
     }
 
     fn create(

@@ -202,6 +202,9 @@ fn add_dev_tmpfs(spec: &mut Value) {
 pub struct RtContainer {
     rt: skiff_runtime::Runtime,
     id: String,
+    /// The container loaded (state read, lock taken) ahead of `start`, see
+    /// [`RtContainer::preload`].
+    loaded: Mutex<Option<skiff_runtime::Container>>,
 }
 
 impl RtContainer {
@@ -260,20 +263,40 @@ impl RtContainer {
             Self {
                 rt,
                 id: id.to_owned(),
+                loaded: Mutex::new(None),
             },
             pending,
         ))
     }
 
+    /// Loads the container for [`RtContainer::start`] while the guest
+    /// would otherwise idle: between the create answer and the start
+    /// request the host makes a round trip (the runtime's caller, the
+    /// shim), and reading and parsing the state (the whole spec) under
+    /// emulation is a good part of `start`.
+    pub fn preload(&self) {
+        let mut loaded = self.loaded.lock().unwrap();
+        if loaded.is_none() {
+            *loaded = self.rt.load(&self.id).ok();
+        }
+    }
+
     /// Lets the init exec the user program.
     pub fn start(&self) -> io::Result<()> {
-        let mut c = self.rt.load(&self.id).map_err(rt_err)?;
+        let preloaded = self.loaded.lock().unwrap().take();
+        let mut c = match preloaded {
+            Some(c) => c,
+            None => self.rt.load(&self.id).map_err(rt_err)?,
+        };
         c.start(&self.rt).map_err(rt_err)
     }
 
     /// Starts `process` in the container. With `terminal`, the runtime
     /// sends the pty master to a console socket the agent listens on.
     pub fn exec(&self, process: &Value) -> io::Result<Pending> {
+        // The preloaded container holds the state lock, which the helper's
+        // load would wait for.
+        drop(self.loaded.lock().unwrap().take());
         let p: oci_spec::runtime::Process = serde_json::from_value(process.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("process: {e}")))?;
         let terminal = p.terminal().unwrap_or(false);
