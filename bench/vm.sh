@@ -37,32 +37,90 @@ cat > $b/config.json <<JSON
  "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"}]}}
 JSON
 
+# The same container with a docker-sized seccomp profile (podman's default,
+# the rules that apply to x86_64 without extra capabilities), as podman,
+# docker and containerd pass one: compiled on the host for the guest.
+bs=$work/bundle-seccomp
+mkdir -p $bs && ln -s ../bundle/rootfs $bs/rootfs
+python3 - $b/config.json $bs/config.json <<'PY'
+import json, sys, os
+c = json.load(open(sys.argv[1]))
+src = "/usr/share/containers/seccomp.json"
+rules = []
+if os.path.exists(src):
+    d = json.load(open(src))
+    for s in d["syscalls"]:
+        inc, exc = s.get("includes") or {}, s.get("excludes") or {}
+        if inc.get("caps") or inc.get("minKernel"):
+            continue
+        if inc.get("arches") and not set(inc["arches"]) & {"amd64", "x86_64", "x32"}:
+            continue
+        if "amd64" in (exc.get("arches") or []):
+            continue
+        r = {"names": s["names"], "action": s["action"]}
+        for k in ("args", "errnoRet"):
+            if s.get(k):
+                r[k] = s[k]
+        rules.append(r)
+    c["linux"]["seccomp"] = {"defaultAction": d["defaultAction"], "defaultErrnoRet": d.get("defaultErrnoRet", 1),
+                             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules}
+json.dump(c, open(sys.argv[2], "w"))
+print("# seccomp profile: %d rules, %d syscalls (%s)" % (len(rules), sum(len(r["names"]) for r in rules), src if rules else "none found"))
+PY
+# Which clocksource the template's guest runs on (tsc expected; on
+# refined-jiffies every timer is a 10 ms tick).
+bc=$work/bundle-clock
+mkdir -p $bc && ln -s ../bundle/rootfs $bc/rootfs
+python3 - $b/config.json $bc/config.json <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["mounts"].append({"destination": "/sys", "type": "sysfs", "source": "sysfs"})
+c["process"]["args"] = ["/bin/sh", "-c", "read c < /sys/devices/system/clocksource/clocksource0/current_clocksource; echo $c"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+mkdir -p $b/rootfs/sys
+
 echo "# warm-up (fills the kernel/initramfs cache and builds the VM template)"
 $vmrun $b >/dev/null
 SKIFF_VM_TEMPLATE=0 $vmrun $b >/dev/null
-echo "# $runs pairs of VM runs of /bin/true, cold boot and restored from the template, interleaved"
+$vmrun $bs >/dev/null
+echo "# guest clocksource (template): $($vmrun $bc 2>/dev/null | head -1)"
+echo "# $runs rounds of VM runs of /bin/true, interleaved: cold boot, restored from the template,"
+echo "# restored with the docker-sized seccomp profile"
 echo "# (ms since create was called; kernel = guest uptime at /init of the boot that made the VM or its template)"
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : > $work/runs.jsonl
+run() { local label=$1; shift; printf '{"label":"%s","r":%s}\n' "$label" "$("$@")" >> $work/runs.jsonl; }
 for i in $(seq "$runs"); do
-  SKIFF_VM_TEMPLATE=0 $vmrun $b >> $work/runs.jsonl
-  $vmrun $b >> $work/runs.jsonl
+  run cold env SKIFF_VM_TEMPLATE=0 $vmrun $b
+  run template $vmrun $b
+  run seccomp $vmrun $bs
 done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - $work/runs.jsonl <<'PY'
 import json, sys, statistics
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = []
+for l in open(sys.argv[1]):
+    x = json.loads(l)
+    x["r"]["label"] = x["label"]
+    rows.append(x["r"])
 cols = [("create", lambda r: r["create_ms"]), ("start", lambda r: r["start_ms"]), ("exit", lambda r: r["exit_ms"]),
         ("vmm_up", lambda r: r["vm"].get("vmm_restored_ms") or r["vm"].get("vmm_listening_ms")),
         ("kernel", lambda r: r["vm"].get("guest_kernel_ms")), ("hello", lambda r: r["vm"].get("agent_hello_ms")),
         ("created", lambda r: r["vm"].get("created_ms")), ("rss_MiB", lambda r: (r["vm"].get("vmm_peak_rss_kb") or 0) / 1024)]
-print("%-9s" % "boot" + "".join("%-9s" % c for c, _ in cols))
+print("%-9s" % "run" + "".join("%-9s" % c for c, _ in cols))
 for r in rows:
-    print("%-9s" % r["vm"].get("boot") + "".join("%-9.0f" % (f(r) or 0) for _, f in cols))
-for mode in ("cold", "template"):
-    sel = [r for r in rows if r["vm"].get("boot") == mode]
+    print("%-9s" % r["label"][:8] + "".join("%-9.0f" % (f(r) or 0) for _, f in cols))
+for label in ("cold", "template", "seccomp"):
+    sel = [r for r in rows if r["label"] == label]
     if not sel:
         continue
+    want = "cold" if label == "cold" else "template"
+    wrong = [r["vm"].get("boot") for r in sel if r["vm"].get("boot") != want or r.get("status") != 0]
+    if wrong:
+        print("# %s: %d runs not as expected (boot %s or non-zero exit)" % (label, len(wrong), wrong))
     for name, agg in (("min", min), ("median", statistics.median), ("max", max)):
-        print("%-9s" % (mode[:4] + "-" + name[:3]) + "".join("%-9.0f" % agg([f(r) or 0 for r in sel]) for _, f in cols))
+        print("%-9s" % (label[:4] + "-" + name[:3]) + "".join("%-9.0f" % agg([f(r) or 0 for r in sel]) for _, f in cols))
 PY
 
 echo "# namespace container, same bundle (run = create+start+wait+delete)"
