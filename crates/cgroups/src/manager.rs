@@ -1000,6 +1000,12 @@ impl Manager for FsManager {
 /// Removes a cgroup directory and its sub-cgroups, deepest first; retries
 /// EBUSY until `deadline` (processes that are exiting); ENOENT is success.
 fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
+    // Usually the cgroup is empty and has no children: one rmdir.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd.flatten() {
