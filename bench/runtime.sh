@@ -6,6 +6,7 @@
 #   (a) run      `<rt> run -b B id` of /bin/true with `runc spec`'s default
 #                namespaces (pid, network, ipc, uts, mount)
 #   (b) lifecycle `<rt> create -b B id && <rt> start id && <rt> delete -f id`
+#   (c) run again, each after 50 ms of idleness (isolated starts)
 #
 # Usage: bench/runtime.sh [--runs N] [--no-hugetlb-fix] [--keep-hugetlb] [--only-skiff]
 #                         [--cgroup-v1 | --cgroup2]
@@ -171,6 +172,20 @@ for rt in "${runtimes[@]}"; do
 done
 hyperfine --warmup 3 --runs "$runs" --style basic --export-json "$work/hyperfine.json" "${args[@]}"
 
+# --- (c) isolated starts: `run` after 50 ms of idleness each time, as on a
+# host where containers start now and then. Back to back (a), the kernel's
+# RCU state stays warm between runs and a cgroup v1 migration (cgroup.procs
+# write) costs little; after a pause it waits for a full RCU grace period.
+iso_args=()
+for rt in "${runtimes[@]}"; do
+  bin_var=${rt^^}; bin=${!bin_var}
+  st=$work/state/$rt
+  iso_args+=(-n "$rt run" "$bin --root $st run -b $bundle b-$rt-run")
+done
+iso_runs=$(( runs < 20 ? runs : 20 ))
+hyperfine --warmup 1 --runs "$iso_runs" --prepare 'sleep 0.05' --style basic \
+  --export-json "$work/isolated.json" "${iso_args[@]}"
+
 # --- peak RSS of `run` (max over 5 runs)
 declare -A rss
 for rt in "${runtimes[@]}"; do
@@ -187,10 +202,11 @@ done
 # --- summary and ratios
 rss_args=()
 for rt in "${runtimes[@]}"; do rss_args+=("$rt=${rss[$rt]}"); done
-python3 - "$work/hyperfine.json" "${rss_args[@]}" <<'EOF'
+python3 - "$work/hyperfine.json" "$work/isolated.json" "${rss_args[@]}" <<'EOF'
 import json, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-rss = dict(a.split("=") for a in sys.argv[2:])
+iso = {r["command"]: r for r in json.load(open(sys.argv[2]))["results"]}
+rss = dict(a.split("=") for a in sys.argv[3:])
 rts = list(rss)
 print()
 def mmm(r):
@@ -212,5 +228,14 @@ def ratio(a, b):
 print()
 ratio("skiff", "crun")
 ratio("skiff", "runc")
+print()
+print("isolated starts (run after 50 ms idle), ms mean/median/min:")
+for rt in rts:
+    print(f"  {rt:8} {mmm(iso[f'{rt} run']):>24}")
+for other in ("crun", "runc"):
+    if other in rts:
+        a, b = iso["skiff run"], iso[f"{other} run"]
+        print(f"skiff/{other} isolated run: {a['mean']/b['mean']:.2f}x mean, "
+              f"{a['median']/b['median']:.2f}x median, {a['min']/b['min']:.2f}x min")
 print("target (issue 2): skiff/crun <= 0.6x time, <= 1.0x peak RSS")
 EOF
