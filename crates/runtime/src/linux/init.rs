@@ -321,6 +321,10 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         };
         let _root = rootfs::prepare(&rplan, &on_cgroup)?;
         if early {
+            // Late cgroups are joined through host paths: before the pivot.
+            if plan.late_cgroup {
+                wait_joined()?;
+            }
             enter_root()?;
         }
         wait_joined()?;
