@@ -904,16 +904,15 @@ fn exec_and_update_on_stopped_or_missing_containers_fail() {
 
 // ---------------------------------------------------------------- pure cgroup2
 
-/// A wrapper that runs the runtime in a fresh private mount namespace where
-/// `/sys/fs/cgroup` is a cgroup2 mount only (the host's v1 tree is
-/// unmounted there first), so the runtime sees a pure unified host.
-fn v2_wrapper(dir: &Path, bin: &Path) -> PathBuf {
-    let w = dir.join("skiff-v2");
+/// A wrapper `dir/name` that runs the runtime `bin` in a fresh private
+/// mount namespace after the shell commands `prep` changed its cgroup view.
+fn ns_wrapper(dir: &Path, bin: &Path, name: &str, prep: &str) -> PathBuf {
+    let w = dir.join(name);
     fs::write(
         &w,
         format!(
             "#!/bin/sh\nexec unshare -m --propagation private /bin/sh -c '\
-             umount -R -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"' {} \"$@\"\n",
+             {prep} && exec \"$0\" \"$@\"' {} \"$@\"\n",
             bin.display()
         ),
     )
@@ -921,6 +920,27 @@ fn v2_wrapper(dir: &Path, bin: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
     w
+}
+
+/// `/sys/fs/cgroup` is a cgroup2 mount only (the host's v1 tree is
+/// unmounted there first): the runtime sees a pure unified host.
+fn v2_wrapper(dir: &Path, bin: &Path) -> PathBuf {
+    ns_wrapper(
+        dir,
+        bin,
+        "skiff-v2",
+        "umount -R -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup",
+    )
+}
+
+/// Without the host's cgroup2 mount: the runtime sees a pure cgroup v1 host.
+fn v1_wrapper(dir: &Path, bin: &Path) -> PathBuf {
+    ns_wrapper(
+        dir,
+        bin,
+        "skiff-v1",
+        "umount /sys/fs/cgroup/unified 2>/dev/null; true",
+    )
 }
 
 #[test]
@@ -1217,24 +1237,6 @@ fn exec_into_a_sub_cgroup() {
 }
 
 // ---------------------------------------------------------------- cgroup v1 join
-
-/// A wrapper that runs the runtime in a private mount namespace without the
-/// host's cgroup2 mount, so that the runtime sees a pure cgroup v1 host.
-fn v1_wrapper(dir: &Path, bin: &Path) -> PathBuf {
-    let w = dir.join("skiff-v1");
-    fs::write(
-        &w,
-        format!(
-            "#!/bin/sh\nexec unshare -m --propagation private /bin/sh -c '\
-             umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"' {} \"$@\"\n",
-            bin.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
-    w
-}
 
 /// On cgroup v1 the init joins its cgroups itself (and on a hybrid host is
 /// cloned into its cgroup2 directory): checked from inside the container on a

@@ -1472,23 +1472,19 @@ pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
             }
         }
     }
-    if let Some(v) = read_pid(&state_dir.join("virtiofsd.pid")) {
-        let sock = sock_path(state_dir, "virtiofs.sock");
+    // virtiofsd and vhost-device-vsock: killed (with their process group)
+    // only if the recorded pid still names this container's socket.
+    for (pid_file, sock) in [
+        ("virtiofsd.pid", "virtiofs.sock"),
+        ("vsock.pid", "vsock-vhost.sock"),
+    ] {
+        let Some(v) = read_pid(&state_dir.join(pid_file)) else {
+            continue;
+        };
+        let sock = sock_path(state_dir, sock);
         let cmdline = fs::read(format!("/proc/{v}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&*sock.to_string_lossy()) {
-            // SAFETY: kill the virtiofsd group this container started.
-            unsafe {
-                libc::kill(-v, libc::SIGKILL);
-                libc::kill(v, libc::SIGKILL);
-            }
-            wait_gone(v);
-        }
-    }
-    if let Some(v) = read_pid(&state_dir.join("vsock.pid")) {
-        let sock = sock_path(state_dir, "vsock-vhost.sock");
-        let cmdline = fs::read(format!("/proc/{v}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&*sock.to_string_lossy()) {
-            // SAFETY: kill the vhost-device-vsock group this container started.
+            // SAFETY: kill the helper's group that this container started.
             unsafe {
                 libc::kill(-v, libc::SIGKILL);
                 libc::kill(v, libc::SIGKILL);
