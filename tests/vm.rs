@@ -396,6 +396,12 @@ mod vm {
             .map(|e| e.file_name())
             .collect();
         assert!(left.is_empty(), "files left in the state dir: {left:?}");
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let st = state.to_string_lossy();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&*st)),
+            "mounts left under {st}"
+        );
         let procs = procs_mentioning(&dir.to_string_lossy());
         assert!(procs.is_empty(), "processes left: {procs:?}");
     }
@@ -409,23 +415,31 @@ mod vm {
         let script = "echo hello-from-vm; echo to-stderr >&2; echo FOO=$FOO; echo HOST=$(hostname); echo KERNEL=$(uname -r); \
                       grep -E '^Cap(Eff|Bnd)' /proc/self/status; mkdir /tmp/denied || echo MKDIR-DENIED; \
                       cat /mnt/shared/hello.txt /etc/vmtest.conf; echo from-guest > /mnt/shared/out.txt; \
+                      head -c 9 /big.dat; echo; echo guest-wrote >> /big.dat; \
+                      echo x >> /etc/vmtest.conf || echo RO-DENIED; \
                       test -d /tmp/denied && echo MKDIR-HAPPENED; \
                       trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.2; done";
         // skiff-runtime in the guest applies capabilities and seccomp.
         let mut proc = process(script);
         let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
         proc["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
-        // Bind mounts: a host directory (9p share, writable) and a file (copied).
+        // Bind mounts: a host directory (9p share, writable), a read-only file
+        // and a 2 MiB writable one (host bind mounts in one more share).
         let shared = tmp.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::write(shared.join("hello.txt"), "dir-bind-ok\n").unwrap();
         fs::write(tmp.path().join("vmtest.conf"), "file-bind-ok\n").unwrap();
+        let big = tmp.path().join("big.dat");
+        let mut content = b"big-start".to_vec();
+        content.resize(2 << 20, b'.');
+        fs::write(&big, &content).unwrap();
         let mounts = json!([
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/mnt/shared", "type": "bind", "source": shared, "options": ["rbind", "rw"]},
-            {"destination": "/etc/vmtest.conf", "type": "bind", "source": tmp.path().join("vmtest.conf"), "options": ["bind", "ro"]}
+            {"destination": "/etc/vmtest.conf", "type": "bind", "source": tmp.path().join("vmtest.conf"), "options": ["bind", "ro"]},
+            {"destination": "/big.dat", "type": "bind", "source": big, "options": ["bind", "rw"]}
         ]);
         let seccomp = json!({"mounts": mounts, "linux": {"seccomp": {
             "defaultAction": "SCMP_ACT_ALLOW",
@@ -455,6 +469,18 @@ mod vm {
         assert!(out.contains("MKDIR-DENIED\n"), "stdout: {out}");
         assert!(!out.contains("MKDIR-HAPPENED"), "stdout: {out}");
         assert!(out.contains("dir-bind-ok\nfile-bind-ok\n"), "stdout: {out}");
+        assert!(out.contains("big-start\n"), "stdout: {out}");
+        assert!(out.contains("RO-DENIED\n"), "stdout: {out}");
+        let big_now = fs::read(&big).unwrap();
+        assert!(
+            big_now.ends_with(b"guest-wrote\n") && big_now.len() == (2 << 20) + 12,
+            "the guest's write to the file bind mount is not on the host ({} bytes)",
+            big_now.len()
+        );
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("vmtest.conf")).unwrap(),
+            "file-bind-ok\n"
+        );
         assert_eq!(
             fs::read_to_string(shared.join("out.txt")).unwrap_or_default(),
             "from-guest\n"

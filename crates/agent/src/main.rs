@@ -753,14 +753,17 @@ impl Agent {
 
 const BINDS: &str = "/run/skiff/binds";
 
-/// Points the bind mounts the host made reachable at their guest copies:
-/// `x-skiff-share` (a 9p tag holding the source directory) is mounted under
-/// `/run/skiff/binds/<tag>`, `x-skiff-content` (a small file's content, hex)
-/// is written to `/run/skiff/binds/file<N>`.
+/// Points the bind mounts the host made reachable at their guest paths:
+/// `x-skiff-share` (a 9p tag holding the source directory, or with
+/// `x-skiff-share-file` the directory holding the source file under that
+/// name) is mounted under `/run/skiff/binds/<tag>`; `x-skiff-content` (a
+/// file's content, hex, from older hosts) is written to
+/// `/run/skiff/binds/file<N>`.
 fn prepare_binds(spec: &mut Value) -> io::Result<()> {
     let Some(mounts) = spec["mounts"].as_array_mut() else {
         return Ok(());
     };
+    let mut mounted: Vec<String> = Vec::new();
     for (i, m) in mounts.iter_mut().enumerate() {
         let Some(obj) = m.as_object_mut() else {
             continue;
@@ -768,9 +771,18 @@ fn prepare_binds(spec: &mut Value) -> io::Result<()> {
         if let Some(tag) = obj.remove("x-skiff-share") {
             let tag = tag.as_str().unwrap_or_default().to_owned();
             let target = format!("{BINDS}/{tag}");
-            mount(&tag, &target, "9p", 0, NINEP_OPTS)
-                .map_err(|e| io::Error::new(e.kind(), format!("mounts[{i}] (share {tag}): {e}")))?;
-            obj.insert("source".into(), Value::String(target));
+            // The share of file sources serves several mounts: mounted once.
+            if !mounted.contains(&tag) {
+                mount(&tag, &target, "9p", 0, NINEP_OPTS).map_err(|e| {
+                    io::Error::new(e.kind(), format!("mounts[{i}] (share {tag}): {e}"))
+                })?;
+                mounted.push(tag);
+            }
+            let source = match obj.remove("x-skiff-share-file") {
+                Some(f) => format!("{target}/{}", f.as_str().unwrap_or_default()),
+                None => target,
+            };
+            obj.insert("source".into(), Value::String(source));
         } else if let Some(content) = obj.remove("x-skiff-content") {
             let data = unhex(content.as_str().unwrap_or_default()).ok_or_else(|| {
                 io::Error::other(format!("mounts[{i}]: bad file content from the host"))

@@ -369,7 +369,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         field: "(config.json)".into(),
         message: e.to_string(),
     })?;
-    let shares = share_binds(&mut spec_json, opts.bundle)?;
+    let shares = share_binds(&mut spec_json, opts.bundle, opts.state_dir)?;
     let mut cfg = cfg;
     cfg.shares = shares;
     let rootfs_kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
@@ -601,21 +601,31 @@ pub fn valid_seccomp_entry_name(name: &str) -> bool {
 /// Most virtio-mmio transports a microvm has (8) minus the console port and
 /// the rootfs share.
 const MAX_BIND_SHARES: usize = 6;
-/// Largest file bind-mounted by copying its content into the guest.
-const MAX_BIND_FILE: u64 = 1 << 20;
+/// Directory of the state dir whose entries are host bind mounts of the
+/// container's file bind-mount sources, shared into the guest as one 9p
+/// share ([`share_binds`]); unmounted and removed by [`delete`].
+pub const FILE_SHARE_DIR: &str = "files";
 
 /// Makes the bind mounts of `spec` (config.json as JSON) reachable in the
 /// guest: a directory source becomes a 9p share (`bindN`, marked on the
-/// mount as `x-skiff-share`, read-only when the mount is), a regular file of
-/// at most 1 MiB travels as hex content (`x-skiff-content`: /etc/hosts,
-/// resolv.conf and the like), sources under /dev, /proc and /sys are the
-/// guest's own. Returns the shares (tag, host directory). Only the source
-/// itself is shared, never its parent.
-pub fn share_binds(spec: &mut serde_json::Value, bundle: &Path) -> Result<Vec<qemu::Share>, Error> {
+/// mount as `x-skiff-share`, read-only when the mount is); regular files
+/// (/etc/hosts, resolv.conf and the like, of any size) are bind-mounted
+/// (read-only when the mount is) onto entries of `<state_dir>/files`, which
+/// is one more share, and marked with `x-skiff-share` plus
+/// `x-skiff-share-file` (the entry's name): both sides see each other's
+/// writes. Sources under /dev, /proc and /sys are the guest's own. Returns
+/// the shares (tag, host directory). Only the sources themselves are
+/// shared, never their parents.
+pub fn share_binds(
+    spec: &mut serde_json::Value,
+    bundle: &Path,
+    state_dir: &Path,
+) -> Result<Vec<qemu::Share>, Error> {
     let mut shares: Vec<qemu::Share> = Vec::new();
     let Some(mounts) = spec["mounts"].as_array_mut() else {
         return Ok(shares);
     };
+    let mut files: Vec<(usize, PathBuf, bool)> = Vec::new();
     for (i, m) in mounts.iter_mut().enumerate() {
         let opts: Vec<&str> = m["options"]
             .as_array()
@@ -655,13 +665,84 @@ pub fn share_binds(spec: &mut serde_json::Value, bundle: &Path) -> Result<Vec<qe
                     .map_err(|e| io_err(&format!("mounts[{i}].source {}", path.display()), e))?,
                 readonly,
             });
-        } else if meta.is_file() && meta.len() <= MAX_BIND_FILE {
-            let data = fs::read(&path)
-                .map_err(|e| io_err(&format!("mounts[{i}].source {}", path.display()), e))?;
-            m["x-skiff-content"] = serde_json::Value::String(hex::encode(data));
+        } else if meta.is_file() {
+            files.push((i, path, readonly));
         }
     }
+    if files.is_empty() {
+        return Ok(shares);
+    }
+    if shares.len() >= MAX_BIND_SHARES {
+        return Err(Error::Spec {
+            field: format!("mounts[{}]", files[0].0),
+            message: format!(
+                "file bind mounts need one more share, beyond the {MAX_BIND_SHARES} a VM has"
+            ),
+        });
+    }
+    let dir = state_dir.join(FILE_SHARE_DIR);
+    fs::create_dir_all(&dir).map_err(|e| io_err(&dir.display().to_string(), e))?;
+    let tag = format!("bind{}", shares.len());
+    let mut shared = 0;
+    for (i, src, readonly) in files {
+        let name = format!("f{i}");
+        let target = dir.join(&name);
+        let what = format!("mounts[{i}].source {}", src.display());
+        fs::File::create(&target).map_err(|e| io_err(&what, e))?;
+        let bind = |flags: nix::mount::MsFlags| {
+            nix::mount::mount(
+                Some(&src),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | flags,
+                None::<&str>,
+            )
+        };
+        match bind(nix::mount::MsFlags::empty()) {
+            Ok(()) => {}
+            // Unprivileged: no host mounts; a small file is copied instead
+            // (the guest's writes then stay in the guest).
+            Err(nix::errno::Errno::EPERM)
+                if fs::metadata(&src).is_ok_and(|m| m.len() <= 1 << 20) =>
+            {
+                let _ = fs::remove_file(&target);
+                let data = fs::read(&src).map_err(|e| io_err(&what, e))?;
+                mounts[i]["x-skiff-content"] = serde_json::Value::String(hex::encode(data));
+                continue;
+            }
+            Err(e) => return Err(io_err(&what, e.into())),
+        }
+        if readonly {
+            bind(nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY)
+                .map_err(|e| io_err(&what, e.into()))?;
+        }
+        mounts[i]["x-skiff-share"] = serde_json::Value::String(tag.clone());
+        mounts[i]["x-skiff-share-file"] = serde_json::Value::String(name);
+        shared += 1;
+    }
+    if shared == 0 {
+        let _ = fs::remove_dir(&dir);
+        return Ok(shares);
+    }
+    shares.push(qemu::Share {
+        tag,
+        path: dir,
+        readonly: false,
+    });
     Ok(shares)
+}
+
+/// Unmounts and removes what [`share_binds`] made under `state_dir`.
+pub(crate) fn unshare_files(state_dir: &Path) {
+    let dir = state_dir.join(FILE_SHARE_DIR);
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_file(e.path());
+    }
+    let _ = fs::remove_dir(&dir);
 }
 
 /// Lets the container's process run (the user program is exec'd in the guest).
@@ -811,8 +892,15 @@ mod tests {
             {"destination": "/etc/hosts", "type": "none", "source": tmp.path().join("hosts"), "options": ["bind"]},
             {"destination": "/dev/null2", "type": "bind", "source": "/dev/null"}
         ]});
-        let shares = share_binds(&mut spec, tmp.path()).unwrap();
-        assert_eq!(shares.len(), 1);
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: sharing file bind mounts needs root (host bind mounts)");
+            return;
+        }
+        let state = tmp.path().join("state");
+        fs::create_dir(&state).unwrap();
+        let shares = share_binds(&mut spec, tmp.path(), &state).unwrap();
+        assert_eq!(shares.len(), 2);
         assert_eq!(shares[0].tag, "bind0");
         assert!(shares[0].readonly);
         assert_eq!(
@@ -820,12 +908,28 @@ mod tests {
             tmp.path().join("data").canonicalize().unwrap()
         );
         assert_eq!(spec["mounts"][1]["x-skiff-share"], "bind0");
+        // the file: a host bind mount in the state dir's share, both ways
+        assert_eq!(shares[1].tag, "bind1");
+        assert_eq!(shares[1].path, state.join(FILE_SHARE_DIR));
+        assert_eq!(spec["mounts"][2]["x-skiff-share"], "bind1");
+        assert_eq!(spec["mounts"][2]["x-skiff-share-file"], "f2");
+        let entry = state.join(FILE_SHARE_DIR).join("f2");
+        assert_eq!(fs::read_to_string(&entry).unwrap(), "127.0.0.1 x\n");
+        fs::write(&entry, "10.0.0.1 y\n").unwrap();
         assert_eq!(
-            spec["mounts"][2]["x-skiff-content"],
-            hex::encode("127.0.0.1 x\n")
+            fs::read_to_string(tmp.path().join("hosts")).unwrap(),
+            "10.0.0.1 y\n"
         );
-        assert!(spec["mounts"][3].get("x-skiff-content").is_none());
+        assert!(spec["mounts"][3].get("x-skiff-share").is_none());
         assert!(spec["mounts"][0].get("x-skiff-share").is_none());
+        // only the sources are in the share
+        assert_eq!(fs::read_dir(state.join(FILE_SHARE_DIR)).unwrap().count(), 1);
+        unshare_files(&state);
+        assert!(!state.join(FILE_SHARE_DIR).exists());
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("hosts")).unwrap(),
+            "10.0.0.1 y\n"
+        );
     }
 
     fn spec(json: &str) -> Spec {

@@ -1492,6 +1492,8 @@ pub(crate) fn delete(state_dir: &Path) -> Result<(), Error> {
             wait_gone(v);
         }
     }
+    // QEMU is gone: the host bind mounts of file sources can go too.
+    crate::unshare_files(state_dir);
     for name in [
         "agent.sock",
         "shim.sock",
