@@ -417,6 +417,10 @@ mod vm {
                       cat /mnt/shared/hello.txt /etc/vmtest.conf; echo from-guest > /mnt/shared/out.txt; \
                       head -c 9 /big.dat; echo; echo guest-wrote >> /big.dat; \
                       echo x >> /etc/vmtest.conf || echo RO-DENIED; \
+                      test -L /rootlink && test -L /mnt/shared/hostlink && echo LINKS-SEEN; \
+                      if cat /../config.json /../secret.txt /rootlink /mnt/shared/hostlink /mnt/shared/rel \
+                         /mnt/shared/../secret.txt 2>/dev/null | grep -q -e HOST-SECRET -e ociVersion; \
+                      then echo SECRET-LEAKED; else echo NO-SECRET; fi; \
                       test -d /tmp/denied && echo MKDIR-HAPPENED; \
                       trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.2; done";
         // skiff-runtime in the guest applies capabilities and seccomp.
@@ -447,6 +451,14 @@ mod vm {
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
         }}});
         let b = bundle(tmp.path(), proc, seccomp.clone());
+        // A hostile container: host files next to its rootfs and shares
+        // (the bundle's config.json, a secret), reached through `..` and
+        // through symlinks the host put into the rootfs and the share.
+        let secret = tmp.path().join("secret.txt");
+        fs::write(&secret, "HOST-SECRET\n").unwrap();
+        std::os::unix::fs::symlink(&secret, b.join("rootfs/rootlink")).unwrap();
+        std::os::unix::fs::symlink(&secret, shared.join("hostlink")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", shared.join("rel")).unwrap();
         let r = drive(
             tmp.path(),
             &b,
@@ -471,6 +483,11 @@ mod vm {
         assert!(out.contains("dir-bind-ok\nfile-bind-ok\n"), "stdout: {out}");
         assert!(out.contains("big-start\n"), "stdout: {out}");
         assert!(out.contains("RO-DENIED\n"), "stdout: {out}");
+        assert!(out.contains("LINKS-SEEN\n"), "stdout: {out}");
+        assert!(
+            out.contains("NO-SECRET\n") && !out.contains("SECRET-LEAKED"),
+            "the guest reached host files beyond its rootfs and shares: {out}"
+        );
         let big_now = fs::read(&big).unwrap();
         assert!(
             big_now.ends_with(b"guest-wrote\n") && big_now.len() == (2 << 20) + 12,
