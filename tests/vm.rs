@@ -263,8 +263,12 @@ mod vm {
             result["marker_seen"] = json!(wait_for(&o, marker, Duration::from_secs(120)));
         }
         if let Some(args) = actions["exec"].as_array() {
+            let user = match &actions["exec_user"] {
+                Value::Null => json!({"uid": 0, "gid": 0}),
+                u => u.clone(),
+            };
             let p: oci_spec::runtime::Process = serde_json::from_value(json!({
-                "args": args, "cwd": "/", "env": ["PATH=/bin", "EXECVAR=yes"], "user": {"uid": 0, "gid": 0}
+                "args": args, "cwd": "/", "env": ["PATH=/bin", "EXECVAR=yes"], "user": user
             }))
             .unwrap();
             let so = redirect(1, &dir.join("exec.out"));
@@ -609,7 +613,9 @@ mod vm {
             json!({"wait_for": "ready", "stats": true, "pause": true, "kill_vmm": true,
                    "exec_tty": ["sh", "-c", "test -t 0 && test -t 1 && echo tty-yes; grep -E '^CapEff' /proc/self/status; \
                                  mkdir /tmp/x || echo MKDIR-DENIED; exit 4"],
-                   "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; grep ' / ' /proc/self/mounts; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
+                   "exec_user": {"uid": 1000, "gid": 1000, "additionalGids": [2000]},
+                   "exec": ["sh", "-c", "echo exec-ran EXECVAR=$EXECVAR; echo ID=$(id -u):$(id -g):$(id -G); \
+                             grep ' / ' /proc/self/mounts; cat /sys/fs/cgroup/memory.max 2>/dev/null; \
                              dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null && echo survived; exit 5"]}),
         );
         eprintln!("result: {r:#}");
@@ -623,6 +629,11 @@ mod vm {
             exec_out.contains("exec-ran EXECVAR=yes"),
             "exec output: {exec_out} ({})",
             r["exec_error"]
+        );
+        // the exec'd process runs as the user it names, with its groups
+        assert!(
+            exec_out.contains("ID=1000:1000:1000 2000\n"),
+            "exec user: {exec_out}"
         );
         assert!(
             !exec_out.contains("survived"),
