@@ -20,13 +20,20 @@ fn vm_tests_live_in_the_skiff_vm_package() {
 }
 
 #[cfg(skiff_vm_pkg)]
+#[path = "common/agent_build.rs"]
+mod agent_build;
+#[cfg(skiff_vm_pkg)]
+#[path = "common/vm_driver.rs"]
+mod vm_driver;
+
+#[cfg(skiff_vm_pkg)]
 mod vm {
+    use super::vm_driver::{redirect, restore};
     use serde_json::{json, Value};
     use std::fs;
     use std::os::fd::AsRawFd;
     use std::path::{Path, PathBuf};
     use std::process::Command;
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
     const DRIVER_ENV: &str = "SKIFF_VM_TEST_DRIVER";
@@ -49,38 +56,10 @@ mod vm {
             eprintln!("SKIP: /bin/busybox (busybox-static) is not installed");
             return false;
         }
-        static BUILD: Mutex<bool> = Mutex::new(false);
-        let mut built = BUILD.lock().unwrap();
-        if *built {
-            return true;
-        }
-        // Build (or find up to date) the static agent the way docs/vm.md says.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let ok = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "skiff-agent",
-                "--release",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-            ])
-            .env(
-                "RUSTFLAGS",
-                "-C target-feature=+crt-static -C relocation-model=static",
-            )
-            .env("LIBSECCOMP_LINK_TYPE", "static")
-            .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
-            .current_dir(root)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok || skiff_vm::initramfs::find_agent().is_err() {
+        if !super::agent_build::build_static_agent() || skiff_vm::initramfs::find_agent().is_err() {
             eprintln!("SKIP: could not build the static skiff-agent");
             return false;
         }
-        *built = true;
         true
     }
 
@@ -136,44 +115,9 @@ mod vm {
         json!({"args": ["sh", "-c", script], "cwd": "/", "env": ["PATH=/bin", "FOO=bar-from-spec"], "user": {"uid": 0, "gid": 0}})
     }
 
-    /// Stops the VM of a test even when an assertion fails first.
-    struct Cleanup(PathBuf);
-
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = skiff_vm::delete(&self.0);
-        }
-    }
-
     /// Runs the driver for one VM and returns its result JSON.
     fn drive(dir: &Path, bundle: &Path, actions: Value) -> Value {
-        let cfg = json!({
-            "bundle": bundle, "state": dir.join("state"), "dir": dir, "actions": actions,
-        });
-        fs::create_dir_all(dir.join("state")).unwrap();
-        let _cleanup = Cleanup(dir.join("state"));
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "vm::driver", "--nocapture", "--test-threads=1"])
-            .env(DRIVER_ENV, cfg.to_string())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A hung driver is killed (and its VM deleted by `_cleanup`) after 5 minutes.
-        let t = Instant::now();
-        while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(300) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let res = fs::read_to_string(dir.join("result.json")).unwrap_or_else(|_| {
-            panic!(
-                "driver wrote no result; its output:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        serde_json::from_str(&res).unwrap()
+        super::vm_driver::drive(dir, bundle, actions, "vm::driver", DRIVER_ENV)
     }
 
     fn wait_for(path: &Path, needle: &str, max: Duration) -> bool {
@@ -188,28 +132,6 @@ mod vm {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
-    }
-
-    fn redirect(fd: i32, path: &Path) -> i32 {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        // SAFETY: dup/dup2 on descriptors this driver process owns.
-        unsafe {
-            let saved = libc::dup(fd);
-            libc::dup2(f.as_raw_fd(), fd);
-            saved
-        }
-    }
-
-    fn restore(fd: i32, saved: i32) {
-        // SAFETY: restores a descriptor saved by `redirect`.
-        unsafe {
-            libc::dup2(saved, fd);
-            libc::close(saved);
-        }
     }
 
     /// Not a test: the body of a driver process (see module docs).

@@ -2,11 +2,11 @@
 //! same commands as a namespace container, with the annotation
 //! `run.skiff.isolation=vm` (or `--isolation vm`). Slow under TCG: two boots.
 
+#[path = "common/agent_build.rs"]
+mod agent_build;
 mod common;
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 use common::*;
 use serde_json::json;
@@ -30,37 +30,10 @@ fn vm_ready() -> bool {
         skip("no kernel in /boot (linux-image-amd64)");
         return false;
     }
-    // Always ask cargo (a no-op when up to date): a stale agent built
-    // without skiff-runtime would pass for a current one.
-    static BUILD: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILD.lock().unwrap();
-    if *built {
-        return true;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "skiff-agent",
-            "--release",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .env(
-            "RUSTFLAGS",
-            "-C target-feature=+crt-static -C relocation-model=static",
-        )
-        .env("LIBSECCOMP_LINK_TYPE", "static")
-        .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
-        .current_dir(&root)
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = agent_build::build_static_agent();
     if !ok {
         skip("could not build the static skiff-agent");
     }
-    *built = ok;
     ok
 }
 

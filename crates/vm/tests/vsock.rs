@@ -11,11 +11,16 @@
 
 use serde_json::{json, Value};
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "../../../tests/common/agent_build.rs"]
+mod agent_build;
+#[path = "../../../tests/common/vm_driver.rs"]
+mod vm_driver;
+
+use vm_driver::{redirect, restore};
 
 const DRIVER_ENV: &str = "SKIFF_VSOCK_TEST_DRIVER";
 
@@ -41,37 +46,10 @@ fn host_ready() -> bool {
         eprintln!("SKIP: {e}");
         return false;
     }
-    static BUILD: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILD.lock().unwrap();
-    if *built {
-        return true;
-    }
-    // The static agent, built the way docs/vm.md says (a no-op when up to date).
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "skiff-agent",
-            "--release",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .env(
-            "RUSTFLAGS",
-            "-C target-feature=+crt-static -C relocation-model=static",
-        )
-        .env("LIBSECCOMP_LINK_TYPE", "static")
-        .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok || skiff_vm::initramfs::find_agent().is_err() {
+    if !agent_build::build_static_agent() || skiff_vm::initramfs::find_agent().is_err() {
         eprintln!("SKIP: could not build the static skiff-agent");
         return false;
     }
-    *built = true;
     true
 }
 
@@ -99,65 +77,10 @@ fn bundle(dir: &Path, script: &str) -> PathBuf {
     b
 }
 
-/// Deletes the VM of a test even when an assertion fails first.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = skiff_vm::delete(&self.0);
-    }
-}
-
 /// Runs the driver for one VM and returns its result JSON; the VM is
 /// deleted when the driver is done.
 fn drive(dir: &Path, bundle: &Path, actions: Value) -> Value {
-    let state = dir.join("state");
-    fs::create_dir_all(&state).unwrap();
-    let cfg = json!({"bundle": bundle, "state": state, "dir": dir, "actions": actions});
-    let _cleanup = Cleanup(state);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver", "--nocapture", "--test-threads=1"])
-        .env(DRIVER_ENV, cfg.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(300) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let res = fs::read_to_string(dir.join("result.json")).unwrap_or_else(|_| {
-        panic!(
-            "driver wrote no result; its output:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    serde_json::from_str(&res).unwrap()
-}
-
-fn redirect(fd: i32, path: &Path) -> i32 {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    // SAFETY: dup/dup2 on descriptors this driver process owns.
-    unsafe {
-        let saved = libc::dup(fd);
-        libc::dup2(f.as_raw_fd(), fd);
-        saved
-    }
-}
-
-fn restore(fd: i32, saved: i32) {
-    // SAFETY: restores a descriptor saved by `redirect`.
-    unsafe {
-        libc::dup2(saved, fd);
-        libc::close(saved);
-    }
+    vm_driver::drive(dir, bundle, actions, "driver", DRIVER_ENV)
 }
 
 fn cmdline(pid: &str) -> String {
