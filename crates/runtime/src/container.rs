@@ -901,9 +901,10 @@ impl Runtime {
         } else {
             Vec::new()
         };
+        let joins_itself = !self_join.is_empty();
         let clone_into_v2 = match layout {
             skiff_cgroups::Layout::V2 => !fork_again,
-            skiff_cgroups::Layout::Hybrid => !self_join.is_empty(),
+            skiff_cgroups::Layout::Hybrid => joins_itself,
             skiff_cgroups::Layout::V1 => false,
         };
         // On cgroup v1 the cgroups are created and configured after GO,
@@ -917,7 +918,7 @@ impl Runtime {
         // exists: those create first too.
         let late_cgroup = !fork_again
             && !self.rootless
-            && (ns.new_ns & libc::CLONE_NEWCGROUP != 0 || !self_join.is_empty())
+            && (ns.new_ns & libc::CLONE_NEWCGROUP != 0 || joins_itself)
             && !clone_into_v2;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
@@ -960,7 +961,7 @@ impl Runtime {
             idmap_trees,
             close_fds: vec![lock.raw_fd()],
             fork_again,
-            self_join: self_join.clone(),
+            self_join,
             late_cgroup,
         };
         std::env::set_current_dir(&bundle)
@@ -1003,8 +1004,8 @@ impl Runtime {
         if !fork_again {
             // The v1 hierarchies are joined by the init itself; only a
             // missed CLONE_INTO_CGROUP (old kernel) needs a migration here.
-            let migrate = !spawned.in_cgroup
-                && (self_join.is_empty() || layout == skiff_cgroups::Layout::Hybrid);
+            let migrate =
+                !spawned.in_cgroup && (!joins_itself || layout == skiff_cgroups::Layout::Hybrid);
             if migrate {
                 rootless_join(self.rootless, cg.add_task(spawned.pid))?;
             }
@@ -1620,8 +1621,9 @@ impl Container {
         } else {
             Vec::new()
         };
+        let joins_itself = !self_join.is_empty();
         let into_cgroup =
-            if !fork_again && (!self_join.is_empty() || cg.layout() == skiff_cgroups::Layout::V2) {
+            if !fork_again && (joins_itself || cg.layout() == skiff_cgroups::Layout::V2) {
                 dirs.iter()
                     .find(|d| d.0 == 2)
                     .and_then(|d| linux::fs::open_path(&d.1).ok())
@@ -1650,7 +1652,7 @@ impl Container {
             idmap_trees: Vec::new(),
             close_fds: vec![self._lock.raw_fd()],
             fork_again,
-            self_join: self_join.clone(),
+            self_join,
             late_cgroup: false,
         };
         let spawned = with_parent_ns(&parent_join, false, spec, || {
@@ -1669,7 +1671,7 @@ impl Container {
         let add = if spawned.in_cgroup {
             // Born in its cgroup2 directory, joins the v1 ones itself.
             Ok(())
-        } else if !self_join.is_empty() {
+        } else if joins_itself {
             // clone3 failed (old kernel): only cgroup2 is left to join.
             dirs.iter()
                 .filter(|d| d.0 == 2)
