@@ -219,6 +219,11 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             libc::setresuid(0, 0, 0);
         }
     }
+    // A credential change clears the parent-death signal: set it again (a
+    // runtime that died meanwhile is noticed as EOF on the channel).
+    if plan.kind == Kind::Init && !plan.fork_again {
+        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
+    }
     let spec = plan.spec;
     let linux = spec.linux().as_ref();
     if plan.kind == Kind::Init {
@@ -499,11 +504,6 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         .drop_bounding()
         .map_err(os("dropping bounding capabilities"))?;
     set_user(process.user(), in_userns)?;
-    // A credential change clears the parent-death signal: set it again (a
-    // runtime that died meanwhile is noticed as EOF on the channel).
-    if plan.kind == Kind::Init && !plan.fork_again {
-        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
-    }
     plan.caps.apply().map_err(os("setting capabilities"))?;
     if nnp {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
