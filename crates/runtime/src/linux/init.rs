@@ -219,11 +219,6 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             libc::setresuid(0, 0, 0);
         }
     }
-    // A credential change clears the parent-death signal: set it again (a
-    // runtime that died meanwhile is noticed as EOF on the channel).
-    if plan.kind == Kind::Init && !plan.fork_again {
-        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
-    }
     let spec = plan.spec;
     let linux = spec.linux().as_ref();
     if plan.kind == Kind::Init {
@@ -464,6 +459,11 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     }
     if plan.kind == Kind::Exec {
         prctl(libc::PR_SET_PDEATHSIG, 0)?;
+    } else if !plan.fork_again {
+        // A credential change (root of a user namespace, the process's
+        // user) clears the parent-death signal: set it again (a runtime
+        // that died meanwhile is noticed as EOF on the channel).
+        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
     }
     chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
     if plan.kind == Kind::Init {
