@@ -5,3 +5,5 @@
 //! per concern; none of them knows about containers. The crate depends on
 //! `libc` only, so the runtime's start path can use it without pulling in
 //! anything large.
+
+pub mod fs;
