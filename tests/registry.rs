@@ -1134,7 +1134,16 @@ fn bearer_tokens_with_scopes_and_skopeo() {
         Some(b"tok"),
         &[],
     );
-    assert_eq!((r.status, r.error_code().as_str()), (403, "DENIED"));
+    // A valid token without the action: challenged to get a wider one.
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    let chal = r.header("www-authenticate").unwrap_or_default();
+    assert!(chal.starts_with("Bearer realm=\"http://"), "{chal}");
+    assert!(chal.contains("service=\"skiff-registry\""), "{chal}");
+    assert!(
+        chal.contains("scope=\"repository:team/app:pull,push\""),
+        "{chal}"
+    );
+    assert!(chal.contains("error=\"insufficient_scope\""), "{chal}");
     let r = curl(
         "POST",
         &url,
@@ -1155,18 +1164,21 @@ fn bearer_tokens_with_scopes_and_skopeo() {
         .status,
         200
     );
-    // A token for another repository does not open this one; a forged one neither.
+    // A token for another repository does not open this one (a challenge
+    // for this one's scope); a forged one neither.
     let other = token("alice:alice-pw", "repository:team/other:pull");
-    assert_eq!(
-        curl(
-            "GET",
-            &blob,
-            &[&format!("Authorization: Bearer {other}")],
-            None,
-            &[]
-        )
-        .status,
-        403
+    let r = curl(
+        "GET",
+        &blob,
+        &[&format!("Authorization: Bearer {other}")],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    let chal = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        chal.contains("scope=\"repository:team/app:pull\",error=\"insufficient_scope\""),
+        "{chal}"
     );
     let forged = format!("{}x", &alice[..alice.len() - 1]);
     assert_eq!(

@@ -99,6 +99,8 @@ pub struct Pushed {
     pub digest: Digest,
     /// Subject digest, echoed in `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// The `?tag=` tags set, echoed in `OCI-Tag`.
+    pub tags: Vec<String>,
 }
 
 /// A fetched manifest.
@@ -168,6 +170,17 @@ fn referrers_dir(repo: &str, subject: &Digest) -> String {
 }
 fn upload_dir(uuid: &str) -> String {
     format!("uploads/{uuid}")
+}
+
+/// What a manifest PUT names besides its body.
+pub struct ManifestPut<'a> {
+    /// The reference of the URL.
+    pub reference: &'a Reference,
+    /// More tags for the manifest (`?tag=` of a push by digest).
+    pub tags: &'a [String],
+    /// Algorithm of the digest computed for a push by tag
+    /// (`?digest-algorithm=`; sha256 by default).
+    pub algorithm: Algorithm,
 }
 
 /// A reference in `/manifests/<reference>`.
@@ -578,10 +591,17 @@ impl Store {
     pub async fn manifest_put(
         &self,
         repo: &str,
-        reference: &Reference,
+        put: &ManifestPut<'_>,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Pushed, ApiError> {
+        let reference = put.reference;
+        if let Some(t) = put.tags.iter().find(|t| !valid_tag(t)) {
+            return Err(ApiError::new(
+                Code::ManifestInvalid,
+                format!("invalid tag {t:?}"),
+            ));
+        }
         let parsed = manifest::parse(body, content_type)
             .map_err(|e| ApiError::new(Code::ManifestInvalid, e.0))?;
         let digest = match reference {
@@ -595,7 +615,7 @@ impl Store {
                 }
                 got
             }
-            Reference::Tag(_) => Digest::compute(Algorithm::Sha256, body),
+            Reference::Tag(_) => Digest::compute(put.algorithm, body),
         };
         for b in parsed.blobs.iter().filter(|b| !b.foreign) {
             // Touch first so a concurrent GC sees the blob as young.
@@ -663,7 +683,11 @@ impl Store {
                 )
                 .await?;
         }
-        if let Reference::Tag(t) = reference {
+        let named = match reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        for t in named.into_iter().chain(put.tags) {
             self.driver
                 .put(
                     &format!("{}/{t}", tags_dir(repo)),
@@ -674,6 +698,7 @@ impl Store {
         Ok(Pushed {
             digest,
             subject: parsed.subject.map(|s| s.digest),
+            tags: put.tags.to_vec(),
         })
     }
 
