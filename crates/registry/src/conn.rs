@@ -21,6 +21,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -290,23 +291,32 @@ pub struct BodyTooSlow {
     window_secs: u64,
 }
 
-/// A request body with the body deadline.
+/// A request body with the body deadline. It also tells (through the flag
+/// given to [`TimedBody::new`]) whether it was read to its end: a request
+/// answered before its body was read leaves bytes on the connection, which
+/// must then close (`Connection: close`) instead of being reused.
 pub struct TimedBody<B> {
     inner: B,
     state: Arc<ConnState>,
+    read_to_end: Arc<AtomicBool>,
     window_start: Instant,
     window_bytes: u64,
     sleep: Pin<Box<Sleep>>,
 }
 
-impl<B> TimedBody<B> {
-    /// Wraps the body of a request on the connection of `state`.
-    pub fn new(inner: B, state: Arc<ConnState>) -> Self {
+impl<B: Body> TimedBody<B> {
+    /// Wraps the body of a request on the connection of `state`;
+    /// `read_to_end` is set once the body has been read to its end.
+    pub fn new(inner: B, state: Arc<ConnState>, read_to_end: Arc<AtomicBool>) -> Self {
         let now = Instant::now();
         let end = now + state.timeouts.body_window;
+        if inner.is_end_stream() {
+            read_to_end.store(true, Ordering::Release);
+        }
         TimedBody {
             inner,
             state,
+            read_to_end,
             window_start: now,
             window_bytes: 0,
             sleep: Box::pin(tokio::time::sleep_until(end)),
@@ -351,13 +361,19 @@ where
                 if let Some(d) = frame.data_ref() {
                     this.window_bytes += d.len() as u64;
                 }
+                if this.inner.is_end_stream() {
+                    this.read_to_end.store(true, Ordering::Release);
+                }
                 if let Err(e) = this.check(Instant::now()) {
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.read_to_end.store(true, Ordering::Release);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 let end = this.window_start + this.state.timeouts.body_window;
                 if !expired(&mut this.sleep, end, cx) {

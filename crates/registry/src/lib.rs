@@ -140,10 +140,19 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                     let conn = conn.clone();
                     async move {
                         let in_flight = conn.begin();
-                        let req = req
-                            .map(|b| axum::body::Body::new(conn::TimedBody::new(b, conn.clone())));
+                        let read_to_end = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let http1 = req.version() < hyper::Version::HTTP_2;
+                        let req = req.map(|b| {
+                            let b = conn::TimedBody::new(b, conn.clone(), read_to_end.clone());
+                            axum::body::Body::new(b)
+                        });
                         let mut r = server::handle(app, peer, req).await;
-                        if conn.doomed() {
+                        // Answered before its body was read (an error, a
+                        // refusal too large to drain): the rest of the body
+                        // is still on the wire, so the connection closes,
+                        // and says so.
+                        let unread = !read_to_end.load(std::sync::atomic::Ordering::Acquire);
+                        if http1 && (unread || conn.doomed()) {
                             r.headers_mut().insert(
                                 hyper::header::CONNECTION,
                                 hyper::header::HeaderValue::from_static("close"),
