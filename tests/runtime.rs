@@ -2326,6 +2326,29 @@ fn exec_joins_the_container() {
     c.finish();
 }
 
+/// `exec --user UID` keeps the container process's gid (runc's rule);
+/// a user that is not numeric is refused naming the flag.
+#[test]
+fn exec_user_without_gid_keeps_the_process_gid() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-gid");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.config["process"]["user"] = json!({"uid": 0, "gid": 5});
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    let out = c.runtime(&["exec", "--user", "1000", &c.id, "sh", "-c", "id -u; id -g"]);
+    out.assert_ok("exec --user 1000");
+    assert_eq!(out.stdout, "1000\n5\n", "{out:?}");
+    if is_skiff() {
+        let out = c.runtime(&["exec", "--user", "nobody", &c.id, "true"]);
+        out.assert_fail("exec --user nobody");
+        assert!(out.stderr.contains("--user"), "{out:?}");
+    }
+    c.finish();
+}
+
 #[test]
 fn pause_resume_and_ps() {
     if !need_root() {

@@ -727,10 +727,14 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
             }
             p.set_env(Some(env));
             if let Some(u) = &a.user {
+                // As runc: uid[:gid], numeric; without a gid the process
+                // keeps the container's.
+                let bad = || format!("--user \"{u}\": expected a numeric uid[:gid]");
                 let (uid, gid) = match u.split_once(':') {
-                    Some((u, g)) => (u.parse()?, g.parse()?),
-                    None => (u.parse()?, 0),
+                    Some((u, g)) => (u.parse(), g.parse()),
+                    None => (u.parse(), Ok(p.user().gid())),
                 };
+                let (uid, gid) = (uid.with_context(bad)?, gid.with_context(bad)?);
                 let user = p.user_mut();
                 user.set_uid(uid);
                 user.set_gid(gid);
