@@ -697,6 +697,9 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 
 fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
+    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
+        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    }
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
