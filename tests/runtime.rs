@@ -1736,7 +1736,9 @@ fn failing_poststart_and_poststop_only_warn() {
         skip("runc aborts on failing poststart/poststop hooks (config.md says warn and continue)");
         return;
     }
+    // Up to runtime-spec 1.2 a failing poststart hook is a warning.
     let mut c = Container::new("post-fail");
+    c.config["ociVersion"] = json!("1.2.0");
     c.config["process"]["args"] = json!(["sleep", "0.3"]);
     let fail = json!([{"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]}]);
     c.config["hooks"] = json!({"poststart": fail, "poststop": fail});
@@ -1744,6 +1746,45 @@ fn failing_poststart_and_poststop_only_warn() {
     c.start().assert_ok("start despite failing poststart");
     c.wait_status("stopped", SEC5);
     c.delete(false).assert_ok("delete despite failing poststop");
+    c.finish();
+}
+
+/// runtime-spec 1.3 lifecycle step 9: a failing poststart hook is an
+/// error: `start` fails, the container is stopped and destroyed (step 12)
+/// and the poststop hooks run.
+#[test]
+fn failing_poststart_fails_start_and_destroys_the_container() {
+    if !need_root() {
+        return;
+    }
+    if !is_skiff() {
+        skip("runc 1.1 predates runtime-spec 1.3's poststart lifecycle");
+        return;
+    }
+    let mut c = Container::new("post-fail13");
+    c.config["ociVersion"] = json!("1.3.0");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    let stopped = c.scratch().join("poststop-ran");
+    c.config["hooks"] = json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        "poststop": [{"path": "/bin/sh",
+                      "args": ["sh", "-c", format!("touch {}", stopped.display())]}],
+    });
+    c.create().assert_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let out = c.start();
+    out.assert_fail("start with a failing poststart hook");
+    assert!(out.stderr.contains("poststart"), "{out:?}");
+    assert!(stopped.exists(), "poststop hooks ran");
+    c.reap();
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "the container's process is gone"
+    );
+    c.assert_clean();
     c.finish();
 }
 

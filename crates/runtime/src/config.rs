@@ -87,7 +87,8 @@ fn precheck(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+/// `MAJOR.MINOR.PATCH[-pre][+build]` as numbers.
+pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.split(['-', '+']).next()?;
     let mut it = core.split('.');
     let t = (

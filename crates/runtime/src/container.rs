@@ -1302,14 +1302,22 @@ impl Container {
         self.saved.isolation == "vm"
     }
 
-    /// runtime-spec 1.3 lifecycle step 9: a failing poststart hook is an
-    /// error; the container is stopped and destroyed (step 12, which runs
-    /// the poststop hooks) and `start` fails with the hook's error.
+    /// Lifecycle step 9 as the config's ociVersion states it: from
+    /// runtime-spec 1.3 a failing poststart hook is an error, the container
+    /// is stopped and destroyed (step 12, which runs the poststop hooks)
+    /// and `start` fails with the hook's error; up to 1.2 it is a warning
+    /// and the lifecycle continues.
     fn poststart(&self, rt: &Runtime) -> Result<()> {
         let Some(h) = self.saved.spec.hooks() else {
             return Ok(());
         };
         let st = serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+        let fatal =
+            crate::config::parse_version(self.saved.spec.version()).is_some_and(|v| v >= (1, 3, 0));
+        if !fatal {
+            hooks::run_all_warn("poststart", h.poststart().as_ref(), &st);
+            return Ok(());
+        }
         let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &st) else {
             return Ok(());
         };
