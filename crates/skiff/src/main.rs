@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn main() {
+    skiff::quiet_on_closed_pipe();
     let argv = dispatch::normalize_args(std::env::args_os().collect());
     if dispatch::wants_tools(&argv) {
         dispatch::exec_tools();

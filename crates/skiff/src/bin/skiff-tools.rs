@@ -25,6 +25,7 @@ enum Command {
 }
 
 fn main() {
+    skiff::quiet_on_closed_pipe();
     let argv = dispatch::normalize_args(std::env::args_os().collect());
     let (global, command) = Cli::<Command>::parse_argv(&argv);
     let result = match command {
