@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use common::*;
 
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -46,7 +45,11 @@ fn dist_agent() -> Option<PathBuf> {
         .map(Path::to_path_buf)
         .unwrap();
     let agent = target.join("dist/skiff-agent");
-    assert!(agent.is_file(), "build.sh did not write {}", agent.display());
+    assert!(
+        agent.is_file(),
+        "build.sh did not write {}",
+        agent.display()
+    );
     Some(agent)
 }
 
@@ -64,8 +67,19 @@ fn subcommands() -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .filter(|n| n != "help")
         .collect();
-    for expected in ["run", "create", "exec", "image", "registry", "check", "completion"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
+    for expected in [
+        "run",
+        "create",
+        "exec",
+        "image",
+        "registry",
+        "check",
+        "completion",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not in {names:?}"
+        );
     }
     names
 }
@@ -121,7 +135,10 @@ fn install_puts_every_file_in_destdir_and_uninstall_removes_them() {
     let files = files_under(&dest);
     for bin in ["bin/skiff", "bin/skiff-tools", "libexec/skiff/skiff-agent"] {
         let meta = fs::metadata(root.join(bin)).unwrap_or_else(|e| panic!("{bin}: {e}: {files:?}"));
-        assert!(meta.len() > 0 && meta.permissions().mode() & 0o111 != 0, "{bin}");
+        assert!(
+            meta.len() > 0 && meta.permissions().mode() & 0o111 != 0,
+            "{bin}"
+        );
     }
     assert_eq!(
         fs::read(root.join("libexec/skiff/skiff-agent")).unwrap(),
@@ -131,13 +148,20 @@ fn install_puts_every_file_in_destdir_and_uninstall_removes_them() {
         let page = root.join(format!("share/man/man8/skiff-{sub}.8"));
         let text = fs::read_to_string(&page)
             .unwrap_or_else(|e| panic!("{}: {e}; installed: {files:?}", page.display()));
-        assert!(text.contains(".TH") && text.contains(&sub), "{}", page.display());
+        assert!(
+            text.contains(".TH") && text.contains(&sub),
+            "{}",
+            page.display()
+        );
     }
     assert!(root.join("share/man/man8/skiff.8").is_file());
     for (path, marker) in [
         ("share/bash-completion/completions/skiff", "complete"),
         ("share/zsh/site-functions/_skiff", "#compdef skiff"),
-        ("share/fish/vendor_completions.d/skiff.fish", "complete -c skiff"),
+        (
+            "share/fish/vendor_completions.d/skiff.fish",
+            "complete -c skiff",
+        ),
     ] {
         let text = fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(text.contains(marker), "{path} lacks {marker:?}");
@@ -151,7 +175,10 @@ fn install_puts_every_file_in_destdir_and_uninstall_removes_them() {
         let text = fs::read_to_string(root.join("share/doc/skiff/examples").join(example))
             .unwrap_or_else(|e| panic!("{example}: {e}"));
         // the examples name the installed paths of this prefix
-        assert!(!text.contains("/usr/local/"), "{example} still says /usr/local");
+        assert!(
+            !text.contains("/usr/local/"),
+            "{example} still says /usr/local"
+        );
     }
     let daemon: serde_json::Value = serde_json::from_str(
         &fs::read_to_string(root.join("share/doc/skiff/examples/docker/daemon.json")).unwrap(),
@@ -161,7 +188,10 @@ fn install_puts_every_file_in_destdir_and_uninstall_removes_them() {
     let manifest = fs::read_to_string(root.join("share/skiff/install-manifest")).unwrap();
     for f in &files {
         let listed = format!("file /{}", f);
-        assert!(manifest.lines().any(|l| l == listed), "{f} not in the manifest");
+        assert!(
+            manifest.lines().any(|l| l == listed),
+            "{f} not in the manifest"
+        );
     }
 
     // The installed skiff finds its agent (libexec) and its tools (bin).
@@ -182,14 +212,21 @@ fn install_puts_every_file_in_destdir_and_uninstall_removes_them() {
         .unwrap();
     assert_eq!(agent_check["status"], "ok", "{agent_check}");
     assert_eq!(
-        Path::new(agent_check["detail"].as_str().unwrap()).canonicalize().unwrap(),
-        root.join("libexec/skiff/skiff-agent").canonicalize().unwrap()
+        Path::new(agent_check["detail"].as_str().unwrap())
+            .canonicalize()
+            .unwrap(),
+        root.join("libexec/skiff/skiff-agent")
+            .canonicalize()
+            .unwrap()
     );
 
     // A second install over the first changes nothing that uninstall misses.
     install(&["--from", from.to_str().unwrap()]).assert_ok("install.sh again");
     install(&["--uninstall"]).assert_ok("install.sh --uninstall");
-    let left: Vec<_> = fs::read_dir(&dest).unwrap().map(|e| e.unwrap().path()).collect();
+    let left: Vec<_> = fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // Nothing to uninstall: a clear error.
     let again = install(&["--uninstall"]);
@@ -203,13 +240,23 @@ fn completion_scripts_name_every_subcommand() {
     for shell in ["bash", "zsh", "fish"] {
         let out = output_timeout(Command::new(skiff()).args(["completion", shell]), TIMEOUT);
         out.assert_ok(shell);
-        let missing: Vec<_> = subs.iter().filter(|s| !out.stdout.contains(s.as_str())).collect();
+        let missing: Vec<_> = subs
+            .iter()
+            .filter(|s| !out.stdout.contains(s.as_str()))
+            .collect();
         assert!(missing.is_empty(), "{shell} completion lacks {missing:?}");
     }
     let bash = output_timeout(Command::new(skiff()).args(["completion", "bash"]), TIMEOUT);
-    assert!(bash.stdout.contains("complete -F _skiff"), "{}", &bash.stdout[..200]);
+    assert!(
+        bash.stdout.contains("complete -F _skiff"),
+        "{}",
+        &bash.stdout[..200]
+    );
     // image subcommands are completed too (the whole CLI, not the runtime's)
-    assert!(bash.stdout.contains("image__subcmd__pull"), "no image pull completion");
+    assert!(
+        bash.stdout.contains("image__subcmd__pull"),
+        "no image pull completion"
+    );
     let bad = output_timeout(Command::new(skiff()).args(["completion", "tcsh"]), TIMEOUT);
     bad.assert_fail("completion tcsh");
     assert!(bad.stderr.contains("tcsh"), "{bad:?}");
@@ -244,7 +291,10 @@ fn check_json_parses_and_its_kvm_answer_matches_a_probe() {
         );
         assert!(!c["why"].as_str().unwrap().is_empty(), "{c}");
         if c["status"] != "ok" {
-            assert!(c["fix"].is_string(), "{name} is not ok but says no fix: {c}");
+            assert!(
+                c["fix"].is_string(),
+                "{name} is not ok but says no fix: {c}"
+            );
         }
     }
     // this host runs containers: cgroups and seccomp are there
@@ -252,7 +302,10 @@ fn check_json_parses_and_its_kvm_answer_matches_a_probe() {
     assert_eq!(status("cgroups"), "ok");
     assert_eq!(status("seccomp"), "ok");
     assert_eq!(out.code, Some(0), "{out:?}");
-    let qemu_here = Command::new("qemu-system-x86_64").arg("--version").output().is_ok();
+    let qemu_here = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
     assert_eq!(status("qemu") == "ok", qemu_here, "{report}");
 
     let probe = kvm::runs_guest_code(Duration::from_secs(60));
@@ -261,7 +314,9 @@ fn check_json_parses_and_its_kvm_answer_matches_a_probe() {
         (false, a) => assert_eq!(a, Some("tcg"), "KVM cannot run guest code here: {report}"),
         (true, Some("kvm")) => {}
         (true, a) if !have_agent || status("kernel") != "ok" || !qemu_here => {
-            skip(&format!("KVM runs guest code but check could not boot a probe VM ({a:?})"));
+            skip(&format!(
+                "KVM runs guest code but check could not boot a probe VM ({a:?})"
+            ));
         }
         (true, a) => panic!("KVM runs guest code here, check says {a:?}: {report}"),
     }

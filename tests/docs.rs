@@ -64,7 +64,11 @@ fn all_flags() -> BTreeSet<(String, String)> {
     while let Some(path) = todo.pop() {
         let args: Vec<&str> = path.iter().map(String::as_str).collect();
         let text = help(&args);
-        let name = if path.is_empty() { "skiff".to_owned() } else { format!("skiff {}", path.join(" ")) };
+        let name = if path.is_empty() {
+            "skiff".to_owned()
+        } else {
+            format!("skiff {}", path.join(" "))
+        };
         for f in long_flags(&text) {
             if f != "--help" && f != "--version" {
                 out.insert((name.clone(), f));
@@ -186,9 +190,17 @@ fn error_messages() -> Vec<(String, String)> {
             let Some(msg) = literal(body) else { continue };
             let msg = normalise(&msg);
             // nothing but placeholders: the inner error's message is printed
-            let letters = msg.replace("{}", "").chars().filter(|c| c.is_alphabetic()).count();
+            let letters = msg
+                .replace("{}", "")
+                .chars()
+                .filter(|c| c.is_alphabetic())
+                .count();
             if letters >= 3 {
-                let rel = path.strip_prefix(repo()).unwrap_or(&path).display().to_string();
+                let rel = path
+                    .strip_prefix(repo())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
                 out.push((msg, rel));
             }
         }
@@ -217,29 +229,48 @@ fn section<'a>(page: &'a str, cmd: &str) -> Option<&'a str> {
 
 #[test]
 fn configuration_names_every_flag_env_var_and_annotation() {
-    let page = fs::read_to_string(repo().join("docs/configuration.md"))
-        .expect("docs/configuration.md");
+    let page =
+        fs::read_to_string(repo().join("docs/configuration.md")).expect("docs/configuration.md");
     let mut missing = Vec::new();
     for (cmd, flag) in all_flags() {
         let section = section(&page, &cmd);
-        let known = tokens(section.unwrap_or(""), "--", |c| c.is_ascii_alphanumeric() || c == '-');
+        let known = tokens(section.unwrap_or(""), "--", |c| {
+            c.is_ascii_alphanumeric() || c == '-'
+        });
         if !known.contains(&flag) {
-            let why = if section.is_none() { format!(" (no section titled `{cmd}`)") } else { String::new() };
+            let why = if section.is_none() {
+                format!(" (no section titled `{cmd}`)")
+            } else {
+                String::new()
+            };
             missing.push(format!("{cmd}: {flag}{why}"));
         }
     }
     let mut env = BTreeSet::new();
     let mut annotations = BTreeSet::new();
     for (_, text) in sources() {
-        env.extend(tokens(&text, "SKIFF_", |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+        env.extend(tokens(&text, "SKIFF_", |c| {
+            c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+        }));
         annotations.extend(tokens(&text, "run.skiff.", |c| {
             c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'
         }));
     }
-    let page_env = tokens(&page, "SKIFF_", |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    let page_ann = tokens(&page, "run.skiff.", |c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
-    missing.extend(env.difference(&page_env).map(|e| format!("environment variable: {e}")));
-    missing.extend(annotations.difference(&page_ann).map(|a| format!("annotation: {a}")));
+    let page_env = tokens(&page, "SKIFF_", |c| {
+        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+    });
+    let page_ann = tokens(&page, "run.skiff.", |c| {
+        c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'
+    });
+    missing.extend(
+        env.difference(&page_env)
+            .map(|e| format!("environment variable: {e}")),
+    );
+    missing.extend(
+        annotations
+            .difference(&page_ann)
+            .map(|a| format!("annotation: {a}")),
+    );
     assert!(
         missing.is_empty(),
         "docs/configuration.md lacks {} entries:\n{}",
@@ -275,6 +306,9 @@ fn the_parsers_of_this_test_work() {
         long_flags("  -b, --bundle <BUNDLE>  Path\n      --rootless[=<R>]  x\n      --no-pivot  y"),
         ["--bundle", "--rootless", "--no-pivot"]
     );
-    assert_eq!(literal("a \\\"b\\\" c\" rest").as_deref(), Some("a \"b\" c"));
+    assert_eq!(
+        literal("a \\\"b\\\" c\" rest").as_deref(),
+        Some("a \"b\" c")
+    );
     assert_eq!(literal("one \\\n        two\"").as_deref(), Some("one two"));
 }
