@@ -632,16 +632,14 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 
 /// Writes a pid file atomically (temp file + rename), as runc does.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+    let data = pid.to_string();
+    skiff_sys::fs::write_atomic(
+        path,
+        data.as_bytes(),
+        0o644,
+        skiff_sys::fs::Durability::Process,
+    )
+    .ctx(|| "writing pid file")
 }
 
 fn connect_console(path: &Path) -> Result<OwnedFd> {
@@ -1311,8 +1309,7 @@ impl Container {
         if self.is_vm() {
             skiff_vm::start(&self.dir)?;
             let _ = std::fs::remove_file(&fifo_path);
-            self.poststart();
-            return Ok(());
+            return self.poststart(rt);
         }
         let fifo = nix::fcntl::open(
             &fifo_path,
@@ -1339,8 +1336,7 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(&fifo_path);
-        self.poststart();
-        Ok(())
+        self.poststart(rt)
     }
 
     /// True for VM-isolated containers.
@@ -1348,12 +1344,29 @@ impl Container {
         self.saved.isolation == "vm"
     }
 
-    fn poststart(&self) {
-        if let Some(h) = self.saved.spec.hooks() {
-            let st =
-                serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+    /// Lifecycle step 9 as the config's ociVersion states it: from
+    /// runtime-spec 1.3 a failing poststart hook is an error, the container
+    /// is stopped and destroyed (step 12, which runs the poststop hooks)
+    /// and `start` fails with the hook's error; up to 1.2 it is a warning
+    /// and the lifecycle continues.
+    fn poststart(&self, rt: &Runtime) -> Result<()> {
+        let Some(h) = self.saved.spec.hooks() else {
+            return Ok(());
+        };
+        let st = serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+        let fatal =
+            crate::config::parse_version(self.saved.spec.version()).is_some_and(|v| v >= (1, 3, 0));
+        if !fatal {
             hooks::run_all_warn("poststart", h.poststart().as_ref(), &st);
+            return Ok(());
         }
+        let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &st) else {
+            return Ok(());
+        };
+        if let Ok(c) = rt.load(self.id()) {
+            let _ = c.delete(rt, true);
+        }
+        Err(e)
     }
 
     /// `kill`: sends `sig` to the init (or every process with `all`).
@@ -1567,7 +1580,9 @@ impl Container {
     /// (our child) once it is about to exec.
     pub fn exec(&self, rt: &Runtime, process: &Process, o: &ExecOptions) -> Result<i32> {
         let status = self.status(rt);
-        if !matches!(status, Status::Created | Status::Running) {
+        // Paused: the caller decides (runc's --ignore-paused); the process
+        // joins the frozen cgroup and runs once the container is resumed.
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(self.bad_state(status, "cannot exec in a container that is not running"));
         }
         let spec = &self.saved.spec;

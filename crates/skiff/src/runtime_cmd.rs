@@ -467,6 +467,22 @@ fn console_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(a), OwnedFd::from(b)))
 }
 
+/// A foreground `run` of a `terminal: true` process relays the caller's
+/// terminal: without one (no tty on stdio, no controlling terminal) fail
+/// before creating anything, with runc's words, instead of starting an
+/// interactive process no one can reach.
+fn host_terminal() -> anyhow::Result<()> {
+    // SAFETY: isatty on the standard fds only reads their state.
+    if [2, 1, 0].iter().any(|&fd| unsafe { libc::isatty(fd) } == 1) {
+        return Ok(());
+    }
+    std::fs::File::open("/dev/tty").context(
+        "open /dev/tty (process.terminal is true but there is no terminal: \
+         give --console-socket or set terminal to false)",
+    )?;
+    Ok(())
+}
+
 /// Blocks the signals `wait_forwarding` forwards (it blocks the same set
 /// again), so that one arriving between start and the wait stays pending
 /// and is forwarded instead of killing the runtime with the container left
@@ -493,6 +509,9 @@ fn run(
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let proxy = !detach && flags.console_socket.is_none() && terminal;
+    if proxy {
+        host_terminal()?;
+    }
     let (ours, theirs) = if proxy {
         let (a, b) = console_pair()?;
         (Some(a), Some(b))
@@ -678,6 +697,9 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 
 fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
+    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
+        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    }
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -708,10 +730,14 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
             }
             p.set_env(Some(env));
             if let Some(u) = &a.user {
+                // As runc: uid[:gid], numeric; without a gid the process
+                // keeps the container's.
+                let bad = || format!("--user \"{u}\": expected a numeric uid[:gid]");
                 let (uid, gid) = match u.split_once(':') {
-                    Some((u, g)) => (u.parse()?, g.parse()?),
-                    None => (u.parse()?, 0),
+                    Some((u, g)) => (u.parse(), g.parse()),
+                    None => (u.parse(), Ok(p.user().gid())),
                 };
+                let (uid, gid) = (uid.with_context(bad)?, gid.with_context(bad)?);
                 let user = p.user_mut();
                 user.set_uid(uid);
                 user.set_gid(gid);
