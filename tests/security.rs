@@ -1100,24 +1100,32 @@ fn dotdot_paths_survive_host_renames() {
         json!({"destination": "/tmp/../mnt/../mnt/a", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
         json!({"destination": "/mnt/../mnt/../mnt/b/../c", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
     ]);
-    c.sh("test -d /mnt/a && test -d /mnt/c && pwd");
+    for d in ["d", "e", "f", "g"] {
+        c.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/usr/../var/../mnt/x/../{d}"),
+            "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    }
+    c.sh("test -d /mnt/a && test -d /mnt/c && test -d /mnt/g && pwd");
     let storm = c.scratch().join("storm");
     fs::create_dir(&storm).unwrap();
-    fs::write(storm.join("a"), "x").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let renamer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (a, b) = (storm.join("a"), storm.join("b"));
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = fs::rename(&a, &b);
-                let _ = fs::rename(&b, &a);
-                n += 2;
-            }
-            n
+    let renamers: Vec<_> = (0..2)
+        .map(|i| {
+            let stop = stop.clone();
+            let storm = storm.clone();
+            fs::write(storm.join(format!("a{i}")), "x").unwrap();
+            std::thread::spawn(move || {
+                let (a, b) = (storm.join(format!("a{i}")), storm.join(format!("b{i}")));
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = fs::rename(&a, &b);
+                    let _ = fs::rename(&b, &a);
+                    n += 2;
+                }
+                n
+            })
         })
-    };
+        .collect();
     let mut failures = Vec::new();
     for round in 0..50 {
         let out = c.run();
@@ -1127,7 +1135,7 @@ fn dotdot_paths_survive_host_renames() {
         let _ = c.delete(true);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let renames = renamer.join().unwrap();
+    let renames: u64 = renamers.into_iter().map(|r| r.join().unwrap()).sum();
     eprintln!("renames during the runs: {renames}");
     assert!(renames > 0, "the renamer never ran");
     assert!(
