@@ -365,7 +365,16 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
         }
         RuntimeCommand::Start(IdArg { id }) => {
             let mut c = rt.load(&id)?;
-            c.start(&rt)?;
+            if let Err(e) = c.start(&rt) {
+                if matches!(e, skiff_runtime::Error::Poststart(_)) {
+                    // Lifecycle step 12: destroy, with the lock released.
+                    drop(c);
+                    if let Ok(c) = rt.load(&id) {
+                        let _ = c.delete(&rt, true);
+                    }
+                }
+                return Err(e.into());
+            }
             Ok(0)
         }
         RuntimeCommand::Run(RunCmd {
