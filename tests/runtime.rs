@@ -2390,6 +2390,32 @@ fn exec_user_without_gid_keeps_the_process_gid() {
     c.finish();
 }
 
+/// `exec` into a paused container fails at once with a clear error (with
+/// or without `--ignore-paused`) and leaves the container paused, instead
+/// of hanging.
+#[test]
+fn exec_into_a_paused_container_is_refused() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-paused");
+    c.config["process"]["args"] = json!(["sleep", "60"]);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.runtime(&["pause", &c.id]).assert_ok("pause");
+    let out = c.runtime(&["exec", &c.id, "true"]);
+    out.assert_fail("exec into a paused container");
+    if is_skiff() {
+        assert!(out.stderr.contains("paused"), "{out:?}");
+        let out = c.runtime(&["exec", "--ignore-paused", &c.id, "true"]);
+        out.assert_fail("exec --ignore-paused into a paused container");
+        assert!(out.stderr.contains("--ignore-paused"), "{out:?}");
+    }
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    c.runtime(&["resume", &c.id]).assert_ok("resume");
+    c.finish();
+}
+
 #[test]
 fn pause_resume_and_ps() {
     if !need_root() {

@@ -706,8 +706,18 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 
 fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
-    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
-        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    if c.status(rt) == skiff_runtime::state::Status::Paused {
+        // runc's --ignore-paused lets the process wait in the frozen cgroup
+        // until `resume`; here `exec` holds the container's lock until the
+        // process is set up, so `resume` would wait for it: refuse instead.
+        bail!(
+            "cannot exec in a paused container: resume it first{}",
+            if a.ignore_paused {
+                " (--ignore-paused is not supported)"
+            } else {
+                ""
+            }
+        );
     }
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
