@@ -1945,6 +1945,57 @@ fn closed_pipe_ends_commands_quietly() {
     c.finish();
 }
 
+/// `--log-format json` without `--log` writes the error as a JSON line on
+/// stderr (runc's logrus does), so an engine that asked for JSON can parse
+/// it.
+#[test]
+fn log_format_json_without_log_file_is_json_on_stderr() {
+    if !need_root() {
+        return;
+    }
+    let c = Container::new("logjson");
+    let mut cmd = c.cmd();
+    cmd.args(["--log-format", "json", "state", "skiff-no-such-container"]);
+    let out = output_timeout(&mut cmd, TIMEOUT);
+    out.assert_fail("state of a missing container");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["level"], "error", "{v}");
+    assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    c.finish();
+}
+
+/// `update --help` explains every resource flag.
+#[test]
+fn update_flags_have_help() {
+    let out = output_timeout(Command::new(test_bin()).args(["update", "--help"]), TIMEOUT);
+    out.assert_ok("update --help");
+    if !is_skiff() {
+        return;
+    }
+    // clap puts the help after the flag, or on the next line when flags
+    // are long.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if !(t.starts_with("--") || t.starts_with("-r,")) || t.starts_with("--help") {
+            continue;
+        }
+        let inline = line.split_whitespace().count() > 2;
+        let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+        let below = !next.is_empty() && !next.starts_with('-');
+        assert!(
+            inline || below,
+            "flag without help: {line:?}\n{}",
+            out.stdout
+        );
+    }
+}
+
 /// Fields this runtime does not implement are refused with the field's
 /// name, never run without them.
 #[test]
