@@ -971,6 +971,80 @@ fn mounts_propagation_flags() {
     c.finish();
 }
 
+/// `rootfsPropagation: rshared` with an `rshared` bind of a shared host
+/// directory: a mount made in the container under the bind appears on the
+/// host (and one made on the host appears in the container), as with runc
+/// (critest's bidirectional mount propagation).
+#[test]
+fn rootfs_propagation_rshared_reaches_the_host() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("rshared");
+    let src = c.scratch().join("shared-src");
+    fs::create_dir_all(src.join("from-container")).unwrap();
+    fs::create_dir_all(src.join("from-host")).unwrap();
+    let s = src.to_string_lossy().into_owned();
+    // The host side: a shared mount (its own peer group).
+    let sh = |args: &[&str]| {
+        let out = output_timeout(Command::new("mount").args(args), TIMEOUT);
+        out.assert_ok(&format!("mount {args:?}"));
+    };
+    sh(&["--bind", &s, &s]);
+    sh(&["--make-shared", &s]);
+    let host_sub = src.join("from-host");
+    let cleanup = || {
+        for m in mounts_under(&src).into_iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    };
+    c.config["linux"]["rootfsPropagation"] = json!("rshared");
+    c.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/mnt", "type": "bind", "source": s, "options": ["rbind", "rshared"]}),
+    );
+    let caps = json!(["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_DAC_OVERRIDE"]);
+    c.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    c.config["process"]["args"] = json!(["sleep", "60"]);
+    let created = c.create();
+    if !created.ok() {
+        cleanup();
+    }
+    created.assert_ok("create");
+    c.start().assert_ok("start");
+    let out = c.runtime(&[
+        "exec",
+        &c.id,
+        "mount",
+        "-t",
+        "tmpfs",
+        "ctr",
+        "/mnt/from-container",
+    ]);
+    out.assert_ok("mount inside the container");
+    let seen = mounts_under(&src)
+        .iter()
+        .any(|m| m.ends_with("/from-container"));
+    sh(&["-t", "tmpfs", "hst", &host_sub.to_string_lossy()]);
+    let back = c.runtime(&[
+        "exec",
+        &c.id,
+        "grep",
+        "-c",
+        " /mnt/from-host ",
+        "/proc/self/mountinfo",
+    ]);
+    c.runtime(&["exec", &c.id, "umount", "/mnt/from-container"]);
+    cleanup();
+    assert!(
+        seen,
+        "the container's mount did not reach the host: {:?}",
+        mounts_under(&src)
+    );
+    back.assert_ok("the host's mount is seen in the container");
+    c.finish();
+}
+
 #[test]
 fn rootfs_propagation_private_and_slave() {
     if !need_root() {
