@@ -36,7 +36,9 @@ use std::path::PathBuf;
 
 pub use devices::{attached_device_filters, default_device_rules};
 pub use error::Error;
-pub use mounts::{unescape_mountinfo, CgroupMount, MountTable};
+pub use mounts::{CgroupMount, MountTable};
+/// Undoes mountinfo's octal escapes (kept here for the runtime's callers).
+pub use skiff_sys::mountinfo::unescape as unescape_mountinfo;
 pub use oci_spec::runtime::LinuxResources;
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, PsiData,

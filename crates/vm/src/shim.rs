@@ -1170,66 +1170,18 @@ fn handle_client(link: Arc<Link>, mut conn: UnixStream) -> io::Result<()> {
 
 // ---------------------------------------------------------------- terminal
 
-fn openpty() -> io::Result<(File, File)> {
-    let (mut m, mut s) = (-1, -1);
-    // SAFETY: out-pointers valid; optional args null.
-    if unsafe {
-        libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptors from openpty.
-    Ok(unsafe { (File::from_raw_fd(m), File::from_raw_fd(s)) })
-}
-
-/// Raw mode on a host pty slave: the guest's pty already does the line discipline.
-fn make_raw(slave: &File) {
-    // SAFETY: termios calls on a descriptor we own, into a local struct.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
-        }
-    }
-}
-
 /// Sends `fd` over the unix socket at `path` (SCM_RIGHTS), like runc's console socket.
 pub(crate) fn send_fd(path: &Path, fd: RawFd, name: &str) -> io::Result<()> {
     let sock = UnixStream::connect(path)?;
-    let mut data = name.as_bytes().to_vec();
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr zero-initialised then filled with valid pointers/lengths;
-    // the cmsg pointer comes from CMSG_FIRSTHDR over our buffer.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-        if libc::sendmsg(sock.as_raw_fd(), &msg, 0) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    skiff_sys::fdpass::send_fd(sock.as_raw_fd(), fd, name)
+}
+
+/// A host pty pair whose slave is raw: the guest's pty already does the
+/// line discipline.
+fn raw_pty() -> io::Result<(File, File)> {
+    let (master, slave) = skiff_sys::pty::openpty()?;
+    skiff_sys::pty::make_raw(&slave)?;
+    Ok((master, slave))
 }
 
 /// Host pty for a terminal container: the master goes to the console
@@ -1240,8 +1192,7 @@ fn setup_terminal(plan: &Plan) -> io::Result<File> {
         .console_socket
         .as_ref()
         .ok_or_else(|| io::Error::other("no console socket"))?;
-    let (master, slave) = openpty()?;
-    make_raw(&slave);
+    let (master, slave) = raw_pty()?;
     // SAFETY: TIOCSCTTY on the slave we own; the shim is a session leader.
     unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     send_fd(sock, master.as_raw_fd(), "/dev/ptmx")?;
@@ -1319,8 +1270,7 @@ pub(crate) fn exec(
     }
     let tty = match (terminal, console_socket) {
         (true, Some(sock)) => {
-            let (master, slave) = openpty().map_err(|e| io_err("openpty", e))?;
-            make_raw(&slave);
+            let (master, slave) = raw_pty().map_err(|e| io_err("openpty", e))?;
             send_fd(sock, master.as_raw_fd(), "/dev/ptmx")
                 .map_err(|e| io_err(&format!("console socket {}", sock.display()), e))?;
             Some(slave)

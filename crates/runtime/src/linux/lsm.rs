@@ -171,7 +171,7 @@ fn selinuxfs_mount_points(mountinfo: &str) -> Vec<String> {
             continue;
         }
         if let Some(mp) = left.split(' ').nth(4) {
-            out.push(mp.replace("\\040", " "));
+            out.push(skiff_sys::mountinfo::unescape_lossy(mp));
         }
     }
     out
