@@ -3,7 +3,7 @@
 //! Boot: mount `/proc`, `/sys`, `/dev`, load the kernel modules the host put
 //! in `/lib/modules/skiff` (file names sort in `modprobe --show-depends`
 //! order) with `finit_module`, open the virtio-serial port named `skiff.0`
-//! and answer the host's protocol (see `proto.rs`, shared with `skiff-vm`).
+//! and answer the host's protocol (crate `skiff-vm-proto`, shared with `skiff-vm`).
 //!
 //! The agent serves one container: `create` mounts the rootfs the host shared
 //! (9p tag) and forks the container's init blocked before `execve`; `start`
@@ -23,9 +23,7 @@
 //! can be saved; the host's hello then brings the clock and a fresh RNG
 //! seed. Built static (`crt-static`), the agent avoids NSS functions.
 
-#[path = "../../vm/src/proto.rs"]
-#[allow(dead_code)]
-mod proto;
+use skiff_vm_proto as proto;
 
 mod container;
 mod pool;

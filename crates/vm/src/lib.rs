@@ -28,7 +28,7 @@
 pub mod channel;
 pub mod initramfs;
 pub mod kernel;
-pub mod proto;
+pub use skiff_vm_proto as proto;
 pub mod qemu;
 mod qmp;
 mod shim;
