@@ -37,9 +37,9 @@ use std::path::PathBuf;
 pub use devices::{attached_device_filters, default_device_rules};
 pub use error::Error;
 pub use mounts::{CgroupMount, MountTable};
+pub use oci_spec::runtime::LinuxResources;
 /// Undoes mountinfo's octal escapes (kept here for the runtime's callers).
 pub use skiff_sys::mountinfo::unescape as unescape_mountinfo;
-pub use oci_spec::runtime::LinuxResources;
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, PsiData,
     PsiStats, Stats, Throttling,

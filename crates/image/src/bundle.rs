@@ -92,8 +92,9 @@ impl Volume {
 
 /// Parses a memory size: bytes, or with a `k`, `m`, `g` suffix (binary units).
 pub fn parse_memory(s: &str) -> Result<i64, BundleError> {
-    let n = skiff_sys::size::parse_size(s)
-        .ok_or_else(|| BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m")))?;
+    let n = skiff_sys::size::parse_size(s).ok_or_else(|| {
+        BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m"))
+    })?;
     if n <= 0 {
         return Err(BundleError::Invalid(format!(
             "--memory {s:?}: must be positive"

@@ -17,7 +17,11 @@ struct CmsgBuf([u8; 64]);
 /// went away is an `EPIPE` error, not a `SIGPIPE`.
 pub fn send_fd(sock: RawFd, fd: RawFd, name: &str) -> io::Result<()> {
     // A message needs at least one byte of data.
-    let data: &[u8] = if name.is_empty() { b"\0" } else { name.as_bytes() };
+    let data: &[u8] = if name.is_empty() {
+        b"\0"
+    } else {
+        name.as_bytes()
+    };
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
