@@ -341,8 +341,8 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         accel,
         rootfs,
         virtiofs: None,
-        channel: sock_path(opts.state_dir, "agent.sock"),
-        console_log: opts.state_dir.join("console.log"),
+        channel: shim::StateDir::new(opts.state_dir).agent_socket(),
+        console_log: shim::StateDir::new(opts.state_dir).console_log(),
         debug: opts.debug,
         cmdline_devices: kernel.cmdline_devices,
         shares: Vec::new(),
@@ -393,7 +393,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
                             .into(),
                     )
                 })?;
-            cfg.virtiofs = Some(sock_path(opts.state_dir, "virtiofs.sock"));
+            cfg.virtiofs = Some(shim::StateDir::new(opts.state_dir).virtiofs_socket());
             Some(bin)
         }
         other => {
@@ -430,7 +430,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         vm: cfg,
         container_id: opts.id.to_owned(),
         spec: spec_json,
-        state_dir: opts.state_dir.to_path_buf(),
+        state_dir: shim::StateDir::new(opts.state_dir),
         boot_timeout: Duration::from_secs(boot_secs),
         request_timeout: Duration::from_secs(60),
         console_socket: opts.console_socket.map(Path::to_path_buf),
@@ -791,7 +791,7 @@ pub fn delete(state_dir: &Path) -> Result<(), Error> {
 
 /// Path of the guest console log of a VM container.
 pub fn console_log(state_dir: &Path) -> PathBuf {
-    state_dir.join("console.log")
+    shim::StateDir::new(state_dir).console_log()
 }
 
 #[cfg(test)]
