@@ -1,4 +1,4 @@
-//! Escape regression tests (issue 4): each test runs an attack from a
+//! Escape regression tests: each test runs an attack from a
 //! hostile container (or a hostile bundle) and shows that it fails and that
 //! the host file it targeted is unchanged.
 //!
