@@ -34,7 +34,7 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use devices::{attached_device_filters, default_device_rules};
+pub use devices::{attached_device_filters, default_device_rules, deny_all_rule, device_rule};
 pub use error::Error;
 pub use mounts::{CgroupMount, MountTable};
 pub use oci_spec::runtime::LinuxResources;
