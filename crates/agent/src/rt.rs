@@ -431,9 +431,11 @@ pub fn warm_up() -> io::Result<()> {
         c.rt.load(id)
             .and_then(|k| k.delete(&c.rt, true))
             .map_err(rt_err);
-    // SAFETY: umount2 of the bind mount made above.
     let target = std::ffi::CString::new(format!("{rootfs}/init")).unwrap_or_default();
+    // SAFETY: umount2 of the bind mount made above, with a valid C string.
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    // The warm-up runs once, in the guest a template is saved from: a
+    // scratch directory left behind only costs a little tmpfs space.
     let _ = fs::remove_dir_all(root);
     r
 }
