@@ -235,8 +235,9 @@ impl Shim {
 
     pub(super) fn resize(&self) {
         if let Some(t) = &self.tty {
-            // SAFETY: TIOCGWINSZ into a local winsize.
+            // SAFETY: an all-zero winsize is a valid value.
             let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+            // SAFETY: TIOCGWINSZ writes a winsize into the local above.
             if unsafe { libc::ioctl(t.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0 {
                 // A lost channel is noticed by the reader thread, which
                 // ends the shim.
