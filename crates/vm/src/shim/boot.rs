@@ -2,14 +2,15 @@
 //! apply (built first if missing), else, or when that fails, booted cold;
 //! then the hellos and the create request.
 
-use super::link::{spawn_reader, Event, Link, Routes};
+use super::link::{spawn_reader, Event, Link, Routes, Sent};
 use super::server::Shim;
 use super::state_dir::remove_stale;
 use super::vmm::{spawn_virtiofsd, ChannelPlan, VsockBackend};
 use super::{kill_group, log, tail, write_state_file, Plan};
 use crate::channel::vsock;
+use crate::channel::Channel;
 use crate::proto::{self, Msg, Request};
-use crate::qemu::ChannelDevice;
+use crate::qemu::{ChannelDevice, VmConfig};
 use crate::qmp::Qmp;
 use crate::template;
 use serde_json::{json, Value};
@@ -128,40 +129,8 @@ pub(super) fn start_vm(
     vm.template = template.is_some();
     let vmm_log = plan.state_dir.vmm_log();
     let qmp_path = plan.state_dir.qmp_socket();
-    remove_stale(&vm.channel);
-    remove_stale(&qmp_path);
-    let (args, state) = match template {
-        None => (crate::qemu::args_with(&vm, &chan.device), None),
-        Some(dir) => {
-            let state = File::open(dir.join("state"))
-                .map_err(|e| ("boot", format!("open {}/state: {e}", dir.display()), None))?;
-            (
-                template::vm_args(&vm, &dir.join("memory"), false, &qmp_path),
-                Some(state),
-            )
-        }
-    };
-    let virtiofsd = match &vm.virtiofs {
-        Some(sock) => Some(
-            spawn_virtiofsd(plan, sock, &vmm_log)
-                .map_err(|e| ("boot", format!("virtiofsd: {e}"), None))?,
-        ),
-        None => None,
-    };
-    let mut vsock_backend = match &chan.backend {
-        Some(b) => Some(
-            VsockBackend::spawn(plan, b, &vmm_log)
-                .map_err(|e| ("boot", format!("{}: {e}", vsock::BACKEND_NAME), None))?,
-        ),
-        None => None,
-    };
-    let mut qemu = template::spawn_qemu(
-        &vm.qemu,
-        &args,
-        &vmm_log,
-        state.as_ref().map(|f| f.as_raw_fd()),
-    )
-    .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
+    let (mut qemu, virtiofsd, mut vsock_backend, state) =
+        spawn_vmm(plan, chan, &vm, template, &qmp_path)?;
     write_state_file(&plan.state_dir.vmm_pid(), &qemu.id().to_string());
     let t_spawned = t0.elapsed();
     let mut deadline = plan.boot_timeout;
@@ -188,74 +157,14 @@ pub(super) fn start_vm(
         }
     };
     let t_connected = t0.elapsed();
-    let (events_tx, events) = mpsc::channel();
-    let (reader, writer) = match (chan.reader(), chan.writer()) {
-        (Ok(r), Ok(w)) => (r, w),
-        (Err(e), _) | (_, Err(e)) => {
-            return Err(("boot", format!("{}: {e}", chan.describe()), Some(qemu)))
-        }
+    let (link, events, events_tx, create) = match open_link(&*chan, plan, &vm) {
+        Ok(l) => l,
+        Err(why) => return Err(("boot", why, Some(qemu))),
     };
-    let link = Arc::new(Link {
-        writer: Mutex::new(writer),
-        pending: Mutex::new(HashMap::new()),
-        routes: Mutex::new(Routes::default()),
-        next_id: AtomicU64::new(1),
-    });
-    spawn_reader(Arc::clone(&link), reader, events_tx.clone());
-    if let Err(e) = link.send(
-        &Msg::Hello {
-            version: proto::VERSION,
-            boot: None,
-            host: Some(host_facts(plan.debug)),
-        },
-        &[],
-    ) {
-        return Err(("boot", format!("send hello: {e}"), Some(qemu)));
-    }
-    // The create request follows the hello at once: the agent reads it as
-    // soon as it has answered, without a round trip through the host.
-    let create = match link.send_request(Request::Create {
-        id: plan.container_id.clone(),
-        spec: plan.spec.clone(),
-        rootfs_tag: "rootfs".into(),
-        rootfs_type: vm.virtiofs.as_ref().map(|_| "virtiofs".into()),
-    }) {
-        Ok(c) => c,
-        Err(e) => return Err(("boot", format!("send create: {e}"), Some(qemu))),
+    let b = match wait_hello(&events, &mut qemu, t0, deadline) {
+        Ok(b) => b.unwrap_or(Value::Null),
+        Err(why) => return Err(("boot", why, Some(qemu))),
     };
-    let boot_info = loop {
-        let left = deadline.saturating_sub(t0.elapsed());
-        match events.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(Event::Hello(b)) => break b,
-            Ok(Event::Closed(why)) => {
-                let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err((
-                    "boot",
-                    format!("VMM exited during boot ({status}): {why}"),
-                    Some(qemu),
-                ));
-            }
-            Ok(_) => {}
-            Err(_) => {
-                if let Ok(Some(status)) = qemu.try_wait() {
-                    return Err((
-                        "boot",
-                        format!("VMM exited during boot ({status})"),
-                        Some(qemu),
-                    ));
-                }
-                if t0.elapsed() >= deadline {
-                    return Err((
-                        "boot",
-                        format!("guest agent not ready within {deadline:?}"),
-                        Some(qemu),
-                    ));
-                }
-            }
-        }
-    };
-    let t_hello = t0.elapsed();
-    let b = boot_info.unwrap_or(Value::Null);
     let mut timings = json!({
         "accel": vm.accel.name(),
         "channel": chan.describe(),
@@ -265,7 +174,7 @@ pub(super) fn start_vm(
         "guest_kernel_ms": b["kernel_ms"],
         "guest_modules_ms": b["modules_ms"],
         "guest_ready_ms": b["ready_ms"],
-        "agent_hello_ms": t_hello.as_millis() as u64,
+        "agent_hello_ms": t0.elapsed().as_millis() as u64,
     });
     if let (Some(t), Some(i)) = (timings.as_object_mut(), info.as_object()) {
         t.extend(i.clone());
@@ -285,6 +194,127 @@ pub(super) fn start_vm(
         virtiofsd,
         vsock_backend,
     })
+}
+
+/// What [`spawn_vmm`] started: QEMU, virtiofsd and the vsock backend when
+/// the VM has them, and the template's state file to restore from.
+type Vmm = (Child, Option<Child>, Option<VsockBackend>, Option<File>);
+
+/// Starts the daemons the VM needs, then QEMU (waiting for an incoming
+/// migration when restoring `template`).
+fn spawn_vmm(
+    plan: &Plan,
+    chan: &ChannelPlan,
+    vm: &VmConfig,
+    template: Option<&Path>,
+    qmp_path: &Path,
+) -> Result<Vmm, BootFail> {
+    let vmm_log = plan.state_dir.vmm_log();
+    remove_stale(&vm.channel);
+    remove_stale(qmp_path);
+    let (args, state) = match template {
+        None => (crate::qemu::args_with(vm, &chan.device), None),
+        Some(dir) => {
+            let state = File::open(dir.join("state"))
+                .map_err(|e| ("boot", format!("open {}/state: {e}", dir.display()), None))?;
+            (
+                template::vm_args(vm, &dir.join("memory"), false, qmp_path),
+                Some(state),
+            )
+        }
+    };
+    let virtiofsd = match &vm.virtiofs {
+        Some(sock) => Some(
+            spawn_virtiofsd(plan, sock, &vmm_log)
+                .map_err(|e| ("boot", format!("virtiofsd: {e}"), None))?,
+        ),
+        None => None,
+    };
+    let vsock_backend = match &chan.backend {
+        Some(b) => Some(
+            VsockBackend::spawn(plan, b, &vmm_log)
+                .map_err(|e| ("boot", format!("{}: {e}", vsock::BACKEND_NAME), None))?,
+        ),
+        None => None,
+    };
+    let qemu = template::spawn_qemu(
+        &vm.qemu,
+        &args,
+        &vmm_log,
+        state.as_ref().map(|f| f.as_raw_fd()),
+    )
+    .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
+    Ok((qemu, virtiofsd, vsock_backend, state))
+}
+
+/// The agent link over `chan` (its reader thread started), with the hello
+/// and the create request sent.
+type Opened = (Arc<Link>, mpsc::Receiver<Event>, mpsc::Sender<Event>, Sent);
+
+/// Starts the link to the agent and sends the hello and, right behind
+/// it, the create request.
+fn open_link(chan: &dyn Channel, plan: &Plan, vm: &VmConfig) -> Result<Opened, String> {
+    let (events_tx, events) = mpsc::channel();
+    let (reader, writer) = match (chan.reader(), chan.writer()) {
+        (Ok(r), Ok(w)) => (r, w),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("{}: {e}", chan.describe())),
+    };
+    let link = Arc::new(Link {
+        writer: Mutex::new(writer),
+        pending: Mutex::new(HashMap::new()),
+        routes: Mutex::new(Routes::default()),
+        next_id: AtomicU64::new(1),
+    });
+    spawn_reader(Arc::clone(&link), reader, events_tx.clone());
+    link.send(
+        &Msg::Hello {
+            version: proto::VERSION,
+            boot: None,
+            host: Some(host_facts(plan.debug)),
+        },
+        &[],
+    )
+    .map_err(|e| format!("send hello: {e}"))?;
+    // The create request follows the hello at once: the agent reads it as
+    // soon as it has answered, without a round trip through the host.
+    let create = link
+        .send_request(Request::Create {
+            id: plan.container_id.clone(),
+            spec: plan.spec.clone(),
+            rootfs_tag: "rootfs".into(),
+            rootfs_type: vm.virtiofs.as_ref().map(|_| "virtiofs".into()),
+        })
+        .map_err(|e| format!("send create: {e}"))?;
+    Ok((link, events, events_tx, create))
+}
+
+/// Waits for the agent's hello (its boot timings) until `deadline` after
+/// `t0`, watching QEMU.
+fn wait_hello(
+    events: &mpsc::Receiver<Event>,
+    qemu: &mut Child,
+    t0: Instant,
+    deadline: Duration,
+) -> Result<Option<Value>, String> {
+    loop {
+        let left = deadline.saturating_sub(t0.elapsed());
+        match events.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(Event::Hello(b)) => return Ok(b),
+            Ok(Event::Closed(why)) => {
+                let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(format!("VMM exited during boot ({status}): {why}"));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if let Ok(Some(status)) = qemu.try_wait() {
+                    return Err(format!("VMM exited during boot ({status})"));
+                }
+                if t0.elapsed() >= deadline {
+                    return Err(format!("guest agent not ready within {deadline:?}"));
+                }
+            }
+        }
+    }
 }
 
 /// Loads the template's device state into a QEMU started with
