@@ -298,14 +298,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         field: "root".into(),
         message: "missing".into(),
     })?;
-    let rootfs = if root.path().is_absolute() {
-        root.path().clone()
-    } else {
-        opts.bundle.join(root.path())
-    };
-    let rootfs = rootfs
-        .canonicalize()
-        .map_err(|e| io_err(&format!("root.path {}", rootfs.display()), e))?;
+    let rootfs = resolve_rootfs(root.path(), opts.bundle)?;
     let terminal = spec
         .process()
         .as_ref()
@@ -349,21 +342,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         template: false,
     };
     if opts.debug {
-        eprintln!(
-            "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs={}",
-            accel.name(),
-            cfg.kernel.display(),
-            kernel.release.as_deref().unwrap_or("?"),
-            if kernel.cmdline_devices {
-                "cmdline virtio devices, acpi=off"
-            } else {
-                "acpi=on"
-            },
-            cfg.initrd.display(),
-            cfg.memory_mib,
-            cfg.vcpus,
-            cfg.rootfs.display()
-        );
+        print_config(&cfg, kernel.release.as_deref());
     }
     let mut spec_json = serde_json::to_value(spec).map_err(|e| Error::Spec {
         field: "(config.json)".into(),
@@ -372,10 +351,70 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     let shares = share_binds(&mut spec_json, opts.bundle, opts.state_dir)?;
     let mut cfg = cfg;
     cfg.shares = shares;
-    let rootfs_kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
+    let (rootfs_kind, virtiofsd) = rootfs_share(spec, opts.state_dir, &mut cfg)?;
+    let template_key = template_key_for(spec, &cfg, &rootfs_kind, opts.debug)?;
+    if let Some((file, prog)) = precompile_seccomp(spec) {
+        spec_json[SECCOMP_BPF_KEY] = serde_json::json!({"file": file, "data": hex::encode(prog)});
+    }
+    shim::launch(shim::Plan {
+        vm: cfg,
+        container_id: opts.id.to_owned(),
+        spec: spec_json,
+        state_dir: shim::StateDir::new(opts.state_dir),
+        boot_timeout: Duration::from_secs(boot_secs),
+        request_timeout: Duration::from_secs(60),
+        console_socket: opts.console_socket.map(Path::to_path_buf),
+        terminal,
+        debug: opts.debug,
+        template_key,
+        virtiofsd,
+    })
+}
+
+/// The rootfs directory: `root.path`, relative to the bundle unless
+/// absolute, canonicalised.
+fn resolve_rootfs(path: &Path, bundle: &Path) -> Result<PathBuf, Error> {
+    let rootfs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        bundle.join(path)
+    };
+    rootfs
+        .canonicalize()
+        .map_err(|e| io_err(&format!("root.path {}", rootfs.display()), e))
+}
+
+/// `--debug`: the VM about to start.
+fn print_config(cfg: &qemu::VmConfig, release: Option<&str>) {
+    eprintln!(
+        "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs={}",
+        cfg.accel.name(),
+        cfg.kernel.display(),
+        release.unwrap_or("?"),
+        if cfg.cmdline_devices {
+            "cmdline virtio devices, acpi=off"
+        } else {
+            "acpi=on"
+        },
+        cfg.initrd.display(),
+        cfg.memory_mib,
+        cfg.vcpus,
+        cfg.rootfs.display()
+    );
+}
+
+/// How the rootfs is shared (annotation `run.skiff.vm.rootfs` or
+/// `$SKIFF_VM_ROOTFS`: `9p`, the default, or `virtiofs`); for virtio-fs
+/// the virtiofsd binary, with its socket set in `cfg`.
+fn rootfs_share(
+    spec: &Spec,
+    state_dir: &Path,
+    cfg: &mut qemu::VmConfig,
+) -> Result<(String, Option<PathBuf>), Error> {
+    let kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
         .or_else(|| std::env::var("SKIFF_VM_ROOTFS").ok())
         .unwrap_or_else(|| "9p".into());
-    let virtiofsd = match rootfs_kind.as_str() {
+    let virtiofsd = match kind.as_str() {
         "9p" => None,
         "virtiofs" => {
             let bin = std::env::var("SKIFF_VIRTIOFSD")
@@ -393,7 +432,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
                             .into(),
                     )
                 })?;
-            cfg.virtiofs = Some(shim::StateDir::new(opts.state_dir).virtiofs_socket());
+            cfg.virtiofs = Some(shim::StateDir::new(state_dir).virtiofs_socket());
             Some(bin)
         }
         other => {
@@ -403,13 +442,25 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
             })
         }
     };
+    Ok((kind, virtiofsd))
+}
+
+/// The VM template this container may use: none when templates are off
+/// (annotation `run.skiff.vm.template=false`, `$SKIFF_VM_TEMPLATE=0`) or
+/// the machine cannot be saved and restored.
+fn template_key_for(
+    spec: &Spec,
+    cfg: &qemu::VmConfig,
+    rootfs_kind: &str,
+    debug: bool,
+) -> Result<Option<String>, Error> {
     let templates_on = annotation::<bool>(spec, TEMPLATE_ANNOTATION)?.unwrap_or(true)
         && !matches!(
             std::env::var("SKIFF_VM_TEMPLATE").as_deref(),
             Ok("0" | "off" | "false")
         );
-    let template_key = templates_on.then(|| template::key(&cfg)).flatten();
-    if opts.debug {
+    let template_key = templates_on.then(|| template::key(cfg)).flatten();
+    if debug {
         eprintln!(
             "skiff-vm: rootfs share {rootfs_kind}; template key {}",
             template_key
@@ -423,22 +474,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
                 })
         );
     }
-    if let Some((file, prog)) = precompile_seccomp(spec) {
-        spec_json[SECCOMP_BPF_KEY] = serde_json::json!({"file": file, "data": hex::encode(prog)});
-    }
-    shim::launch(shim::Plan {
-        vm: cfg,
-        container_id: opts.id.to_owned(),
-        spec: spec_json,
-        state_dir: shim::StateDir::new(opts.state_dir),
-        boot_timeout: Duration::from_secs(boot_secs),
-        request_timeout: Duration::from_secs(60),
-        console_socket: opts.console_socket.map(Path::to_path_buf),
-        terminal,
-        debug: opts.debug,
-        template_key,
-        virtiofsd,
-    })
+    Ok(template_key)
 }
 
 /// [`initramfs::build`] memoised by the identity (device, inode, size,
