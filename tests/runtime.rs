@@ -1,4 +1,4 @@
-//! Outside-in tests of the runtime core (issue 2): each test builds a bundle
+//! Outside-in tests of the runtime core: each test builds a bundle
 //! from a busybox rootfs, drives the runtime binary with runc's command line
 //! and checks the result from inside the container (its own view of
 //! `/proc/self/status`, `/proc/self/mountinfo`, `id`, `hostname`, ...).

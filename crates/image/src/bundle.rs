@@ -92,24 +92,15 @@ impl Volume {
 
 /// Parses a memory size: bytes, or with a `k`, `m`, `g` suffix (binary units).
 pub fn parse_memory(s: &str) -> Result<i64, BundleError> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m")))?;
-    if n <= 0.0 {
+    let n = skiff_sys::size::parse_size(s).ok_or_else(|| {
+        BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m"))
+    })?;
+    if n <= 0 {
         return Err(BundleError::Invalid(format!(
             "--memory {s:?}: must be positive"
         )));
     }
-    Ok((n * mul as f64) as i64)
+    Ok(n)
 }
 
 /// The user's changes to the image defaults.

@@ -1,6 +1,6 @@
 //! `skiff image ...` and `skiff run --image ...`: thin CLI over `skiff-image`.
 //!
-//! Owned by the images work (issue 5). `main.rs` only dispatches here.
+//! `main.rs` only dispatches here.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
