@@ -98,6 +98,9 @@ pub struct Attachment {
     pub hosts: PathBuf,
     /// The generated `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
+    /// The network directory the attachment was made in (its teardown
+    /// runs as a hook, without our environment).
+    pub network_dir: PathBuf,
 }
 
 /// A container on a user network, as its peers see it.
@@ -194,6 +197,7 @@ pub fn attach(nets: &Networks, dir: &Path, req: &Request) -> Result<Attachment> 
         result: None,
         hosts: dir.join("hosts"),
         resolv_conf: dir.join("resolv.conf"),
+        network_dir: nets.dir().to_path_buf(),
     };
     match setup(nets, dir, req, &mut att) {
         Ok(()) => Ok(att),
@@ -309,15 +313,17 @@ pub fn load(dir: &Path) -> Result<Option<Attachment>> {
 }
 
 /// Takes down the network recorded in `dir` (CNI `DEL`, member record,
-/// peers' hosts, netns) and deletes `dir`. Idempotent: no `dir`, nothing to do.
-pub fn detach(nets: &Networks, dir: &Path) -> Result<()> {
+/// peers' hosts, netns) and deletes `dir`. Idempotent: no `dir`, nothing to
+/// do. The network directory is the one recorded at [`attach`].
+pub fn detach(dir: &Path) -> Result<()> {
     let att = match load(dir) {
         Ok(Some(a)) => a,
         Ok(None) if !dir.exists() => return Ok(()),
         Ok(None) => return std::fs::remove_dir_all(dir).map_err(io_at(dir)),
         Err(e) => return Err(e),
     };
-    let r = teardown(nets, &att);
+    let nets = Networks::open(&att.network_dir)?;
+    let r = teardown(&nets, &att);
     std::fs::remove_dir_all(dir).map_err(io_at(dir))?;
     r
 }

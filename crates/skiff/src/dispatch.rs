@@ -78,7 +78,7 @@ pub fn wants_tools(argv: &[OsString]) -> bool {
         return false;
     };
     match argv[i].as_encoded_bytes() {
-        b"image" | b"registry" => true,
+        b"image" | b"registry" | b"network" => true,
         b"run" => argv[i + 1..]
             .iter()
             .map(|a| a.as_encoded_bytes())
@@ -190,6 +190,7 @@ mod tests {
         assert!(wants_tools(&argv("image pull busybox")));
         assert!(wants_tools(&argv("--root /x --store /s image ls")));
         assert!(wants_tools(&argv("--debug registry serve")));
+        assert!(wants_tools(&argv("network ls")));
         assert!(wants_tools(&argv("run --image busybox --rm n -- sh")));
         assert!(wants_tools(&argv("run -d --image=busybox")));
     }

@@ -19,7 +19,10 @@ pub mod dispatch;
 #[cfg(feature = "tools")]
 pub mod image_cmd;
 #[cfg(feature = "tools")]
+pub mod network_cmd;
+#[cfg(feature = "tools")]
 pub mod registry_cmd;
+pub mod run_flags;
 pub mod runtime_cmd;
 
 use std::path::PathBuf;

@@ -29,6 +29,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Manage container networks: create, ls, rm, inspect.
+    #[command(disable_help_flag = true)]
+    Network {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() {
@@ -44,7 +50,9 @@ fn main() {
         Command::Runtime(cmd) => {
             runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())
         }
-        Command::Image { .. } | Command::Registry { .. } => dispatch::exec_tools(),
+        Command::Image { .. } | Command::Registry { .. } | Command::Network { .. } => {
+            dispatch::exec_tools()
+        }
     };
     skiff::exit(&global, result)
 }

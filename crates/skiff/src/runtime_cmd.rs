@@ -1077,6 +1077,8 @@ pub struct ImageRunArgs {
     /// Pull policy: missing (default), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
+    #[command(flatten)]
+    pub net: crate::run_flags::NetFlags,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! it also accepts every runtime command itself.
 
 use clap::Subcommand;
-use skiff::{dispatch, image_cmd, registry_cmd, runtime_cmd, Cli};
+use skiff::{dispatch, image_cmd, network_cmd, registry_cmd, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -15,6 +15,8 @@ enum Command {
     Image(image_cmd::ImageArgs),
     /// Run or maintain an OCI distribution registry.
     Registry(registry_cmd::RegistryArgs),
+    /// Manage container networks: create, ls, rm, inspect.
+    Network(network_cmd::NetworkArgs),
 }
 
 fn main() {
@@ -24,6 +26,7 @@ fn main() {
         Command::Runtime(cmd) => runtime_cmd::main(&global, cmd, image_cmd::run_image),
         Command::Image(args) => image_cmd::main(&global, args),
         Command::Registry(args) => registry_cmd::main(&global, args),
+        Command::Network(args) => network_cmd::main(&global, args),
     };
     skiff::exit(&global, result)
 }
