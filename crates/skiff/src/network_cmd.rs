@@ -152,10 +152,19 @@ pub fn attach_for_run(
     flags: &NetFlags,
 ) -> anyhow::Result<RunNetwork> {
     let vm = global.isolation.as_deref() == Some("vm");
+    // Without the CNI plugins the implicit default degrades to a private
+    // namespace (with a warning); an explicit --network fails instead.
+    let plugins = skiff_network::cni::find_plugin("bridge");
+    let implicit = is_root() && !vm && plugins.is_ok();
+    if flags.network.is_none() && is_root() && !vm {
+        if let Err(e) = &plugins {
+            eprintln!("skiff: warning: no default network: {e}");
+        }
+    }
     let mode = match &flags.network {
         Some(n) => Mode::parse(n)?,
-        None if is_root() && !vm => Mode::Network("bridge".into()),
-        None => Mode::parse("none")?,
+        None if implicit => Mode::Network("bridge".into()),
+        None => Mode::None,
     };
     let ports = flags
         .publish
@@ -167,7 +176,7 @@ pub fn attach_for_run(
         .iter()
         .map(|h| files::parse_add_host(h))
         .collect::<Result<Vec<_>, _>>()?;
-    if flags.network.is_none() && (!is_root() || vm) {
+    if flags.network.is_none() && !implicit {
         if !ports.is_empty() || !add_hosts.is_empty() || !flags.dns.is_empty() {
             bail!("-p, --dns and --add-host need --network (the default network needs root and namespace isolation)");
         }
