@@ -137,6 +137,8 @@ pub struct Overrides {
     pub readonly: bool,
     /// The network namespace.
     pub network: NetworkNs,
+    /// Seccomp, capabilities, privileged, no-new-privileges.
+    pub security: crate::security::Security,
 }
 
 /// Which network namespace the container gets.
@@ -303,7 +305,7 @@ pub fn default_spec() -> Value {
             "cwd": "/",
             "capabilities": {"bounding": caps(), "effective": caps(), "permitted": caps()},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
+            "noNewPrivileges": false
         },
         "root": {"path": "rootfs", "readonly": false},
         "hostname": "skiff",
@@ -472,6 +474,7 @@ pub fn generate_config(
         spec["linux"]["resources"]["memory"] = json!({"limit": m});
     }
     set_network(&mut spec, &ov.network);
+    crate::security::apply(&mut spec, &ov.security)?;
     // Validate against the runtime-spec types.
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
         BundleError::Invalid(format!(

@@ -10,6 +10,7 @@ use skiff_image::bundle::{self, Overrides, Volume};
 use skiff_image::client::{Client, ClientOptions};
 use skiff_image::manifest::Platform;
 use skiff_image::reference::Reference;
+use skiff_image::security::{Seccomp, Security};
 use skiff_image::store::Store;
 use skiff_image::{archive, auth, container};
 
@@ -247,6 +248,7 @@ fn run_prepared(
         hostname: Some(hostname),
         readonly: args.read_only,
         network: net.ns.clone(),
+        security: security_from_flags(&args.security)?,
     };
     // The bundle lives exactly as long as the runtime's container: its
     // poststop hook removes it when the runtime deletes the container
@@ -283,6 +285,43 @@ fn run_prepared(
         println!("{id}");
     }
     result
+}
+
+/// The bundle's security settings from `--privileged`, `--cap-add`,
+/// `--cap-drop` and `--security-opt` (docker's syntax).
+fn security_from_flags(f: &crate::run_flags::SecurityFlags) -> anyhow::Result<Security> {
+    let mut sec = Security {
+        privileged: f.privileged,
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        ..Default::default()
+    };
+    for opt in &f.security_opt {
+        let (k, v) = opt
+            .split_once(['=', ':'])
+            .map_or((opt.as_str(), None), |(k, v)| (k, Some(v)));
+        match (k, v) {
+            ("no-new-privileges", None | Some("true")) => sec.no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => sec.no_new_privileges = false,
+            ("seccomp", Some("unconfined")) => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", Some(file)) if !file.is_empty() => {
+                sec.seccomp = Seccomp::File(std::path::absolute(file)?)
+            }
+            _ => bail!(
+                "--security-opt {opt:?}: expected no-new-privileges[:true|false] or seccomp=unconfined|PROFILE.json"
+            ),
+        }
+    }
+    if sec.seccomp == Seccomp::Default && !sec.privileged {
+        let p = skiff_image::security::default_profile();
+        if !p.exists() {
+            eprintln!(
+                "skiff: warning: no default seccomp profile at {} (apt-get install containers-common): running without one",
+                p.display()
+            );
+        }
+    }
+    Ok(sec)
 }
 
 /// Whether `bundle` is a direct child of the store's `containers/`.

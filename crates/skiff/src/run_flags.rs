@@ -18,3 +18,20 @@ pub struct NetFlags {
     #[arg(long = "add-host", requires = "image")]
     pub add_host: Vec<String>,
 }
+
+/// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SecurityFlags {
+    /// Every capability, no seccomp filter, no masked paths, all devices allowed.
+    #[arg(long, requires = "image")]
+    pub privileged: bool,
+    /// Add a capability (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long = "cap-add", requires = "image")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL).
+    #[arg(long = "cap-drop", requires = "image")]
+    pub cap_drop: Vec<String>,
+    /// no-new-privileges[:true|false], seccomp=unconfined|PROFILE.json.
+    #[arg(long = "security-opt", requires = "image")]
+    pub security_opt: Vec<String>,
+}

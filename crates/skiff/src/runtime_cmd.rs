@@ -1079,6 +1079,8 @@ pub struct ImageRunArgs {
     pub pull: String,
     #[command(flatten)]
     pub net: crate::run_flags::NetFlags,
+    #[command(flatten)]
+    pub security: crate::run_flags::SecurityFlags,
 }
 
 #[cfg(test)]
