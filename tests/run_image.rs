@@ -399,7 +399,16 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
          i=$((i+1)); sleep 0.1; done; exit 1"
     );
     let out = w.ok(&[
-        "run", "--rm", "--image", "skiff/default", "--network", &net, &client, "--", "sh", "-c",
+        "run",
+        "--rm",
+        "--image",
+        "skiff/default",
+        "--network",
+        &net,
+        &client,
+        "--",
+        "sh",
+        "-c",
         &script,
     ]);
     let server_ip = w.attachment(&server)["ip"].as_str().unwrap().to_string();
@@ -530,4 +539,111 @@ fn bad_network_flags_fail_clearly_and_leave_nothing() {
             .unwrap_or(0);
         assert_eq!(left, 0, "{flags:?} left a bundle");
     }
+}
+
+/// A static probe: each syscall docker's default profile refuses, with the
+/// errno it got ("name=0" when allowed).
+const DENIED_PROBE: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    long r;
+    r = syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, 0);
+    printf("keyctl=%d\n", r < 0 ? errno : 0);
+    r = syscall(SYS_add_key, "user", "k", "v", 1, -2 /* session */);
+    printf("add_key=%d\n", r < 0 ? errno : 0);
+    r = unshare(CLONE_NEWUSER);
+    printf("unshare_user=%d\n", r < 0 ? errno : 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn default_seccomp_profile_denies_what_dockers_denies() {
+    let Some(mut w) = World::new("seccomp") else {
+        return;
+    };
+    if !Path::new("/usr/share/containers/seccomp.json").exists() {
+        common::skip(
+            "containers-common's seccomp.json is missing (apt-get install containers-common)",
+        );
+        return;
+    }
+    let bin = w.tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    if let Err(e) = common::build_static_c(DENIED_PROBE, &bin.join("probe")) {
+        common::skip(&format!("cannot build the static probe: {e}"));
+        return;
+    }
+    let vol = format!("{}:/probe:ro", bin.display());
+    let probe = |w: &mut World, extra: &[&str]| -> String {
+        let name = w.name("sc");
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--image",
+            "skiff/default",
+            "--network",
+            "none",
+            "-v",
+            &vol,
+        ];
+        args.extend(extra);
+        args.extend([
+            name.as_str(),
+            "--",
+            "sh",
+            "-c",
+            "grep ^Seccomp: /proc/self/status; /probe/probe",
+        ]);
+        w.ok(&args)
+    };
+    // Default: filter on (mode 2); EPERM for the keyring and user namespaces.
+    let out = probe(&mut w, &[]);
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    for want in ["keyctl=1\n", "add_key=1\n", "unshare_user=1\n"] {
+        assert!(
+            out.contains(want),
+            "default profile: want {want:?} in {out}"
+        );
+    }
+    // seccomp=unconfined: no filter; the same calls get through seccomp
+    // (unshare(CLONE_NEWUSER) needs no capability).
+    let out = probe(&mut w, &["--security-opt", "seccomp=unconfined"]);
+    assert!(out.contains("Seccomp:\t0"), "{out}");
+    assert!(out.contains("unshare_user=0\n"), "{out}");
+    assert!(out.contains("keyctl=0\n"), "{out}");
+    // A bad profile file is refused with its name.
+    let bad = w.tmp.path().join("bad-profile.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    let name = w.name("badsc");
+    let opt = format!("seccomp={}", bad.display());
+    let out = w.run(&[
+        "run",
+        "--rm",
+        "--image",
+        "skiff/default",
+        "--network",
+        "none",
+        "--security-opt",
+        &opt,
+        &name,
+        "--",
+        "true",
+    ]);
+    assert!(
+        !out.ok() && out.stderr.contains("bad-profile.json"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(w.store.join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
