@@ -1078,9 +1078,9 @@ pub struct ImageRunArgs {
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
     #[command(flatten)]
-    pub net: crate::run_flags::NetFlags,
+    pub net: Box<crate::run_flags::NetFlags>,
     #[command(flatten)]
-    pub security: crate::run_flags::SecurityFlags,
+    pub security: Box<crate::run_flags::SecurityFlags>,
 }
 
 #[cfg(test)]
