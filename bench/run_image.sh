@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-20}
 W=$(mktemp -d /tmp/skiff-bench-run-image.XXXXXX)
-PODMAN=(podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver overlay)
+# crun refuses this host's hybrid cgroups: podman runs runc (its other default).
+PODMAN=(podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver overlay --runtime runc)
 cleanup() {
   "${PODMAN[@]}" rm -af >/dev/null 2>&1 || true
   umount -l "$W"/podman/root/overlay 2>/dev/null || true

@@ -225,16 +225,6 @@ fn setup(nets: &Networks, dir: &Path, req: &Request, att: &mut Attachment) -> Re
     netns::create(&ns)?;
     att.netns = Some(ns.clone());
     write_state(dir, att)?;
-    let lo = json!({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"});
-    cni::exec(
-        "ADD",
-        &Target {
-            container_id: &att.cni_id,
-            netns: &ns,
-            ifname: "lo",
-        },
-        &lo,
-    )?;
     let names = own_names(&req.hostname, &req.name);
     let Mode::Network(name) = &req.mode else {
         files::rewrite_in_place(&att.hosts, &files::hosts(None, &req.add_hosts))?;
@@ -249,6 +239,7 @@ fn setup(nets: &Networks, dir: &Path, req: &Request, att: &mut Attachment) -> Re
         }
     }
     let _lock = nets.lock(&def.name)?;
+    crate::rules::ensure(&def)?;
     att.conflist = Some(list.clone());
     write_state(dir, att)?;
     let target = Target {
