@@ -343,3 +343,31 @@ fn teardown(nets: &Networks, att: &Attachment) -> Result<()> {
     }
     first.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(
+            Mode::parse("bridge").unwrap(),
+            Mode::Network(DEFAULT_NAME.into())
+        );
+        assert_eq!(Mode::parse("host").unwrap(), Mode::Host);
+        assert_eq!(Mode::parse("none").unwrap().name(), "none");
+        assert_eq!(
+            Mode::parse("app-net").unwrap(),
+            Mode::Network("app-net".into())
+        );
+        assert!(Mode::parse("").is_err());
+        assert!(Mode::parse("a/b").is_err());
+    }
+
+    #[test]
+    fn first_ip_of_a_cni_result() {
+        let r = json!({"ips": [{"address": "10.217.0.5/24", "gateway": "10.217.0.1"}]});
+        assert_eq!(first_ip(&r).as_deref(), Some("10.217.0.5"));
+        assert_eq!(first_ip(&json!({})), None);
+    }
+}
