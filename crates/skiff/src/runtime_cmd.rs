@@ -1134,6 +1134,10 @@ pub struct ImageRunArgs {
     /// Pull policy: missing (default), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
+    #[command(flatten)]
+    pub net: Box<crate::run_flags::NetFlags>,
+    #[command(flatten)]
+    pub security: Box<crate::run_flags::SecurityFlags>,
 }
 
 #[cfg(test)]
