@@ -14,10 +14,11 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxNamespaceType, LinuxResources, Process, Spec};
 
+use crate::cgroup_join;
 use crate::config;
 use crate::error::Context;
 use crate::linux::{self, caps::CapSets, sync, Join, Kind, Plan};
-use crate::state::{self, Lock, Root, Saved, Status};
+use crate::state::{self, Isolation, Lock, Root, Saved, Status};
 use crate::{hooks, Error, Result};
 
 /// Options of `create` (and `run`).
@@ -848,7 +849,7 @@ impl Runtime {
             cgroups_path: cgroups_path.clone(),
             systemd_cgroup: self.systemd_cgroup,
             rootless: self.rootless,
-            isolation: "namespace".into(),
+            isolation: Isolation::Namespace,
             spec: spec.clone(),
         };
         state::write_saved(&dir, &saved)?;
@@ -875,24 +876,19 @@ impl Runtime {
             .ctx(|| "opening exec fifo")?;
 
         let new_user = ns.new_ns & libc::CLONE_NEWUSER != 0;
-        let joins_user = ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
-        let fork_again = joins_user || (new_user && !ns.join.is_empty());
         let cg = self.cgroup(cgroups_path.as_deref(), o.id)?;
-        let layout = cg.layout();
-        // On cgroup v1 a privileged init outside a user namespace joins its
-        // cgroups itself, writing 0 to each hierarchy's `tasks` file: moving
-        // the calling thread needs no threadgroup lock, while writing a pid
-        // to `cgroup.procs` takes it for writing and waits for an RCU grace
-        // period (5-30 ms here, more than the rest of `run`). On a hybrid
-        // host the init is cloned into its cgroup2 directory
-        // (CLONE_INTO_CGROUP), as on a pure cgroup2 host.
-        let self_join: Vec<CString> = if !fork_again
-            && !self.rootless
-            && euid == 0
-            && !new_user
-            && !joins_user
-            && layout != skiff_cgroups::Layout::V2
-        {
+        let join = cgroup_join::decide(&cgroup_join::Inputs {
+            layout: cg.layout(),
+            spawn: cgroup_join::Spawn::Create,
+            euid_root: euid == 0,
+            rootless: self.rootless,
+            new_user_ns: new_user,
+            joins_user_ns: ns.join.iter().any(|j| j.flag == libc::CLONE_NEWUSER),
+            joins_other_ns: !ns.join.is_empty(),
+            joins_pid_or_time_ns: !ns.parent_join.is_empty(),
+            new_cgroup_ns: ns.new_ns & libc::CLONE_NEWCGROUP != 0,
+        });
+        let self_join: Vec<CString> = if join.self_join() {
             cg.hierarchies()
                 .iter()
                 .filter(|h| h.version == 1)
@@ -901,29 +897,10 @@ impl Runtime {
         } else {
             Vec::new()
         };
-        let joins_itself = !self_join.is_empty();
-        let clone_into_v2 = match layout {
-            skiff_cgroups::Layout::V2 => !fork_again,
-            skiff_cgroups::Layout::Hybrid => joins_itself,
-            skiff_cgroups::Layout::V1 => false,
-        };
-        // On cgroup v1 the cgroups are created and configured after GO,
-        // while the init sets up its namespaces and mounts, when the init
-        // joins them itself (`self_join`) or has a cgroup namespace: the
-        // init then waits for JOINED before its first cgroup mount (and
-        // before joining). Otherwise the init may bind-mount the cgroup
-        // directories before JOINED (init.rs, "early"), so they must exist
-        // first. A cgroup2 init is cloned into its cgroup, an extra fork
-        // happens inside it, and rootless filters the hierarchies by what
-        // exists: those create first too.
-        let late_cgroup = !fork_again
-            && !self.rootless
-            && (ns.new_ns & libc::CLONE_NEWCGROUP != 0 || joins_itself)
-            && !clone_into_v2;
         guard.cgroup = Some(cg);
         let cg = guard.cgroup.as_ref().expect("set above");
         let resources = effective_resources(&spec);
-        if !late_cgroup {
+        if !join.late() {
             cg.create()?;
             cg.apply(&resources)
                 .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
@@ -960,15 +937,14 @@ impl Runtime {
             envp,
             idmap_trees,
             close_fds: vec![lock.raw_fd()],
-            fork_again,
+            cgroup_join: join,
             self_join,
-            late_cgroup,
         };
         std::env::set_current_dir(&bundle)
             .ctx(|| format!("chdir to bundle {}", bundle.display()))?;
         // cgroup2 (pure or the unified part of a hybrid host): the init is
         // cloned straight into its cgroup.
-        let into_cgroup = if clone_into_v2 {
+        let into_cgroup = if join.clone_into_v2() {
             cg.hierarchies()
                 .iter()
                 .find(|h| h.version == 2)
@@ -990,23 +966,21 @@ impl Runtime {
         // process sends after joining), so let it set up its namespaces and
         // mounts meanwhile. After an extra fork the grandchild must be forked
         // inside the cgroup, so join first there.
-        if fork_again {
+        if join.extra_fork() {
             rootless_join(self.rootless, cg.add_task(spawned.pid))?;
         } else if new_user {
             write_id_maps(spawned.pid, &spec, self.rootless)?;
         }
         tell_init(&spawned.chan, sync::GO, &[])?;
-        if late_cgroup {
+        if join.late() {
             cg.create()?;
             cg.apply(&resources)
                 .map_err(|e| rootless_cgroup_hint(self.rootless, e))?;
         }
-        if !fork_again {
+        if !join.extra_fork() {
             // The v1 hierarchies are joined by the init itself; only a
             // missed CLONE_INTO_CGROUP (old kernel) needs a migration here.
-            let migrate =
-                !spawned.in_cgroup && (!joins_itself || layout == skiff_cgroups::Layout::Hybrid);
-            if migrate {
+            if join.runtime_migrates(spawned.in_cgroup) {
                 rootless_join(self.rootless, cg.add_task(spawned.pid))?;
             }
             tell_init(&spawned.chan, sync::JOINED, &[])?;
@@ -1092,7 +1066,7 @@ impl Runtime {
             cgroups_path: None,
             systemd_cgroup: false,
             rootless: self.rootless,
-            isolation: "vm".into(),
+            isolation: Isolation::Vm,
             spec: spec.clone(),
         };
         state::write_saved(&dir, &saved)?;
@@ -1301,7 +1275,7 @@ impl Container {
 
     /// True for VM-isolated containers.
     pub fn is_vm(&self) -> bool {
-        self.saved.isolation == "vm"
+        self.saved.isolation == Isolation::Vm
     }
 
     fn poststart(&self) {
@@ -1547,14 +1521,21 @@ impl Container {
                 _ => join.push(j),
             }
         }
-        let in_userns = join.iter().any(|j| j.flag == libc::CLONE_NEWUSER);
+        let cg = self.cgroup(rt)?;
         // SAFETY: geteuid cannot fail.
-        let unprivileged = unsafe { libc::geteuid() } != 0;
-        // Unprivileged, this process may not join the container's pid (or
-        // time) namespace: the child joins the user namespace first, then
-        // those, and forks once more so that they apply (runc's nsexec).
-        let fork_again = in_userns && unprivileged && !parent_join.is_empty();
-        if fork_again {
+        let euid_root = unsafe { libc::geteuid() } == 0;
+        let cgroup_join = cgroup_join::decide(&cgroup_join::Inputs {
+            layout: cg.layout(),
+            spawn: cgroup_join::Spawn::Exec,
+            euid_root,
+            rootless: rt.rootless || self.saved.rootless,
+            new_user_ns: false,
+            joins_user_ns: join.iter().any(|j| j.flag == libc::CLONE_NEWUSER),
+            joins_other_ns: !join.is_empty(),
+            joins_pid_or_time_ns: !parent_join.is_empty(),
+            new_cgroup_ns: false,
+        });
+        if cgroup_join.extra_fork() {
             join.append(&mut parent_join);
         }
         if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
@@ -1563,7 +1544,6 @@ impl Container {
             ));
         }
         let console_socket = o.console_socket.map(connect_console).transpose()?;
-        let cg = self.cgroup(rt)?;
         // The cgroup of every hierarchy the process goes to: the container's,
         // or with `--cgroup` runc's [<controller>[,<controller>...]:]<path>
         // below it (hierarchies not named stay in the container's cgroup;
@@ -1605,15 +1585,10 @@ impl Container {
                 }
             }
         }
-        // As for the init (see `create_with`): a privileged exec'd process
+        // As for the init (see `cgroup_join`): a privileged exec'd process
         // joins its v1 cgroups itself (no RCU grace period) and is cloned
         // into its cgroup2 directory.
-        let self_join: Vec<CString> = if !unprivileged
-            && !fork_again
-            && !rt.rootless
-            && !self.saved.rootless
-            && cg.layout() != skiff_cgroups::Layout::V2
-        {
+        let self_join: Vec<CString> = if cgroup_join.self_join() {
             dirs.iter()
                 .filter(|d| d.0 == 1)
                 .map(|d| path_cstring(&d.1.join("tasks")))
@@ -1621,15 +1596,13 @@ impl Container {
         } else {
             Vec::new()
         };
-        let joins_itself = !self_join.is_empty();
-        let into_cgroup =
-            if !fork_again && (joins_itself || cg.layout() == skiff_cgroups::Layout::V2) {
-                dirs.iter()
-                    .find(|d| d.0 == 2)
-                    .and_then(|d| linux::fs::open_path(&d.1).ok())
-            } else {
-                None
-            };
+        let into_cgroup = if cgroup_join.clone_into_v2() {
+            dirs.iter()
+                .find(|d| d.0 == 2)
+                .and_then(|d| linux::fs::open_path(&d.1).ok())
+        } else {
+            None
+        };
         let plan = Plan {
             kind: Kind::Exec,
             id: &self.saved.id,
@@ -1651,9 +1624,8 @@ impl Container {
             envp,
             idmap_trees: Vec::new(),
             close_fds: vec![self._lock.raw_fd()],
-            fork_again,
+            cgroup_join,
             self_join,
-            late_cgroup: false,
         };
         let spawned = with_parent_ns(&parent_join, false, spec, || {
             linux::spawn(plan, into_cgroup.as_ref().map(|f| f.as_fd()))
@@ -1668,10 +1640,10 @@ impl Container {
             }
             e
         };
-        let add = if spawned.in_cgroup {
+        let add = if !cgroup_join.runtime_migrates(spawned.in_cgroup) {
             // Born in its cgroup2 directory, joins the v1 ones itself.
             Ok(())
-        } else if joins_itself {
+        } else if cgroup_join.self_join() {
             // clone3 failed (old kernel): only cgroup2 is left to join.
             dirs.iter()
                 .filter(|d| d.0 == 2)

@@ -141,10 +141,10 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         set_affinity(&aff)?;
     }
     expect(chan, sync::GO)?;
-    if !plan.late_cgroup {
+    if !plan.cgroup_join.late() {
         join_cgroups(&plan.self_join)?;
     }
-    if maps_pending && !plan.fork_again {
+    if maps_pending && !plan.cgroup_join.extra_fork() {
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }
     let mut in_userns = plan.new_ns & libc::CLONE_NEWUSER != 0;
@@ -158,14 +158,14 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             in_userns = true;
         }
     }
-    if !plan.fork_again && plan.new_ns & libc::CLONE_NEWNET != 0 {
+    if !plan.cgroup_join.extra_fork() && plan.new_ns & libc::CLONE_NEWNET != 0 {
         // Left out of the clone flags (see `spawn`); in a new user namespace
         // we are already in it, so it owns the network namespace, as with
         // clone.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("creating network namespace: {e}"))?;
     }
-    if plan.fork_again {
+    if plan.cgroup_join.extra_fork() {
         if plan.new_ns & libc::CLONE_NEWUSER != 0 {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
                 .map_err(|e| format!("creating user namespace: {e}"))?;
@@ -279,11 +279,11 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         let wait_joined = || -> R<()> {
             // After an extra fork the cgroup was joined (and the namespace
             // created) before the fork.
-            if plan.fork_again || joined.replace(true) {
+            if plan.cgroup_join.extra_fork() || joined.replace(true) {
                 return Ok(());
             }
             expect(chan, sync::JOINED)?;
-            if plan.late_cgroup {
+            if plan.cgroup_join.late() {
                 join_cgroups(&plan.self_join)?;
             }
             if plan.new_ns & libc::CLONE_NEWCGROUP != 0 {
@@ -293,7 +293,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             Ok(())
         };
         let on_cgroup = || -> R<()> {
-            if early && !plan.late_cgroup {
+            if early && !plan.cgroup_join.late() {
                 return Ok(());
             }
             wait_joined()
@@ -322,7 +322,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         let _root = rootfs::prepare(&rplan, &on_cgroup)?;
         if early {
             // Late cgroups are joined through host paths: before the pivot.
-            if plan.late_cgroup {
+            if plan.cgroup_join.late() {
                 wait_joined()?;
             }
             enter_root()?;
