@@ -19,6 +19,7 @@ mod error;
 pub mod features;
 pub mod hooks;
 pub mod linux;
+pub mod run;
 pub mod spec;
 pub mod state;
 pub mod tty;

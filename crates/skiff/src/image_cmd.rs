@@ -13,7 +13,7 @@ use skiff_image::reference::Reference;
 use skiff_image::store::Store;
 use skiff_image::{archive, auth, container};
 
-use crate::runtime_cmd::ImageRunArgs;
+use crate::args::RunCmd;
 use crate::Global;
 
 /// `skiff image <command>`.
@@ -167,14 +167,16 @@ fn random_name() -> String {
 }
 
 /// Runs `skiff run --image REF [NAME] [-- CMD...]`; returns the exit code.
-pub fn run_image(
-    global: &Global,
-    image: &str,
-    name: Option<String>,
-    cmd: Vec<String>,
-    detach: bool,
-    args: ImageRunArgs,
-) -> anyhow::Result<i32> {
+pub fn run_image(global: &Global, run: RunCmd) -> anyhow::Result<i32> {
+    let RunCmd {
+        image,
+        id: name,
+        cmd,
+        detach,
+        image_args: args,
+        ..
+    } = run;
+    let image = image.as_deref().context("run --image: no image given")?;
     let store = open_store(global)?;
     let opts = client_opts(args.insecure, args.platform.as_deref(), false)?;
     let entry = match args.pull.as_str() {
@@ -229,8 +231,7 @@ pub fn run_image(
             prepared.mode
         );
     }
-    let result =
-        crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, !args.rm, None);
+    let result = crate::commands::run_bundle(global, &prepared.bundle, &id, detach, !args.rm, None);
     // --rm after a foreground run (the poststop hook has normally done it
     // already: this finds it gone); always when the runtime failed to start it.
     if (args.rm && !detach) || result.is_err() {

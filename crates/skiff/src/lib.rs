@@ -15,12 +15,13 @@
 //! No logic worth testing lives here: each command parses its flags and
 //! calls `skiff-runtime`, `skiff-image` or `skiff-registry`.
 
+pub mod args;
+pub mod commands;
 pub mod dispatch;
 #[cfg(feature = "tools")]
 pub mod image_cmd;
 #[cfg(feature = "tools")]
 pub mod registry_cmd;
-pub mod runtime_cmd;
 
 use std::path::PathBuf;
 
@@ -94,7 +95,7 @@ global_flags! {
 #[command(
     name = "skiff",
     about = "skiff: OCI container runtime, images and registry",
-    version = runtime_cmd::VERSION,
+    version = args::VERSION,
     disable_version_flag = true
 )]
 pub struct Cli<C: clap::Subcommand, G: clap::Args = Global> {
@@ -126,19 +127,17 @@ impl<C: clap::Subcommand> Cli<C> {
 
 /// The runtime's fast path: parses a runtime command with a parser of the
 /// leading global flags and that one subcommand (see
-/// [`runtime_cmd::fast_subcommand`]). `None` (use [`Cli::parse_argv`])
+/// [`args::fast_subcommand`]). `None` (use [`Cli::parse_argv`])
 /// for help and version requests, global flags after the subcommand, and
 /// names that are not runtime subcommands; usage errors exit as clap does.
-pub fn parse_runtime_fast(
-    argv: &[std::ffi::OsString],
-) -> Option<(Global, runtime_cmd::RuntimeCommand)> {
+pub fn parse_runtime_fast(argv: &[std::ffi::OsString]) -> Option<(Global, args::RuntimeCommand)> {
     use clap::{Args, FromArgMatches};
     let help = |a: &std::ffi::OsString| ["-h", "--help", "-v", "--version"].iter().any(|h| a == h);
     if argv.iter().skip(1).any(help) || dispatch::globals_after_command(argv) {
         return None;
     }
     let name = argv.get(dispatch::subcommand_index(argv)?)?.to_str()?;
-    let sub = runtime_cmd::fast_subcommand(name)?;
+    let sub = args::fast_subcommand(name)?;
     let mut cmd = LeadingGlobal::augment_args(clap::Command::new("skiff"))
         .subcommand(sub)
         .subcommand_required(true);
@@ -147,7 +146,7 @@ pub fn parse_runtime_fast(
         .unwrap_or_else(|e| e.exit());
     let global = LeadingGlobal::from_arg_matches_mut(&mut matches)
         .unwrap_or_else(|e| e.format(&mut cmd).exit());
-    let command = runtime_cmd::RuntimeCommand::from_arg_matches_mut(&mut matches)
+    let command = args::RuntimeCommand::from_arg_matches_mut(&mut matches)
         .unwrap_or_else(|e| e.format(&mut cmd).exit());
     std::mem::forget(matches);
     std::mem::forget(cmd);
@@ -175,7 +174,7 @@ pub fn exit(global: &Global, result: anyhow::Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            runtime_cmd::log_error(global, &err);
+            commands::log_error(global, &err);
             std::process::exit(1);
         }
     }
