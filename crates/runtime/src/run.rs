@@ -7,7 +7,9 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::Context;
-use crate::{container, CreateOptions, Result, Runtime};
+use oci_spec::runtime::Process;
+
+use crate::{container, Container, CreateOptions, Exec, ExecOptions, Result, Runtime};
 
 /// Options of [`run`] beyond those of `create`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,4 +86,60 @@ pub fn run(rt: &Runtime, mut o: CreateOptions, r: RunOptions) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Runs `process` in container `c` as `skiff exec` does: in the foreground
+/// (unless `o.detach`) it waits for the process, forwarding signals and
+/// proxying a terminal when `process.terminal` is set and no console socket
+/// is given. Returns the process's exit code (0 when detached).
+pub fn exec(rt: &Runtime, c: Container, process: &Process, o: &ExecOptions) -> Result<i32> {
+    if c.exec_relays_stdio() {
+        return match c.exec(rt, process, o)? {
+            Exec::Done(code) | Exec::Spawned(code) => Ok(code),
+        };
+    }
+    let proxy = !o.detach && o.console_socket.is_none() && process.terminal().unwrap_or(false);
+    let mut listener = None;
+    let mut tmpdir = None;
+    let mut sock_path = None;
+    if proxy {
+        // A private socket for the pty master: exec connects by path.
+        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("console.sock");
+        listener = Some(
+            std::os::unix::net::UnixListener::bind(&path)
+                .ctx(|| format!("binding {}", path.display()))?,
+        );
+        sock_path = Some(path);
+        tmpdir = Some(dir);
+    }
+    if !o.detach {
+        container::set_subreaper();
+        block_forwarded_signals();
+    }
+    let opts = ExecOptions {
+        console_socket: sock_path.as_deref().or(o.console_socket),
+        ..o.clone()
+    };
+    let res = c.exec(rt, process, &opts);
+    let master = match (&listener, &res) {
+        (Some(l), Ok(_)) => {
+            let (s, _) = l.accept().ctx(|| "accepting the console connection")?;
+            Some(crate::linux::console::recv_fd(s.as_raw_fd()).ctx(|| "receiving the pty")?)
+        }
+        _ => None,
+    };
+    if let Some(d) = tmpdir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let pid = match res? {
+        Exec::Spawned(pid) => pid,
+        Exec::Done(code) => return Ok(code),
+    };
+    drop(c);
+    if o.detach {
+        return Ok(0);
+    }
+    container::wait_forwarding(pid, master)
 }

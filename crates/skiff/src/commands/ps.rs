@@ -15,7 +15,7 @@ pub(super) fn ps(
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
     }
-    if c.is_vm() {
+    if !c.host_pids() {
         // Guest pids: the host's ps knows nothing of them.
         println!("PID");
         for p in pids {
