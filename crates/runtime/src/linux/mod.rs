@@ -7,6 +7,7 @@
 
 pub mod caps;
 pub mod console;
+mod devices;
 pub mod exe;
 pub mod fs;
 pub mod idmap;
