@@ -4,7 +4,7 @@
 //! caller (the runtime CLI, `skiff run --image` once its bundle is prepared,
 //! a containerd shim in-process) runs a container the same way.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::error::Context;
 use oci_spec::runtime::Process;
@@ -98,42 +98,36 @@ pub fn exec(rt: &Runtime, c: Container, process: &Process, o: &ExecOptions) -> R
             Exec::Done(code) | Exec::Spawned(code) => Ok(code),
         };
     }
-    let proxy = !o.detach && o.console_socket.is_none() && process.terminal().unwrap_or(false);
-    let mut listener = None;
-    let mut tmpdir = None;
-    let mut sock_path = None;
-    if proxy {
-        // A private socket for the pty master: exec connects by path.
-        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("console.sock");
-        listener = Some(
-            std::os::unix::net::UnixListener::bind(&path)
-                .ctx(|| format!("binding {}", path.display()))?,
-        );
-        sock_path = Some(path);
-        tmpdir = Some(dir);
-    }
+    let proxy = !o.detach
+        && o.console_socket.is_none()
+        && o.console_conn.is_none()
+        && process.terminal().unwrap_or(false);
+    // The pty master comes back over a socketpair: no path on disk that
+    // another user could create first or swap, nothing left behind.
+    let (ours, theirs) = if proxy {
+        let (a, b) = console_pair()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     if !o.detach {
         container::set_subreaper();
         block_forwarded_signals();
     }
     let opts = ExecOptions {
-        console_socket: sock_path.as_deref().or(o.console_socket),
+        console_conn: theirs.as_ref().map(|t| t.as_fd()).or(o.console_conn),
         ..o.clone()
     };
     let res = c.exec(rt, process, &opts);
-    let master = match (&listener, &res) {
-        (Some(l), Ok(_)) => {
-            let (s, _) = l.accept().ctx(|| "accepting the console connection")?;
-            Some(crate::linux::console::recv_fd(s.as_raw_fd()).ctx(|| "receiving the pty")?)
+    drop(theirs);
+    let res = res?;
+    let master = match &ours {
+        Some(sock) => {
+            Some(crate::linux::console::recv_fd(sock.as_raw_fd()).ctx(|| "receiving the pty")?)
         }
-        _ => None,
+        None => None,
     };
-    if let Some(d) = tmpdir {
-        let _ = std::fs::remove_dir_all(d);
-    }
-    let pid = match res? {
+    let pid = match res {
         Exec::Spawned(pid) => pid,
         Exec::Done(code) => return Ok(code),
     };

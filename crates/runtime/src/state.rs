@@ -112,6 +112,10 @@ pub struct Saved {
     pub rootless: bool,
     /// How the container is isolated (`"namespace"` or `"vm"` on disk).
     pub isolation: Isolation,
+    /// `create --no-new-keyring`: exec'd processes keep the caller's
+    /// session keyring too (otherwise they join the container's).
+    #[serde(default)]
+    pub no_new_keyring: bool,
     /// The config the container was created with (hooks, annotations...).
     pub spec: Spec,
 }
@@ -170,6 +174,13 @@ impl Root {
         };
         let saved = read_saved(&dir, id)?;
         Ok((saved, lock))
+    }
+
+    /// Reads container `id`'s state without locking it (state files are
+    /// replaced by atomic renames).
+    pub fn read(&self, id: &str) -> Result<Saved> {
+        crate::config::validate_id(id).map_err(|_| Error::NotFound(id.to_string()))?;
+        read_saved(&self.dir(id), id)
     }
 
     /// Ids of all containers under the root, sorted.
@@ -233,6 +244,16 @@ impl Lock {
         }
         Ok(Lock { _file: file })
     }
+
+    /// True when nobody holds the lock on `dir` (probed without blocking
+    /// and released at once). A missing directory counts as free.
+    pub fn is_free(dir: &Path) -> bool {
+        let Ok(file) = File::open(dir) else {
+            return true;
+        };
+        // SAFETY: flock on a valid, owned fd; closing it releases the lock.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
 }
 
 /// Process start time (clock ticks since boot) from /proc/<pid>/stat, and
@@ -277,10 +298,12 @@ impl Saved {
     }
 
     /// Status derived from the process and the exec fifo (not `paused`, which
-    /// needs the cgroup: see `Container::status`).
-    pub fn base_status(&self, dir: &Path) -> Status {
+    /// needs the cgroup: see `Container::status`). `creator_gone`: the
+    /// `create` that wrote a creating state no longer runs (it was killed),
+    /// so the container is stopped whatever its init does.
+    pub fn base_status(&self, dir: &Path, creator_gone: bool) -> Status {
         if self.creating {
-            return if self.pid == 0 || self.init_alive() {
+            return if !creator_gone && (self.pid == 0 || self.init_alive()) {
                 Status::Creating
             } else {
                 Status::Stopped

@@ -39,6 +39,19 @@ fn tell_init(chan: &sync::Chan, tag: u8, payload: &[u8]) -> Result<()> {
     Err(e).ctx(|| "setup channel")
 }
 
+/// Lets the init outlive this process (it drops its parent-death signal)
+/// and waits until it has: exiting earlier would still kill it.
+fn handover(chan: &sync::Chan) -> Result<()> {
+    tell_init(chan, sync::HANDOVER, &[])?;
+    match chan.recv().ctx(|| "reading from the container init")? {
+        (sync::HANDED_OVER, ..) => Ok(()),
+        (sync::ERROR, msg, _) => Err(Error::Init(String::from_utf8_lossy(&msg).into_owned())),
+        (t, ..) => Err(Error::Init(format!(
+            "unexpected message {t} from the container init"
+        ))),
+    }
+}
+
 /// Tears down a half-created container unless disarmed.
 struct Guard {
     /// Rootfs whose mounts live in the runtime's namespace (no mount ns).
@@ -402,6 +415,7 @@ fn prepare<'s>(rt: &Runtime, o: &CreateOptions, spec: &'s Spec) -> Result<Prepar
     crate::linux::lsm::check(spec).map_err(|e| Error::Config(e.to_string()))?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
     let (listen_fds, lenv) = listen_fds();
+    linux::check_preserved_fds(o.preserve_fds + listen_fds)?;
     let (argv, envp) = c_strings(process, &lenv)?;
     let ns = ns_setup(spec)?;
     // SAFETY: geteuid cannot fail.
@@ -554,6 +568,7 @@ fn new_saved(rt: &Runtime, o: &CreateOptions, bundle: &Path, rootfs: &Path, spec
         systemd_cgroup: rt.systemd_cgroup,
         rootless: rt.rootless,
         isolation: Isolation::Namespace,
+        no_new_keyring: o.no_new_keyring,
         spec: spec.clone(),
     }
 }
@@ -692,6 +707,9 @@ pub(crate) fn create(
     if let Some(path) = o.pid_file {
         write_pid_file(path, pid)?;
     }
+    // The init keeps its parent-death signal until now: a `create`
+    // killed earlier takes its init with it.
+    handover(&spawned.chan)?;
     guard.disarm();
     Ok(Container::from_parts(saved, dir, lock))
 }

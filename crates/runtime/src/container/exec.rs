@@ -111,6 +111,7 @@ pub(crate) fn exec(c: &Container, rt: &Runtime, process: &Process, o: &ExecOptio
     crate::linux::lsm::check_exec(process).map_err(|e| Error::Config(e.to_string()))?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
     let (argv, envp) = c_strings(process, &[])?;
+    linux::check_preserved_fds(o.preserve_fds)?;
     let (mut join, mut parent_join) = container_namespaces(c)?;
     let cg = c.cgroup(rt)?;
     // SAFETY: geteuid cannot fail.
@@ -129,12 +130,16 @@ pub(crate) fn exec(c: &Container, rt: &Runtime, process: &Process, o: &ExecOptio
     if cgroup_join.extra_fork() {
         join.append(&mut parent_join);
     }
-    if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
+    if process.terminal().unwrap_or(false) && o.console_socket.is_none() && o.console_conn.is_none()
+    {
         return Err(Error::Config(
             "process.terminal is true but no --console-socket was given".into(),
         ));
     }
-    let console_socket = o.console_socket.map(connect_console).transpose()?;
+    let console_socket = match o.console_conn {
+        Some(fd) => Some(fd.try_clone_to_owned().ctx(|| "console socket")?),
+        None => o.console_socket.map(connect_console).transpose()?,
+    };
     let dirs = cgroup_dirs(cg.as_ref(), o.cgroup)?;
     // As for the init (see `cgroup_join`): a privileged exec'd process
     // joins its v1 cgroups itself (no RCU grace period) and is cloned
@@ -166,7 +171,9 @@ pub(crate) fn exec(c: &Container, rt: &Runtime, process: &Process, o: &ExecOptio
         fifo: None,
         no_pivot: false,
         host_mntns: false,
-        no_new_keyring: true,
+        // The container's session keyring (`_ses.<id>`), as runc
+        // joins it for exec too, never the caller's.
+        no_new_keyring: c.saved.no_new_keyring,
         extra_fds: o.preserve_fds,
         seccomp,
         caps,
@@ -174,7 +181,7 @@ pub(crate) fn exec(c: &Container, rt: &Runtime, process: &Process, o: &ExecOptio
         argv,
         envp,
         idmap_trees: Vec::new(),
-        close_fds: vec![c.lock_fd()],
+        close_fds: c.lock_fds(),
         cgroup_join,
         self_join,
     };

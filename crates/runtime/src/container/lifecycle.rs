@@ -17,10 +17,11 @@ use crate::{Error, Result};
 /// time when the state was loaded): what `kill` does without `--all`.
 pub fn kill_init(rt: &Runtime, c: &Container, sig: i32) -> Result<()> {
     let status = c.status(rt);
-    if matches!(status, Status::Stopped | Status::Creating) {
+    if matches!(status, Status::Stopped | Status::Creating) || c.saved.pid <= 0 {
         return Err(c.bad_state(status, "container not running"));
     }
-    // SAFETY: kill with a pid we verified (start time) to be the init.
+    // SAFETY: kill with a pid we verified (start time) to be the init
+    // (never 0 or negative: those name process groups).
     if unsafe { libc::kill(c.saved.pid, sig) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| format!("kill {} {sig}", c.saved.pid));
     }
@@ -30,11 +31,15 @@ pub fn kill_init(rt: &Runtime, c: &Container, sig: i32) -> Result<()> {
 /// SIGKILLs the init and waits (up to 10 s) for it to be gone, reaping it
 /// if it is our child: the common part of a forced delete.
 pub fn kill_init_and_wait(c: &Container) {
-    // SAFETY: kill of the verified init pid.
-    unsafe { libc::kill(c.saved.pid, libc::SIGKILL) };
+    if c.saved.pid > 0 && c.saved.init_alive() {
+        // SAFETY: kill of the verified init pid (positive: 0 and
+        // negative pids name process groups).
+        unsafe { libc::kill(c.saved.pid, libc::SIGKILL) };
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.saved.init_alive() && Instant::now() < deadline {
-        // SAFETY: reaps the init if it happens to be our child.
+        // SAFETY: reaps the init if it happens to be our child
+        // (init_alive is false for pids <= 0).
         unsafe { libc::waitpid(c.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -63,9 +68,11 @@ impl Container {
         self.isolator().exec_relays_stdio()
     }
 
-    /// Current status (including `paused`).
+    /// Current status (including `paused`). A container still marked
+    /// creating whose `create` is gone (it held the lock throughout: we
+    /// hold it now, or nobody does) is stopped.
     pub fn status(&self, rt: &Runtime) -> Status {
-        let s = self.saved.base_status(&self.dir);
+        let s = self.saved.base_status(&self.dir, self.creator_gone());
         if s != Status::Running {
             return s;
         }
@@ -101,6 +108,12 @@ impl Container {
     /// `delete`: removes a stopped container (or, with `force`, kills it first).
     pub fn delete(self, rt: &Runtime, force: bool) -> Result<()> {
         let status = self.status(rt);
+        if self.creator_gone() && self.saved.init_alive() {
+            // An init whose `create` was killed (after an extra fork it has
+            // no parent-death signal).
+            // SAFETY: kill of the verified (start time) init pid, > 0.
+            unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+        }
         if status != Status::Stopped {
             if !force {
                 return Err(self.bad_state(

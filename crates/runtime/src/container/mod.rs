@@ -62,6 +62,9 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: u32,
     /// Sub-cgroup (relative to the container's) to join.
     pub cgroup: Option<&'a str>,
+    /// An already connected console socket (`exec -t` without
+    /// `--console-socket`: one end of a socketpair).
+    pub console_conn: Option<std::os::fd::BorrowedFd<'a>>,
     /// Do not wait for the process (VM isolation runs it to completion
     /// otherwise).
     pub detach: bool,
@@ -82,13 +85,14 @@ pub struct Runtime {
     pub debug: bool,
 }
 
-/// A loaded container, locked for the lifetime of this value.
+/// A loaded container, locked for the lifetime of this value (unless read
+/// with [`Runtime::peek`], which takes no lock).
 #[derive(Debug)]
 pub struct Container {
     /// What is stored about it.
     pub saved: Saved,
     dir: PathBuf,
-    _lock: Lock,
+    lock: Option<Lock>,
 }
 
 /// runtime-spec `state` JSON for a container.
@@ -191,15 +195,28 @@ impl Runtime {
         Ok(Container {
             saved,
             dir,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
-    /// State of every container (for `list`).
+    /// Reads container `id` without taking its lock (for `state` and
+    /// `list`): state files are replaced by atomic renames, so the read is
+    /// consistent, and a command holding the lock (a `create` in a slow
+    /// hook) does not hold up the reader.
+    pub fn peek(&self, id: &str) -> Result<Container> {
+        let saved = self.root.read(id)?;
+        Ok(Container {
+            saved,
+            dir: self.root.dir(id),
+            lock: None,
+        })
+    }
+
+    /// State of every container (for `list`), read without locks.
     pub fn list(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
         for id in self.root.ids()? {
-            if let Ok(c) = self.load(&id) {
+            if let Ok(c) = self.peek(&id) {
                 out.push(c.state(self));
             }
         }
@@ -213,13 +230,20 @@ impl Container {
         Container {
             saved,
             dir,
-            _lock: lock,
+            lock: Some(lock),
         }
     }
 
-    /// The fd of the container's state lock (a child must close it).
-    pub(crate) fn lock_fd(&self) -> std::os::fd::RawFd {
-        self._lock.raw_fd()
+    /// The fd of the container's state lock, if held (a child must close
+    /// it).
+    pub(crate) fn lock_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.lock.iter().map(Lock::raw_fd).collect()
+    }
+
+    /// True when the state says creating but its `create` is gone (see
+    /// [`Container::status`]).
+    pub(crate) fn creator_gone(&self) -> bool {
+        self.saved.creating && (self.lock.is_some() || state::Lock::is_free(&self.dir))
     }
 
     /// Container id.

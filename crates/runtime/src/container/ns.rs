@@ -255,7 +255,7 @@ pub(super) fn idmap_trees(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, Owne
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let raw: serde_json::Value = std::fs::read(bundle.join("config.json"))
+    let raw: serde_json::Value = config::read_config(bundle)
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or_default();

@@ -71,6 +71,7 @@ impl Isolator for Vm {
             systemd_cgroup: false,
             rootless: rt.rootless,
             isolation: Isolation::Vm,
+            no_new_keyring: o.no_new_keyring,
             spec: spec.clone(),
         };
         state::write_saved(&dir, &saved)?;
@@ -134,7 +135,7 @@ impl Isolator for Vm {
     /// A VM container's processes live in the guest: its pids are the
     /// guest's (as Kata reports them).
     fn pids(&self, _: &Runtime, c: &Container) -> Result<Vec<i32>> {
-        if c.saved.base_status(c.dir()) == Status::Stopped {
+        if c.saved.base_status(c.dir(), c.creator_gone()) == Status::Stopped {
             return Ok(Vec::new());
         }
         let v = vm_stats(c)?;

@@ -24,6 +24,7 @@ pub(super) fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         cgroup: a.cgroup.as_deref(),
         detach: a.detach,
+        console_conn: None,
     };
     Ok(skiff_runtime::run::exec(rt, c, &process, &opts)?)
 }

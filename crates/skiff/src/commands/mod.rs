@@ -67,7 +67,7 @@ pub fn main(g: &Global, cmd: RuntimeCommand) -> anyhow::Result<i32> {
         RuntimeCommand::Start(IdArg { id }) => rt.load(&id)?.start(&rt)?,
         RuntimeCommand::Run(_) => unreachable!("handled above"),
         RuntimeCommand::State(IdArg { id }) => {
-            let c = rt.load(&id)?;
+            let c = rt.peek(&id)?;
             println!("{}", serde_json::to_string_pretty(&c.state(&rt))?);
         }
         RuntimeCommand::Kill(k) => return kill::kill(&rt, k),
