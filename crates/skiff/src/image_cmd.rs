@@ -341,8 +341,8 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
 fn pull(store: &Store, reg: &RegistryFlags, image: &str) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let rep = container::pull(
-        &store,
-        &image,
+        store,
+        image,
         client_opts(reg.insecure, reg.platform.as_deref(), reg.quiet)?,
     )?;
     if rep.resumed > 0 {
