@@ -1142,6 +1142,22 @@ fn dotdot_paths_survive_host_renames() {
     c.finish();
 }
 
+/// Kills the process whose pid is in a file when dropped.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|&p| p > 0)
+        {
+            // SAFETY: kill of a positive pid this test's hook wrote.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 #[test]
 fn list_and_state_do_not_wait_for_a_slow_create() {
     // a create sitting in a prestart hook holds its container's lock;
@@ -1163,6 +1179,8 @@ fn list_and_state_do_not_wait_for_a_slow_create() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut create = cmd.spawn().unwrap();
+    // on any failure below, the hook's sleep is killed, ending the create
+    let _hook = KillOnDrop(hook_pid.clone());
     assert!(
         wait_for_path(&hook_pid, Duration::from_secs(60)),
         "the prestart hook never ran"

@@ -81,6 +81,7 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
         Err(plain) => return Err(explain(data, plain)),
     };
     validate(&spec)?;
+    refuse_memory_policy(data)?;
     Ok(spec)
 }
 
@@ -124,7 +125,8 @@ fn precheck(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+/// `MAJOR.MINOR.PATCH[-pre][+build]` as numbers.
+pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.split(['-', '+']).next()?;
     let mut it = core.split('.');
     let t = (
@@ -432,6 +434,41 @@ fn validate_linux_paths(linux: &oci_spec::runtime::Linux) -> Result<()> {
     }
     if let Some(res) = linux.resources() {
         skiff_cgroups::validate(res).map_err(err)?;
+    }
+    refuse_unsupported(linux)
+}
+
+/// Fields this runtime does not implement are refused, never ignored (and
+/// `skiff features` does not advertise them).
+fn refuse_unsupported(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    if linux.intel_rdt().is_some() {
+        return Err(err(
+            "linux.intelRdt: Intel RDT (resctrl) is not supported by this runtime",
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(err(
+            "linux.netDevices: moving network devices into the container is not supported by this runtime",
+        ));
+    }
+    Ok(())
+}
+
+/// `linux.memoryPolicy` (runtime-spec 1.3) is not in the typed `Spec`: a
+/// byte search keeps the common path free of a second parse, and a config
+/// that names it is refused rather than run without the policy.
+fn refuse_memory_policy(data: &[u8]) -> Result<()> {
+    const KEY: &[u8] = b"\"memoryPolicy\"";
+    if !data.windows(KEY.len()).any(|w| w == KEY) {
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(data).map_err(err)?;
+    if v.pointer("/linux/memoryPolicy")
+        .is_some_and(|p| !p.is_null())
+    {
+        return Err(err(
+            "linux.memoryPolicy: NUMA memory policies are not supported by this runtime",
+        ));
     }
     Ok(())
 }

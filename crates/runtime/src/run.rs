@@ -27,6 +27,22 @@ fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(a), OwnedFd::from(b)))
 }
 
+/// A foreground `run` of a `terminal: true` process relays the caller's
+/// terminal: without one (no tty on stdio, no controlling terminal) fail
+/// before creating anything, with runc's words, instead of starting an
+/// interactive process no one can reach.
+fn host_terminal() -> Result<()> {
+    // SAFETY: isatty on the standard fds only reads their state.
+    if [2, 1, 0].iter().any(|&fd| unsafe { libc::isatty(fd) } == 1) {
+        return Ok(());
+    }
+    std::fs::File::open("/dev/tty").ctx(|| {
+        "open /dev/tty (process.terminal is true but there is no terminal: \
+         give --console-socket or set terminal to false)"
+    })?;
+    Ok(())
+}
+
 /// Blocks the signals `wait_forwarding` forwards (it blocks the same set
 /// again), so that one arriving between start and the wait stays pending
 /// and is forwarded instead of killing the runtime with the container left
@@ -49,6 +65,9 @@ pub fn run(rt: &Runtime, mut o: CreateOptions, r: RunOptions) -> Result<i32> {
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let proxy = !r.detach && o.console_socket.is_none() && o.console_conn.is_none() && terminal;
+    if proxy {
+        host_terminal()?;
+    }
     let ours = if proxy {
         let (a, b) = console_pair()?;
         o.console_conn = Some(b);

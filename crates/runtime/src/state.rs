@@ -1,6 +1,6 @@
 //! Container state on disk: one directory per container under the runtime
-//! root (`--root`, default `/run/skiff`), holding `state.json` (written
-//! atomically: temp file + rename), the `exec.fifo` that blocks the init
+//! root (`--root`, default `/run/skiff`, 0700), holding `state.json` (0600,
+//! written atomically: temp file + rename), the `exec.fifo` that blocks the init
 //! until `start`, and a lock (`flock` on the directory) that serializes
 //! commands on the same container.
 
@@ -127,7 +127,8 @@ pub struct Root {
 }
 
 impl Root {
-    /// Uses `path` as the state root; created (0700) on first container.
+    /// Uses `path` as the state root; created 0700 on first container (an
+    /// existing looser root is tightened then, with a warning).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Root { path: path.into() }
     }
@@ -146,11 +147,7 @@ impl Root {
     /// [`Error::Exists`] if the id is taken.
     pub fn create_dir(&self, id: &str) -> Result<(PathBuf, Lock)> {
         crate::config::validate_id(id)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&self.path)
-            .ctx(|| format!("creating state root {}", self.path.display()))?;
+        skiff_sys::fs::ensure_private_dir(&self.path, 0o700).ctx(|| "state root")?;
         let dir = self.dir(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
@@ -215,10 +212,9 @@ fn read_saved(dir: &Path, id: &str) -> Result<Saved> {
 
 /// Writes `saved` to `<dir>/state.json` atomically.
 pub fn write_saved(dir: &Path, saved: &Saved) -> Result<()> {
-    let tmp = dir.join(".state.json.tmp");
     let data = serde_json::to_vec(saved).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("renaming {}", tmp.display()))
+    let path = dir.join(STATE_FILE);
+    skiff_sys::fs::write_private(&path, &data).ctx(|| "saving container state")
 }
 
 /// An exclusive `flock` on a container directory, released on drop.

@@ -88,16 +88,32 @@ impl Container {
         }
         self.isolator().start(rt, self)?;
         let _ = std::fs::remove_file(self.dir.join(state::EXEC_FIFO));
-        self.poststart();
-        Ok(())
+        self.poststart(rt)
     }
 
-    fn poststart(&self) {
-        if let Some(h) = self.saved.spec.hooks() {
-            let st =
-                serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+    /// Lifecycle step 9 as the config's ociVersion states it: from
+    /// runtime-spec 1.3 a failing poststart hook is an error, the container
+    /// is stopped and destroyed (step 12, which runs the poststop hooks)
+    /// and `start` fails with the hook's error; up to 1.2 it is a warning
+    /// and the lifecycle continues.
+    fn poststart(&self, rt: &Runtime) -> Result<()> {
+        let Some(h) = self.saved.spec.hooks() else {
+            return Ok(());
+        };
+        let st = serde_json::to_vec(&state_json(&self.saved, Status::Running)).unwrap_or_default();
+        let fatal =
+            crate::config::parse_version(self.saved.spec.version()).is_some_and(|v| v >= (1, 3, 0));
+        if !fatal {
             hooks::run_all_warn("poststart", h.poststart().as_ref(), &st);
+            return Ok(());
         }
+        let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &st) else {
+            return Ok(());
+        };
+        if let Ok(c) = rt.load(self.id()) {
+            let _ = c.delete(rt, true);
+        }
+        Err(e)
     }
 
     /// `kill`: sends `sig` to the init (or every process with `all`).
@@ -180,7 +196,9 @@ impl Container {
     /// run by the isolation itself ([`Exec::Done`], a VM).
     pub fn exec(&self, rt: &Runtime, process: &Process, o: &ExecOptions) -> Result<Exec> {
         let status = self.status(rt);
-        if !matches!(status, Status::Created | Status::Running) {
+        // Paused: the caller decides (runc's --ignore-paused); the process
+        // joins the frozen cgroup and runs once the container is resumed.
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(self.bad_state(status, "cannot exec in a container that is not running"));
         }
         self.isolator().exec(rt, self, process, o)

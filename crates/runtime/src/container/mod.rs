@@ -117,16 +117,14 @@ fn state_json(saved: &Saved, status: Status) -> serde_json::Value {
 
 /// Writes a pid file atomically (temp file + rename), as runc does.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+    let data = pid.to_string();
+    skiff_sys::fs::write_atomic(
+        path,
+        data.as_bytes(),
+        0o644,
+        skiff_sys::fs::Durability::Process,
+    )
+    .ctx(|| "writing pid file")
 }
 
 impl Runtime {

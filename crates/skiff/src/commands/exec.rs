@@ -7,6 +7,9 @@ use crate::args::ExecArgs;
 
 pub(super) fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
+    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
+        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    }
     let process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -58,10 +61,14 @@ fn process_from_flags(
     }
     p.set_env(Some(env));
     if let Some(u) = &a.user {
+        // As runc: uid[:gid], numeric; without a gid the process
+        // keeps the container's.
+        let bad = || format!("--user \"{u}\": expected a numeric uid[:gid]");
         let (uid, gid) = match u.split_once(':') {
-            Some((u, g)) => (u.parse()?, g.parse()?),
-            None => (u.parse()?, 0),
+            Some((u, g)) => (u.parse(), g.parse()),
+            None => (u.parse(), Ok(p.user().gid())),
         };
+        let (uid, gid) = (uid.with_context(bad)?, gid.with_context(bad)?);
         let user = p.user_mut();
         user.set_uid(uid);
         user.set_gid(gid);
