@@ -14,6 +14,7 @@ pub mod idmap;
 pub mod init;
 pub mod lsm;
 pub mod mount_opts;
+mod process;
 pub mod rootfs;
 pub mod sync;
 
