@@ -64,7 +64,19 @@ pub fn main(g: &Global, cmd: RuntimeCommand) -> anyhow::Result<i32> {
         RuntimeCommand::Create(CreateCmd { flags, id }) => {
             rt.create(&create_opts(&flags, &id, None))?;
         }
-        RuntimeCommand::Start(IdArg { id }) => rt.load(&id)?.start(&rt)?,
+        RuntimeCommand::Start(IdArg { id }) => {
+            let mut c = rt.load(&id)?;
+            if let Err(e) = c.start(&rt) {
+                if matches!(e, skiff_runtime::Error::Poststart(_)) {
+                    // Lifecycle step 12: destroy, with the lock released.
+                    drop(c);
+                    if let Ok(c) = rt.load(&id) {
+                        let _ = c.delete(&rt, true);
+                    }
+                }
+                return Err(e.into());
+            }
+        }
         RuntimeCommand::Run(_) => unreachable!("handled above"),
         RuntimeCommand::State(IdArg { id }) => {
             let c = rt.peek(&id)?;
