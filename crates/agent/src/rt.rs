@@ -324,7 +324,9 @@ impl RtContainer {
                     ..Default::default()
                 },
             )
-            .map_err(rt_err)
+            .map_err(rt_err)?
+            .pid()
+            .ok_or_else(|| io::Error::other("exec: the guest container is not a host process"))
         });
         if let Some(path) = &sock {
             let _ = fs::remove_file(path);

@@ -139,7 +139,27 @@ pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 
 /// Validates a parsed spec (the bundle is not consulted; see [`validate_bundle`]).
 pub fn validate(spec: &Spec) -> Result<()> {
-    let version = spec.version();
+    validate_version(spec.version())?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| err("process is missing"))?;
+    validate_process(process)?;
+    validate_root_mounts_hooks(spec)?;
+    let linux = match spec.linux() {
+        Some(l) => l,
+        None => return Ok(()),
+    };
+    let (new_ns, all_ns) = validate_namespaces(linux)?;
+    validate_ns_users(spec, linux, &new_ns, &all_ns)?;
+    if let Some(sysctl) = linux.sysctl() {
+        validate_sysctl(sysctl, &all_ns)?;
+    }
+    validate_linux_paths(linux)
+}
+
+/// `ociVersion`: 1.0 to 1.3.
+fn validate_version(version: &str) -> Result<()> {
     match parse_version(version) {
         Some((1, minor, _)) if minor <= 3 => {}
         _ => {
@@ -148,10 +168,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
             )))
         }
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| err("process is missing"))?;
+    Ok(())
+}
+
+/// `process`: args, cwd, env, rlimits, oomScoreAdj.
+fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(err("process.args must name a program (it is empty)")),
@@ -197,6 +218,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
             )));
         }
     }
+    Ok(())
+}
+
+/// `root`, `mounts` and `hooks`.
+fn validate_root_mounts_hooks(spec: &Spec) -> Result<()> {
     let root = spec.root().as_ref().ok_or_else(|| err("root is missing"))?;
     if root.path().as_os_str().is_empty() {
         return Err(err("root.path is empty"));
@@ -244,10 +270,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
-    let linux = match spec.linux() {
-        Some(l) => l,
-        None => return Ok(()),
-    };
+    Ok(())
+}
+
+/// `linux.namespaces`: no duplicate, absolute paths. Returns the types
+/// created and the types present (created or joined).
+fn validate_namespaces(
+    linux: &oci_spec::runtime::Linux,
+) -> Result<(HashSet<LinuxNamespaceType>, HashSet<LinuxNamespaceType>)> {
     let mut new_ns = HashSet::new();
     let mut all_ns = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
@@ -271,6 +301,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
+    Ok((new_ns, all_ns))
+}
+
+/// What needs a namespace: id maps, time offsets, hostname, domainname.
+fn validate_ns_users(
+    spec: &Spec,
+    linux: &oci_spec::runtime::Linux,
+    new_ns: &HashSet<LinuxNamespaceType>,
+    all_ns: &HashSet<LinuxNamespaceType>,
+) -> Result<()> {
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if new_ns.contains(&LinuxNamespaceType::User) && !has_maps {
@@ -306,42 +346,53 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         return Err(err("domainname is set but there is no uts namespace"));
     }
-    if let Some(sysctl) = linux.sysctl() {
-        for key in sysctl.keys() {
-            let needs = if key.starts_with("net.") {
-                Some(LinuxNamespaceType::Network)
-            } else if key.starts_with("fs.mqueue.")
-                || key.starts_with("kernel.msg")
-                || key.starts_with("kernel.sem")
-                || key.starts_with("kernel.shm")
-            {
-                Some(LinuxNamespaceType::Ipc)
-            } else if key == "kernel.hostname" || key == "kernel.domainname" {
-                Some(LinuxNamespaceType::Uts)
-            } else {
-                None
-            };
-            match needs {
-                Some(ns) if all_ns.contains(&ns) => {}
-                Some(ns) => {
-                    return Err(err(format_args!(
-                        "linux.sysctl \"{key}\" needs a {} namespace",
-                        ns_name(ns)
-                    )))
-                }
-                None => {
-                    return Err(err(format_args!(
-                        "linux.sysctl \"{key}\" is not namespaced and cannot be set for a container"
-                    )))
-                }
-            }
-            if key.contains("..") || key.contains('/') {
+    Ok(())
+}
+
+/// `linux.sysctl`: namespaced keys only, each with its namespace.
+fn validate_sysctl(
+    sysctl: &std::collections::HashMap<String, String>,
+    all_ns: &HashSet<LinuxNamespaceType>,
+) -> Result<()> {
+    for key in sysctl.keys() {
+        let needs = if key.starts_with("net.") {
+            Some(LinuxNamespaceType::Network)
+        } else if key.starts_with("fs.mqueue.")
+            || key.starts_with("kernel.msg")
+            || key.starts_with("kernel.sem")
+            || key.starts_with("kernel.shm")
+        {
+            Some(LinuxNamespaceType::Ipc)
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            Some(LinuxNamespaceType::Uts)
+        } else {
+            None
+        };
+        match needs {
+            Some(ns) if all_ns.contains(&ns) => {}
+            Some(ns) => {
                 return Err(err(format_args!(
-                    "linux.sysctl \"{key}\" is not a valid key"
-                )));
+                    "linux.sysctl \"{key}\" needs a {} namespace",
+                    ns_name(ns)
+                )))
+            }
+            None => {
+                return Err(err(format_args!(
+                    "linux.sysctl \"{key}\" is not namespaced and cannot be set for a container"
+                )))
             }
         }
+        if key.contains("..") || key.contains('/') {
+            return Err(err(format_args!(
+                "linux.sysctl \"{key}\" is not a valid key"
+            )));
+        }
     }
+    Ok(())
+}
+
+/// `linux.devices`, `rootfsPropagation`, `cgroupsPath`, `resources`.
+fn validate_linux_paths(linux: &oci_spec::runtime::Linux) -> Result<()> {
     if let Some(devs) = linux.devices() {
         for (i, d) in devs.iter().enumerate() {
             if !d.path().is_absolute() {

@@ -18,11 +18,14 @@ pub mod container;
 mod error;
 pub mod features;
 pub mod hooks;
+pub mod isolation;
 pub mod linux;
+pub mod run;
 pub mod spec;
 pub mod state;
 pub mod tty;
 
 pub use container::{Container, CreateOptions, ExecOptions, Runtime};
 pub use error::{Context, Error, Result};
-pub use state::Status;
+pub use isolation::Exec;
+pub use state::{Isolation, Status};

@@ -56,6 +56,34 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// How a container is isolated from the host. Stored in the state as the
+/// lowercase name (`"namespace"`, `"vm"`), as state files always held it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Linux namespaces and cgroups on the host (runc's model).
+    #[default]
+    Namespace,
+    /// A lightweight VM per container (skiff-vm), the container inside it.
+    Vm,
+}
+
+impl Isolation {
+    /// The name used in the state and in `run.skiff.isolation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Namespace => "namespace",
+            Isolation::Vm => "vm",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the runtime remembers about a container between commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
@@ -81,8 +109,8 @@ pub struct Saved {
     pub systemd_cgroup: bool,
     /// Rootless mode.
     pub rootless: bool,
-    /// "namespace" or "vm".
-    pub isolation: String,
+    /// How the container is isolated (`"namespace"` or `"vm"` on disk).
+    pub isolation: Isolation,
     /// `create --no-new-keyring`: exec'd processes keep the caller's
     /// session keyring too (otherwise they join the container's).
     #[serde(default)]
@@ -328,4 +356,20 @@ pub fn owner_name(uid: u32) -> String {
         }
     }
     uid.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Isolation;
+
+    #[test]
+    fn isolation_is_stored_as_before() {
+        for (i, s) in [(Isolation::Namespace, "namespace"), (Isolation::Vm, "vm")] {
+            let json = serde_json::to_string(&i).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<Isolation>(&json).unwrap(), i);
+            assert_eq!(i.to_string(), s);
+        }
+        assert!(serde_json::from_str::<Isolation>("\"kvm\"").is_err());
+    }
 }

@@ -14,7 +14,7 @@ use skiff_image::security::{Seccomp, Security};
 use skiff_image::store::Store;
 use skiff_image::{archive, auth, container};
 
-use crate::runtime_cmd::ImageRunArgs;
+use crate::args::{ImageRunArgs, RunCmd};
 use crate::Global;
 
 /// `skiff image <command>`.
@@ -168,14 +168,16 @@ fn random_name() -> String {
 }
 
 /// Runs `skiff run --image REF [NAME] [-- CMD...]`; returns the exit code.
-pub fn run_image(
-    global: &Global,
-    image: &str,
-    name: Option<String>,
-    cmd: Vec<String>,
-    detach: bool,
-    args: ImageRunArgs,
-) -> anyhow::Result<i32> {
+pub fn run_image(global: &Global, run: RunCmd) -> anyhow::Result<i32> {
+    let RunCmd {
+        image,
+        id: name,
+        cmd,
+        detach,
+        image_args: args,
+        ..
+    } = run;
+    let image = image.as_deref().context("run --image: no image given")?;
     let store = open_store(global)?;
     let opts = client_opts(args.insecure, args.platform.as_deref(), false)?;
     let entry = match args.pull.as_str() {
@@ -267,8 +269,7 @@ fn run_prepared(
             prepared.mode
         );
     }
-    let result =
-        crate::runtime_cmd::run_bundle(global, &prepared.bundle, &id, detach, !args.rm, None);
+    let result = crate::commands::run_bundle(global, &prepared.bundle, &id, detach, !args.rm, None);
     // --rm after a foreground run (the poststop hook has normally done it
     // already: this finds it gone); always when the runtime failed to start it.
     if (args.rm && !detach) || result.is_err() {
@@ -353,30 +354,7 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
     }
     let store = open_store(global)?;
     match args.command {
-        ImageCommand::Pull { reg, image } => {
-            let t = std::time::Instant::now();
-            let rep = container::pull(
-                &store,
-                &image,
-                client_opts(reg.insecure, reg.platform.as_deref(), reg.quiet)?,
-            )?;
-            if rep.resumed > 0 {
-                eprintln!("resumed {} bytes from an interrupted pull", rep.resumed);
-            }
-            if !reg.quiet {
-                eprintln!(
-                    "pulled {} in {:.2}s: {} bytes downloaded, {} layers unpacked, {} cached",
-                    rep.name,
-                    t.elapsed().as_secs_f64(),
-                    rep.downloaded,
-                    rep.unpacked,
-                    rep.cached
-                );
-            }
-            if let Some(d) = rep.manifest {
-                println!("{}", d.digest);
-            }
-        }
+        ImageCommand::Pull { reg, image } => pull(&store, &reg, &image)?,
         ImageCommand::Push { reg, image, dest } => {
             let entry = store.resolve(&image)?;
             let dest = Reference::parse(dest.as_deref().unwrap_or(&entry.name))?;
@@ -388,50 +366,7 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
             let d = block(client.push(&store, &entry, &dest))?;
             println!("{d}");
         }
-        ImageCommand::Ls { format, quiet } => {
-            let mut rows = Vec::new();
-            for e in store.images()? {
-                let (size, created) = match store.manifest(&e.manifest) {
-                    Ok(m) => {
-                        let size: u64 =
-                            m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
-                        let created = store
-                            .config(&m)
-                            .ok()
-                            .and_then(|c| c.created)
-                            .unwrap_or_default();
-                        (size, created)
-                    }
-                    Err(_) => (0, String::new()),
-                };
-                rows.push((e, size, created));
-            }
-            if format == "json" {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(e, size, created)| {
-                        serde_json::json!({"name": e.name, "digest": e.manifest.digest.to_string(),
-                            "mediaType": e.manifest.media_type, "size": size, "created": created})
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else if quiet {
-                for (e, ..) in rows {
-                    println!("{}", e.name);
-                }
-            } else {
-                println!("{:<50} {:<19} {:>12}  CREATED", "NAME", "DIGEST", "SIZE");
-                for (e, size, created) in rows {
-                    println!(
-                        "{:<50} {:<19} {:>12}  {}",
-                        e.name,
-                        &e.manifest.digest.to_string()[..19],
-                        size,
-                        created
-                    );
-                }
-            }
-        }
+        ImageCommand::Ls { format, quiet } => ls(&store, &format, quiet)?,
         ImageCommand::Inspect { image } => {
             let e = store.resolve(&image)?;
             let m = store.manifest(&e.manifest)?;
@@ -484,34 +419,7 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
             password,
             password_stdin,
             registry,
-        } => {
-            let password = match (password, password_stdin) {
-                (Some(p), false) => p,
-                (None, true) => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\n', '\r']).to_string()
-                }
-                (None, false) if std::io::stdin().is_terminal() => {
-                    bail!("give --password or --password-stdin")
-                }
-                (None, false) => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\n', '\r']).to_string()
-                }
-                (Some(_), true) => bail!("--password and --password-stdin are exclusive"),
-            };
-            let registry = Reference::parse(&format!("{registry}/x"))
-                .map(|r| r.registry)
-                .unwrap_or(registry);
-            let creds = auth::Credentials { username, password };
-            let client = Client::new(client_opts(reg.insecure, None, true)?)?;
-            block(client.login(&registry, &creds))?;
-            let file = auth::login_file();
-            auth::store(&file, &registry, &creds)?;
-            println!("Login Succeeded ({})", file.display());
-        }
+        } => login(&reg, username, password, password_stdin, registry)?,
         ImageCommand::Unpack { image, dir } => {
             let e = container::ensure_image(&store, &image, client_opts(false, None, true)?)?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -523,4 +431,114 @@ pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::CleanupBundle { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// `image pull`: prints the manifest digest, reports progress on stderr.
+fn pull(store: &Store, reg: &RegistryFlags, image: &str) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let rep = container::pull(
+        store,
+        image,
+        client_opts(reg.insecure, reg.platform.as_deref(), reg.quiet)?,
+    )?;
+    if rep.resumed > 0 {
+        eprintln!("resumed {} bytes from an interrupted pull", rep.resumed);
+    }
+    if !reg.quiet {
+        eprintln!(
+            "pulled {} in {:.2}s: {} bytes downloaded, {} layers unpacked, {} cached",
+            rep.name,
+            t.elapsed().as_secs_f64(),
+            rep.downloaded,
+            rep.unpacked,
+            rep.cached
+        );
+    }
+    if let Some(d) = rep.manifest {
+        println!("{}", d.digest);
+    }
+    Ok(())
+}
+
+/// `image ls`: a table, names only (`-q`) or JSON.
+fn ls(store: &Store, format: &str, quiet: bool) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for e in store.images()? {
+        let (size, created) = match store.manifest(&e.manifest) {
+            Ok(m) => {
+                let size: u64 = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+                let created = store
+                    .config(&m)
+                    .ok()
+                    .and_then(|c| c.created)
+                    .unwrap_or_default();
+                (size, created)
+            }
+            Err(_) => (0, String::new()),
+        };
+        rows.push((e, size, created));
+    }
+    if format == "json" {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(e, size, created)| {
+                serde_json::json!({"name": e.name, "digest": e.manifest.digest.to_string(),
+                    "mediaType": e.manifest.media_type, "size": size, "created": created})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if quiet {
+        for (e, ..) in rows {
+            println!("{}", e.name);
+        }
+    } else {
+        println!("{:<50} {:<19} {:>12}  CREATED", "NAME", "DIGEST", "SIZE");
+        for (e, size, created) in rows {
+            println!(
+                "{:<50} {:<19} {:>12}  {}",
+                e.name,
+                &e.manifest.digest.to_string()[..19],
+                size,
+                created
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `image login`: checks the credentials with the registry, then stores them.
+fn login(
+    reg: &RegistryFlags,
+    username: String,
+    password: Option<String>,
+    password_stdin: bool,
+    registry: String,
+) -> anyhow::Result<()> {
+    let password = match (password, password_stdin) {
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) if std::io::stdin().is_terminal() => {
+            bail!("give --password or --password-stdin")
+        }
+        (None, false) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (Some(_), true) => bail!("--password and --password-stdin are exclusive"),
+    };
+    let registry = Reference::parse(&format!("{registry}/x"))
+        .map(|r| r.registry)
+        .unwrap_or(registry);
+    let creds = auth::Credentials { username, password };
+    let client = Client::new(client_opts(reg.insecure, None, true)?)?;
+    block(client.login(&registry, &creds))?;
+    let file = auth::login_file();
+    auth::store(&file, &registry, &creds)?;
+    println!("Login Succeeded ({})", file.display());
+    Ok(())
 }

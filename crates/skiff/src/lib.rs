@@ -15,6 +15,8 @@
 //! No logic worth testing lives here: each command parses its flags and
 //! calls `skiff-runtime`, `skiff-image` or `skiff-registry`.
 
+pub mod args;
+pub mod commands;
 pub mod dispatch;
 #[cfg(feature = "tools")]
 pub mod host_cmd;
@@ -25,7 +27,6 @@ pub mod network_cmd;
 #[cfg(feature = "tools")]
 pub mod registry_cmd;
 pub mod run_flags;
-pub mod runtime_cmd;
 
 use std::path::PathBuf;
 
@@ -99,7 +100,7 @@ global_flags! {
 #[command(
     name = "skiff",
     about = "skiff: OCI container runtime, images and registry",
-    version = runtime_cmd::VERSION,
+    version = args::VERSION,
     disable_version_flag = true
 )]
 pub struct Cli<C: clap::Subcommand, G: clap::Args = Global> {
@@ -131,19 +132,17 @@ impl<C: clap::Subcommand> Cli<C> {
 
 /// The runtime's fast path: parses a runtime command with a parser of the
 /// leading global flags and that one subcommand (see
-/// [`runtime_cmd::fast_subcommand`]). `None` (use [`Cli::parse_argv`])
+/// [`args::fast_subcommand`]). `None` (use [`Cli::parse_argv`])
 /// for help and version requests, global flags after the subcommand, and
 /// names that are not runtime subcommands; usage errors exit as clap does.
-pub fn parse_runtime_fast(
-    argv: &[std::ffi::OsString],
-) -> Option<(Global, runtime_cmd::RuntimeCommand)> {
+pub fn parse_runtime_fast(argv: &[std::ffi::OsString]) -> Option<(Global, args::RuntimeCommand)> {
     use clap::{Args, FromArgMatches};
     let help = |a: &std::ffi::OsString| ["-h", "--help", "-v", "--version"].iter().any(|h| a == h);
     if argv.iter().skip(1).any(help) || dispatch::globals_after_command(argv) {
         return None;
     }
     let name = argv.get(dispatch::subcommand_index(argv)?)?.to_str()?;
-    let sub = runtime_cmd::fast_subcommand(name)?;
+    let sub = args::fast_subcommand(name)?;
     let mut cmd = LeadingGlobal::augment_args(clap::Command::new("skiff"))
         .subcommand(sub)
         .subcommand_required(true);
@@ -152,7 +151,7 @@ pub fn parse_runtime_fast(
         .unwrap_or_else(|e| e.exit());
     let global = LeadingGlobal::from_arg_matches_mut(&mut matches)
         .unwrap_or_else(|e| e.format(&mut cmd).exit());
-    let command = runtime_cmd::RuntimeCommand::from_arg_matches_mut(&mut matches)
+    let command = args::RuntimeCommand::from_arg_matches_mut(&mut matches)
         .unwrap_or_else(|e| e.format(&mut cmd).exit());
     std::mem::forget(matches);
     std::mem::forget(cmd);
@@ -224,7 +223,7 @@ pub fn exit(global: &Global, result: anyhow::Result<i32>) -> ! {
             if broken_pipe {
                 die_of_sigpipe();
             }
-            runtime_cmd::log_error(global, &err);
+            commands::log_error(global, &err);
             let code = err
                 .chain()
                 .find_map(|e| e.downcast_ref::<skiff_runtime::Error>())

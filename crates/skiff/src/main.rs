@@ -10,14 +10,15 @@
 use std::ffi::OsString;
 
 use clap::Subcommand;
-use skiff::{dispatch, runtime_cmd, Cli};
+use skiff::args::RuntimeCommand;
+use skiff::{commands, dispatch, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     #[command(flatten)]
-    Runtime(runtime_cmd::RuntimeCommand),
+    Runtime(RuntimeCommand),
     /// Manage images: pull, push, ls, inspect, rm, prune, import, export, login.
     #[command(disable_help_flag = true)]
     Image {
@@ -61,9 +62,9 @@ fn main() {
         None => Cli::<Command>::parse_argv(&argv),
     };
     let result = match command {
-        Command::Runtime(cmd) => {
-            runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())
-        }
+        // Routed to skiff-tools before parsing (`dispatch::wants_tools`).
+        Command::Runtime(RuntimeCommand::Run(r)) if r.image.is_some() => dispatch::exec_tools(),
+        Command::Runtime(cmd) => commands::main(&global, cmd),
         Command::Image { .. }
         | Command::Registry { .. }
         | Command::Network { .. }

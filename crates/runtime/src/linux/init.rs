@@ -15,18 +15,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxSchedulerPolicy, PosixRlimitType};
 
+use super::process::{join_session_keyring, set_affinity, set_process_attributes};
 use super::sync::{self, Chan};
 use super::{console, fs, rootfs, Kind, Plan};
 
-type R<T> = std::result::Result<T, String>;
+pub(super) type R<T> = std::result::Result<T, String>;
 
 fn os(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-fn last_err(what: impl std::fmt::Display) -> String {
+pub(super) fn last_err(what: impl std::fmt::Display) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
@@ -102,36 +102,7 @@ fn prctl(op: libc::c_int, a: libc::c_ulong) -> R<()> {
 }
 
 fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
-    // Die with the runtime during setup; not dumpable until execve, so the
-    // container cannot ptrace us or open /proc/<pid>/exe, mem, fds.
-    for &fd in &plan.close_fds {
-        // SAFETY: closing our copy of a runtime fd the child must not keep.
-        unsafe { libc::close(fd) };
-    }
-    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
-    // Unprivileged (rootless), the runtime writes our uid_map/gid_map as the
-    // same host user, but a non-dumpable process's /proc files belong to
-    // root: stay dumpable until the maps are written (no container process
-    // exists yet; only the runtime's own user could ptrace us).
-    let maps_pending = SPAWNER_UNPRIVILEGED.load(std::sync::atomic::Ordering::Relaxed)
-        && plan.new_ns & libc::CLONE_NEWUSER != 0;
-    if !maps_pending {
-        prctl(libc::PR_SET_DUMPABLE, 0)?;
-    }
-    // SAFETY: umask cannot fail; signal/sigprocmask reset what the runtime
-    // changed (Rust ignores SIGPIPE; `run` blocks signals) so the container
-    // process starts with default dispositions and an empty mask.
-    unsafe {
-        libc::umask(0);
-        for sig in 1..libc::SIGRTMIN() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    let maps_pending = reset_process(plan)?;
     let process = plan.process;
     if let Some(aff) = process
         .exec_cpu_affinity()
@@ -141,229 +112,18 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         set_affinity(&aff)?;
     }
     expect(chan, sync::GO)?;
-    if !plan.late_cgroup {
-        join_cgroups(&plan.self_join)?;
-    }
-    if maps_pending && !plan.fork_again {
-        prctl(libc::PR_SET_DUMPABLE, 0)?;
-    }
-    let mut in_userns = plan.new_ns & libc::CLONE_NEWUSER != 0;
-    for j in &plan.join {
-        nix::sched::setns(
-            j.fd.as_fd(),
-            nix::sched::CloneFlags::from_bits_retain(j.flag),
-        )
-        .map_err(|e| format!("joining {} namespace: {e}", j.name))?;
-        if j.flag == libc::CLONE_NEWUSER {
-            in_userns = true;
-        }
-    }
-    for j in &plan.join {
-        // SAFETY: the namespace files are joined; no host namespace fd
-        // stays open in the container process. The plan is never dropped
-        // (this function execs or the process _exits), so no double close.
-        unsafe { libc::close(j.fd.as_raw_fd()) };
-    }
-    if !plan.fork_again && plan.new_ns & libc::CLONE_NEWNET != 0 {
-        // Left out of the clone flags (see `spawn`); in a new user namespace
-        // we are already in it, so it owns the network namespace, as with
-        // clone.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("creating network namespace: {e}"))?;
-    }
-    if plan.fork_again {
-        if plan.new_ns & libc::CLONE_NEWUSER != 0 {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
-                .map_err(|e| format!("creating user namespace: {e}"))?;
-            chan.send(sync::MAPS, &[]).map_err(os("setup channel"))?;
-            expect(chan, sync::MAPS_DONE)?;
-            if maps_pending {
-                prctl(libc::PR_SET_DUMPABLE, 0)?;
-            }
-        }
-        let rest = plan.new_ns & !(libc::CLONE_NEWUSER | libc::CLONE_NEWTIME);
-        if rest != 0 {
-            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
-                .map_err(|e| format!("creating namespaces: {e}"))?;
-        }
-        // The grandchild must not talk to the runtime before PID was sent
-        // (an exec'd process reaches READY fast, and the runtime would
-        // then wait for the intermediate): it waits for EOF on a pipe whose
-        // write end dies with the intermediate.
-        let mut gate = [0i32; 2];
-        // SAFETY: pipe2 with a valid two-int array.
-        if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(last_err("pipe2"));
-        }
-        // SAFETY: fork in a single-threaded process.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(last_err("fork"));
-        }
-        if pid > 0 {
-            let _ = chan.send(sync::PID, &pid.to_ne_bytes());
-            // SAFETY: the intermediate process is done.
-            unsafe { libc::_exit(0) };
-        }
-        // SAFETY: closing our copy of the write end, then reading from the
-        // read end into a valid one-byte buffer until EOF; both fds are ours.
-        unsafe {
-            libc::close(gate[1]);
-            let mut b = 0u8;
-            while libc::read(gate[0], (&mut b as *mut u8).cast(), 1) < 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-            {}
-            libc::close(gate[0]);
-        }
-        prctl(libc::PR_SET_DUMPABLE, 0)?;
-    }
-    if in_userns {
-        // Become root of the new user namespace (if 0 is mapped).
-        // SAFETY: plain id syscalls.
-        unsafe {
-            libc::setresgid(0, 0, 0);
-            libc::setresuid(0, 0, 0);
-        }
-    }
+    let in_userns = enter_namespaces(plan, chan, maps_pending)?;
     if plan.kind == Kind::Init && plan.new_ns & libc::CLONE_NEWNET != 0 {
         loopback_up()?;
     }
     let spec = plan.spec;
-    let linux = spec.linux().as_ref();
     if plan.kind == Kind::Init {
-        // SAFETY: setsid has no memory effects.
-        if unsafe { libc::setsid() } < 0 {
-            return Err(last_err("setsid"));
-        }
-        // In a new uts namespace or one joined by path (as runc does).
-        if plan.new_ns & libc::CLONE_NEWUTS != 0
-            || plan.join.iter().any(|j| j.flag == libc::CLONE_NEWUTS)
-        {
-            if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-                nix::unistd::sethostname(h).map_err(|e| format!("setting hostname: {e}"))?;
-            }
-            if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-                let c = CString::new(d).map_err(|_| "domainname contains NUL")?;
-                // SAFETY: setdomainname with a valid buffer and length.
-                if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
-                    return Err(last_err("setting domainname"));
-                }
-            }
-        }
+        set_session_and_hostname(plan)?;
     }
     let mut hook_state = Vec::new();
     let terminal = process.terminal().unwrap_or(false);
     if plan.kind == Kind::Init {
-        let empty = Vec::new();
-        let rplan = rootfs::RootfsPlan {
-            rootfs: &plan.rootfs,
-            mounts: spec.mounts().as_deref().unwrap_or(&empty),
-            devices: linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
-            propagation: linux.and_then(|l| l.rootfs_propagation().as_deref()),
-            cgroups: &plan.cgroups,
-            cgroupns: plan.new_ns & libc::CLONE_NEWCGROUP != 0,
-            userns: in_userns,
-            terminal,
-            cwd: process.cwd(),
-            idmap_trees: &plan.idmap_trees,
-            host_mntns: plan.host_mntns,
-            mount_label: super::lsm::mount_label(spec),
-        };
-        // JOINED: the runtime has moved us into our cgroups, or (late
-        // cgroups) created them for us to join. Waited for lazily, right
-        // before the first cgroup mount, so that the runtime's cgroup work
-        // overlaps with the other mounts; the cgroup namespace is created
-        // then (its root is the cgroup at unshare time).
-        // Without prestart/createRuntime/createContainer hooks nothing can
-        // observe the order, so the init enters its root (pivot_root,
-        // masks, sysctls) before waiting for JOINED, unless it needs the
-        // cgroups for a mount first (a cgroup namespace, late cgroups).
-        let setup_hooks = spec.hooks().as_ref().is_some_and(|h| {
-            [h.prestart(), h.create_runtime(), h.create_container()]
-                .iter()
-                .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
-        });
-        let early = !setup_hooks && plan.new_ns & libc::CLONE_NEWCGROUP == 0;
-        let joined = std::cell::Cell::new(false);
-        let wait_joined = || -> R<()> {
-            // After an extra fork the cgroup was joined (and the namespace
-            // created) before the fork.
-            if plan.fork_again || joined.replace(true) {
-                return Ok(());
-            }
-            expect(chan, sync::JOINED)?;
-            if plan.late_cgroup {
-                join_cgroups(&plan.self_join)?;
-            }
-            if plan.new_ns & libc::CLONE_NEWCGROUP != 0 {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                    .map_err(|e| format!("creating cgroup namespace: {e}"))?;
-            }
-            Ok(())
-        };
-        let on_cgroup = || -> R<()> {
-            if early && !plan.late_cgroup {
-                return Ok(());
-            }
-            wait_joined()
-        };
-        let enter_root = || -> R<()> {
-            rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
-            let masked = linux
-                .and_then(|l| l.masked_paths().clone())
-                .unwrap_or_default();
-            let ro = linux
-                .and_then(|l| l.readonly_paths().clone())
-                .unwrap_or_default();
-            let root_ro = spec
-                .root()
-                .as_ref()
-                .and_then(|r| r.readonly())
-                .unwrap_or(false);
-            if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-                write_sysctls(sysctl)?;
-            }
-            if terminal {
-                setup_console(plan, true)?;
-            }
-            rootfs::finish(&masked, &ro, rplan.propagation, root_ro, rplan.mount_label)
-        };
-        let _root = rootfs::prepare(&rplan, &on_cgroup)?;
-        if early {
-            // Late cgroups are joined through host paths: before the pivot.
-            if plan.late_cgroup {
-                wait_joined()?;
-            }
-            enter_root()?;
-        }
-        wait_joined()?;
-        // The state for createContainer/startContainer hooks; the round trip
-        // also lets the runtime run prestart/createRuntime hooks now.
-        let any_hooks = spec.hooks().as_ref().is_some_and(|h| {
-            [
-                h.prestart(),
-                h.create_runtime(),
-                h.create_container(),
-                h.start_container(),
-            ]
-            .iter()
-            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
-        });
-        if any_hooks {
-            chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
-            hook_state = expect(chan, sync::HOOKS_DONE)?;
-        }
-        if !early {
-            if let Some(h) = spec.hooks() {
-                crate::hooks::run_all(
-                    "createContainer",
-                    h.create_container().as_ref(),
-                    &hook_state,
-                )
-                .map_err(|e| e.to_string())?;
-            }
-            enter_root()?;
-        }
+        hook_state = setup_root(plan, chan, in_userns, terminal)?;
     } else if terminal {
         // The pty becomes the controlling terminal: that needs a new session.
         // SAFETY: setsid has no memory effects.
@@ -372,73 +132,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         }
         setup_console(plan, false)?;
     }
-    super::lsm::apply_apparmor_profile(process.apparmor_profile().as_deref().unwrap_or(""))
-        .map_err(|e| e.to_string())?;
-    super::lsm::set_exec_label(process.selinux_label().as_deref().unwrap_or(""))
-        .map_err(|e| e.to_string())?;
-    if let Some(rl) = process.rlimits() {
-        for r in rl {
-            let res = rlimit_resource(r.typ());
-            let lim = libc::rlimit {
-                rlim_cur: r.soft(),
-                rlim_max: r.hard(),
-            };
-            // SAFETY: setrlimit with a valid struct.
-            if unsafe { libc::setrlimit(res, &lim) } != 0 {
-                return Err(last_err(format_args!(
-                    "setting rlimit {:?} to {}/{}",
-                    r.typ(),
-                    r.soft(),
-                    r.hard()
-                )));
-            }
-        }
-    }
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        let dom = match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
-            _ => 0,
-        };
-        // SAFETY: personality with an integer persona.
-        if unsafe { libc::personality(dom) } < 0 {
-            return Err(last_err("personality"));
-        }
-    }
-    if let Some(io) = process.io_priority() {
-        let class = match io.class() {
-            oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
-            oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
-            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
-        };
-        let prio = (class << 13) | (io.priority() & 0x1fff);
-        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, prio).
-        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } != 0 {
-            return Err(last_err("setting ioPriority"));
-        }
-    }
-    if let Some(s) = process.scheduler() {
-        set_scheduler(s)?;
-    }
+    set_process_attributes(plan)?;
     if !plan.no_new_keyring {
-        let name = CString::new(format!("_ses.{}", plan.id)).map_err(|_| "bad id")?;
-        let label = process.selinux_label().as_deref().unwrap_or("");
-        super::lsm::set_key_label(label).map_err(|e| e.to_string())?;
-        // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name).
-        let rc = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
-        if !label.is_empty() {
-            super::lsm::reset_key_label();
-        }
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            // Keyrings may be unavailable (ENOSYS) or restricted (EACCES in
-            // user namespaces): runc ignores those too.
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)
-            ) {
-                return Err(format!("joining a session keyring: {e}"));
-            }
-        }
+        join_session_keyring(plan)?;
     }
     let exe = resolve_exe(plan)?;
     // The exec trampoline (CVE-2019-5736, see exe.rs), made before any
@@ -476,6 +172,292 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     // outlive the call (it only returns on failure).
     unsafe { super::exe::exec(trampoline.as_ref(), &exe, &argv, &envp) };
     Err(last_err(format_args!("exec {:?}", plan.argv[0])))
+}
+
+/// First thing in the child: close the runtime's fds, die with the runtime,
+/// not dumpable (unless the runtime must still write our id maps: returned
+/// true), umask 0, default signal dispositions and an empty mask.
+fn reset_process(plan: &Plan) -> R<bool> {
+    // Die with the runtime during setup; not dumpable until execve, so the
+    // container cannot ptrace us or open /proc/<pid>/exe, mem, fds.
+    for &fd in &plan.close_fds {
+        // SAFETY: closing our copy of a runtime fd the child must not keep.
+        unsafe { libc::close(fd) };
+    }
+    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
+    // Unprivileged (rootless), the runtime writes our uid_map/gid_map as the
+    // same host user, but a non-dumpable process's /proc files belong to
+    // root: stay dumpable until the maps are written (no container process
+    // exists yet; only the runtime's own user could ptrace us).
+    let maps_pending = SPAWNER_UNPRIVILEGED.load(std::sync::atomic::Ordering::Relaxed)
+        && plan.new_ns & libc::CLONE_NEWUSER != 0;
+    if !maps_pending {
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
+    // SAFETY: umask cannot fail; signal/sigprocmask reset what the runtime
+    // changed (Rust ignores SIGPIPE; `run` blocks signals) so the container
+    // process starts with default dispositions and an empty mask.
+    unsafe {
+        libc::umask(0);
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    Ok(maps_pending)
+}
+
+/// After GO: joins the cgroups (unless late), the namespaces to join, the
+/// network namespace to create, and with an extra fork the rest; becomes
+/// root of a user namespace. Returns whether we are in one.
+fn enter_namespaces(plan: &Plan, chan: &Chan, maps_pending: bool) -> R<bool> {
+    if !plan.cgroup_join.late() {
+        join_cgroups(&plan.self_join)?;
+    }
+    if maps_pending && !plan.cgroup_join.extra_fork() {
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
+    let mut in_userns = plan.new_ns & libc::CLONE_NEWUSER != 0;
+    for j in &plan.join {
+        nix::sched::setns(
+            j.fd.as_fd(),
+            nix::sched::CloneFlags::from_bits_retain(j.flag),
+        )
+        .map_err(|e| format!("joining {} namespace: {e}", j.name))?;
+        if j.flag == libc::CLONE_NEWUSER {
+            in_userns = true;
+        }
+    }
+    for j in &plan.join {
+        // SAFETY: the namespace files are joined; no host namespace fd
+        // stays open in the container process. The plan is never dropped
+        // (this function execs or the process _exits), so no double close.
+        unsafe { libc::close(j.fd.as_raw_fd()) };
+    }
+    if !plan.cgroup_join.extra_fork() && plan.new_ns & libc::CLONE_NEWNET != 0 {
+        // Left out of the clone flags (see `spawn`); in a new user namespace
+        // we are already in it, so it owns the network namespace, as with
+        // clone.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("creating network namespace: {e}"))?;
+    }
+    if plan.cgroup_join.extra_fork() {
+        fork_again(plan, chan, maps_pending)?;
+    }
+    if in_userns {
+        // Become root of the new user namespace (if 0 is mapped).
+        // SAFETY: plain id syscalls.
+        unsafe {
+            libc::setresgid(0, 0, 0);
+            libc::setresuid(0, 0, 0);
+        }
+    }
+    Ok(in_userns)
+}
+
+/// The extra fork (see [`crate::cgroup_join::CgroupJoin::extra_fork`]):
+/// creates the user namespace (the runtime writes its maps) and the other
+/// namespaces, forks, and goes on in the grandchild once the runtime has
+/// its pid.
+fn fork_again(plan: &Plan, chan: &Chan, maps_pending: bool) -> R<()> {
+    if plan.new_ns & libc::CLONE_NEWUSER != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("creating user namespace: {e}"))?;
+        chan.send(sync::MAPS, &[]).map_err(os("setup channel"))?;
+        expect(chan, sync::MAPS_DONE)?;
+        if maps_pending {
+            prctl(libc::PR_SET_DUMPABLE, 0)?;
+        }
+    }
+    let rest = plan.new_ns & !(libc::CLONE_NEWUSER | libc::CLONE_NEWTIME);
+    if rest != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
+            .map_err(|e| format!("creating namespaces: {e}"))?;
+    }
+    // The grandchild must not talk to the runtime before PID was sent
+    // (an exec'd process reaches READY fast, and the runtime would
+    // then wait for the intermediate): it waits for EOF on a pipe whose
+    // write end dies with the intermediate.
+    let mut gate = [0i32; 2];
+    // SAFETY: pipe2 with a valid two-int array.
+    if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(last_err("pipe2"));
+    }
+    // SAFETY: fork in a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_err("fork"));
+    }
+    if pid > 0 {
+        let _ = chan.send(sync::PID, &pid.to_ne_bytes());
+        // SAFETY: the intermediate process is done.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: closing our copy of the write end, then reading from the
+    // read end into a valid one-byte buffer until EOF; both fds are ours.
+    unsafe {
+        libc::close(gate[1]);
+        let mut b = 0u8;
+        while libc::read(gate[0], (&mut b as *mut u8).cast(), 1) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+        libc::close(gate[0]);
+    }
+    prctl(libc::PR_SET_DUMPABLE, 0)?;
+    Ok(())
+}
+
+/// The init's session, hostname and domainname.
+fn set_session_and_hostname(plan: &Plan) -> R<()> {
+    let spec = plan.spec;
+    // SAFETY: setsid has no memory effects.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(last_err("setsid"));
+    }
+    // In a new uts namespace or one joined by path (as runc does).
+    if plan.new_ns & libc::CLONE_NEWUTS != 0
+        || plan.join.iter().any(|j| j.flag == libc::CLONE_NEWUTS)
+    {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|e| format!("setting hostname: {e}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+            let c = CString::new(d).map_err(|_| "domainname contains NUL")?;
+            // SAFETY: setdomainname with a valid buffer and length.
+            if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+                return Err(last_err("setting domainname"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The init's root filesystem: mounts, JOINED (cgroups), hooks round trip,
+/// pivot_root, masks, sysctls, console; returns the state for the
+/// createContainer/startContainer hooks.
+///
+/// One unit on purpose: the closures share the JOINED state and the order
+/// between the cgroup wait, the hooks and entering the root is the point.
+fn setup_root(plan: &Plan, chan: &Chan, in_userns: bool, terminal: bool) -> R<Vec<u8>> {
+    let spec = plan.spec;
+    let linux = spec.linux().as_ref();
+    let process = plan.process;
+    let mut hook_state = Vec::new();
+    let empty = Vec::new();
+    let rplan = rootfs::RootfsPlan {
+        rootfs: &plan.rootfs,
+        mounts: spec.mounts().as_deref().unwrap_or(&empty),
+        devices: linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+        propagation: linux.and_then(|l| l.rootfs_propagation().as_deref()),
+        cgroups: &plan.cgroups,
+        cgroupns: plan.new_ns & libc::CLONE_NEWCGROUP != 0,
+        userns: in_userns,
+        terminal,
+        cwd: process.cwd(),
+        idmap_trees: &plan.idmap_trees,
+        host_mntns: plan.host_mntns,
+        mount_label: super::lsm::mount_label(spec),
+    };
+    // JOINED: the runtime has moved us into our cgroups, or (late
+    // cgroups) created them for us to join. Waited for lazily, right
+    // before the first cgroup mount, so that the runtime's cgroup work
+    // overlaps with the other mounts; the cgroup namespace is created
+    // then (its root is the cgroup at unshare time).
+    // Without prestart/createRuntime/createContainer hooks nothing can
+    // observe the order, so the init enters its root (pivot_root,
+    // masks, sysctls) before waiting for JOINED, unless it needs the
+    // cgroups for a mount first (a cgroup namespace, late cgroups).
+    let setup_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        [h.prestart(), h.create_runtime(), h.create_container()]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+    });
+    let early = !setup_hooks && plan.new_ns & libc::CLONE_NEWCGROUP == 0;
+    let joined = std::cell::Cell::new(false);
+    let wait_joined = || -> R<()> {
+        // After an extra fork the cgroup was joined (and the namespace
+        // created) before the fork.
+        if plan.cgroup_join.extra_fork() || joined.replace(true) {
+            return Ok(());
+        }
+        expect(chan, sync::JOINED)?;
+        if plan.cgroup_join.late() {
+            join_cgroups(&plan.self_join)?;
+        }
+        if plan.new_ns & libc::CLONE_NEWCGROUP != 0 {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("creating cgroup namespace: {e}"))?;
+        }
+        Ok(())
+    };
+    let on_cgroup = || -> R<()> {
+        if early && !plan.cgroup_join.late() {
+            return Ok(());
+        }
+        wait_joined()
+    };
+    let enter_root = || -> R<()> {
+        rootfs::enter(&plan.rootfs, plan.no_pivot, plan.host_mntns)?;
+        let masked = linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default();
+        let ro = linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default();
+        let root_ro = spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false);
+        if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+            write_sysctls(sysctl)?;
+        }
+        if terminal {
+            setup_console(plan, true)?;
+        }
+        rootfs::finish(&masked, &ro, rplan.propagation, root_ro, rplan.mount_label)
+    };
+    let _root = rootfs::prepare(&rplan, &on_cgroup)?;
+    if early {
+        // Late cgroups are joined through host paths: before the pivot.
+        if plan.cgroup_join.late() {
+            wait_joined()?;
+        }
+        enter_root()?;
+    }
+    wait_joined()?;
+    // The state for createContainer/startContainer hooks; the round trip
+    // also lets the runtime run prestart/createRuntime hooks now.
+    let any_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+    });
+    if any_hooks {
+        chan.send(sync::HOOKS, &[]).map_err(os("setup channel"))?;
+        hook_state = expect(chan, sync::HOOKS_DONE)?;
+    }
+    if !early {
+        if let Some(h) = spec.hooks() {
+            crate::hooks::run_all(
+                "createContainer",
+                h.create_container().as_ref(),
+                &hook_state,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        enter_root()?;
+    }
+    Ok(hook_state)
 }
 
 /// The last steps before READY, in runc's order: a seccomp filter that
@@ -530,7 +512,7 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     prepare_fds(plan.extra_fds)?;
     if plan.kind == Kind::Exec {
         prctl(libc::PR_SET_PDEATHSIG, 0)?;
-    } else if !plan.fork_again {
+    } else if !plan.cgroup_join.extra_fork() {
         // A credential change (root of a user namespace, the process's
         // user) clears the parent-death signal: set it again (a runtime
         // that died meanwhile is noticed as EOF on the channel).
@@ -634,99 +616,6 @@ fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> R<()> {
             .map_err(|e| format!("linux.sysctl \"{k}\" = \"{v}\": {e}"))?;
     }
     Ok(())
-}
-
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
-    use PosixRlimitType::*;
-    match t {
-        RlimitCpu => libc::RLIMIT_CPU,
-        RlimitFsize => libc::RLIMIT_FSIZE,
-        RlimitData => libc::RLIMIT_DATA,
-        RlimitStack => libc::RLIMIT_STACK,
-        RlimitCore => libc::RLIMIT_CORE,
-        RlimitRss => libc::RLIMIT_RSS,
-        RlimitNproc => libc::RLIMIT_NPROC,
-        RlimitNofile => libc::RLIMIT_NOFILE,
-        RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        RlimitAs => libc::RLIMIT_AS,
-        RlimitLocks => libc::RLIMIT_LOCKS,
-        RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        RlimitNice => libc::RLIMIT_NICE,
-        RlimitRtprio => libc::RLIMIT_RTPRIO,
-        RlimitRttime => libc::RLIMIT_RTTIME,
-    }
-}
-
-fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> R<()> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct SchedAttr {
-        size: u32,
-        policy: u32,
-        flags: u64,
-        nice: i32,
-        priority: u32,
-        runtime: u64,
-        deadline: u64,
-        period: u64,
-    }
-    let policy = match s.policy() {
-        LinuxSchedulerPolicy::SchedOther => 0,
-        LinuxSchedulerPolicy::SchedFifo => 1,
-        LinuxSchedulerPolicy::SchedRr => 2,
-        LinuxSchedulerPolicy::SchedBatch => 3,
-        LinuxSchedulerPolicy::SchedIso => 4,
-        LinuxSchedulerPolicy::SchedIdle => 5,
-        LinuxSchedulerPolicy::SchedDeadline => 6,
-    };
-    let mut flags = 0u64;
-    for f in s.flags().iter().flatten() {
-        use oci_spec::runtime::LinuxSchedulerFlag::*;
-        flags |= match f {
-            SchedResetOnFork => 0x01,
-            SchedFlagReclaim => 0x02,
-            SchedFlagDLOverrun => 0x04,
-            SchedFlagKeepPolicy => 0x08,
-            SchedFlagKeepParams => 0x10,
-            SchedFlagUtilClampMin => 0x20,
-            SchedFlagUtilClampMax => 0x40,
-        };
-    }
-    let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
-        policy,
-        flags,
-        nice: s.nice().unwrap_or(0),
-        priority: s.priority().unwrap_or(0) as u32,
-        runtime: s.runtime().unwrap_or(0),
-        deadline: s.deadline().unwrap_or(0),
-        period: s.period().unwrap_or(0),
-    };
-    // SAFETY: sched_setattr(self, attr, 0) with a correctly sized struct.
-    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
-        return Err(last_err("process.scheduler (sched_setattr)"));
-    }
-    Ok(())
-}
-
-/// Parses a cpu list ("0-3,6") and sets the affinity of the calling process.
-fn set_affinity(list: &str) -> R<()> {
-    let mut set = nix::sched::CpuSet::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a, b),
-            None => (part, part),
-        };
-        let bad = || format!("process.execCPUAffinity: \"{list}\" is not a cpu list");
-        let a: usize = a.trim().parse().map_err(|_| bad())?;
-        let b: usize = b.trim().parse().map_err(|_| bad())?;
-        for c in a..=b {
-            set.set(c).map_err(|_| bad())?;
-        }
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .map_err(|e| format!("process.execCPUAffinity \"{list}\": {e}"))
 }
 
 fn set_user(user: &oci_spec::runtime::User, in_userns: bool) -> R<()> {

@@ -7,12 +7,14 @@
 
 pub mod caps;
 pub mod console;
+mod devices;
 pub mod exe;
 pub mod fs;
 pub mod idmap;
 pub mod init;
 pub mod lsm;
 pub mod mount_opts;
+mod process;
 pub mod rootfs;
 pub mod sync;
 
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 
 pub use skiff_cgroups::Hierarchy;
 
+use crate::cgroup_join::CgroupJoin;
 use crate::error::Context;
 use crate::Result;
 
@@ -90,16 +93,14 @@ pub struct Plan<'a> {
     /// Fds of the runtime the child must close first (e.g. the state lock,
     /// whose flock would otherwise be held by the init).
     pub close_fds: Vec<std::os::fd::RawFd>,
-    /// Fork once more after joining/creating namespaces (so that a joined or
-    /// new pid namespace applies to the process).
-    pub fork_again: bool,
+    /// How the child gets into its cgroups; [`CgroupJoin::extra_fork`]: fork
+    /// once more after joining/creating namespaces (so that a joined or new
+    /// pid namespace applies to the process).
+    pub cgroup_join: CgroupJoin,
     /// cgroup v1 `tasks` files the child writes `0` to, joining its cgroups
     /// itself (a thread moving itself takes no threadgroup lock, so no RCU
     /// grace period); empty when the runtime migrates it.
     pub self_join: Vec<CString>,
-    /// The runtime creates the cgroups after GO: join them (`self_join`) on
-    /// JOINED instead of right after GO.
-    pub late_cgroup: bool,
 }
 
 /// The spawned child and the runtime's end of the setup channel.
@@ -160,7 +161,7 @@ struct CloneArgs {
 }
 
 /// Clones the child with `plan.new_ns` (unless namespaces are joined first,
-/// see [`Plan::fork_again`]) and runs [`init::main`] in it.
+/// see [`Plan::cgroup_join`]) and runs [`init::main`] in it.
 pub fn spawn(plan: Plan, into_cgroup: Option<BorrowedFd>) -> Result<Spawned> {
     let (parent, child) = sync::Chan::pair().ctx(|| "creating setup socketpair")?;
     // The cgroup namespace is created by the init once it is in its cgroup
@@ -170,7 +171,7 @@ pub fn spawn(plan: Plan, into_cgroup: Option<BorrowedFd>) -> Result<Spawned> {
     // inside clone() would hold up this process; in the init it overlaps
     // with this process moving the init into its cgroups (an RCU grace
     // period on cgroup v1).
-    let flags = if plan.fork_again {
+    let flags = if plan.cgroup_join.extra_fork() {
         0
     } else {
         plan.new_ns & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWNET)

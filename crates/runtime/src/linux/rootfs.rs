@@ -10,15 +10,16 @@ use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+use oci_spec::runtime::{LinuxDevice, Mount};
 
+use super::devices::{create_devices, setup_dev_symlinks};
 use super::fs::{self, fd_path};
 use super::mount_opts::{self, MountOpts};
 use super::Hierarchy;
 
-type R<T> = std::result::Result<T, String>;
+pub(super) type R<T> = std::result::Result<T, String>;
 
-fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+pub(super) fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
     move |err| format!("{what}: {err}")
 }
 
@@ -27,7 +28,7 @@ fn ms(bits: libc::c_ulong) -> MsFlags {
 }
 
 /// Raw mount(2) on paths (strings: /proc/self/fd/N or host paths).
-fn do_mount(
+pub(super) fn do_mount(
     src: Option<&str>,
     target: &str,
     fstype: Option<&str>,
@@ -239,152 +240,187 @@ fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &Ro
         return mount_cgroup(root, dest, opts, p);
     }
     if opts.idmap.is_some() {
-        let tree = p
-            .idmap_trees
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, t)| t)
-            .ok_or("idmap mount was not prepared")?;
-        let dest_fd = if fs::is_dir(tree.as_fd()) {
-            fs::mkdir_all(root, dest)
-        } else {
-            fs::create_file(root, dest)
-        }
-        .map_err(e("creating destination"))?;
-        super::idmap::attach(tree, dest_fd.as_fd()).map_err(e("attaching idmapped mount"))?;
-        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-        if extra != 0 {
-            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-            remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
-        }
-        return Ok(());
+        return mount_idmapped(root, index, dest, opts, p);
     }
-    let is_bind = opts.is_bind() || typ == "bind";
-    let dest_fd;
-    if is_bind {
-        let src = m.source().as_deref().ok_or("bind mount without source")?;
-        let src_fd = fs::open_path(src).map_err(e(format_args!("source {}", src.display())))?;
-        dest_fd = if fs::is_dir(src_fd.as_fd()) {
-            fs::mkdir_all(root, dest)
-        } else {
-            fs::create_file(root, dest)
-        }
-        .map_err(e("creating destination"))?;
-        let mut flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
-        if typ == "bind" && !opts.is_bind() {
-            flags |= libc::MS_REC;
-        }
-        do_mount(
-            Some(&fd_path(src_fd.as_fd())),
-            &fd_path(dest_fd.as_fd()),
-            None,
-            flags,
-            None,
-        )
-        .map_err(e("bind mount"))?;
-        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-        if extra != 0 {
-            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-            remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
-        }
+    let dest_fd = if opts.is_bind() || typ == "bind" {
+        mount_bind(root, m, dest, typ, opts)?
     } else {
-        if typ == "proc" || typ == "sysfs" {
-            refuse_non_directory(root, dest, typ)?;
-        }
-        dest_fd = fs::mkdir_all(root, dest).map_err(e("creating destination"))?;
-        let src = m
-            .source()
-            .as_deref()
-            .and_then(|s| s.to_str())
-            .unwrap_or(typ)
-            .to_string();
-        let target = fd_path(dest_fd.as_fd());
-        let mut data = opts.data.clone();
-        if typ == "tmpfs" || typ == "devpts" || typ == "mqueue" {
-            // keep data as given
-        } else if typ == "proc" || typ == "sysfs" {
-            data.clear();
-            if !opts.data.is_empty() {
-                data = opts.data.clone();
-            }
-        }
-        let data = super::lsm::mount_data(
-            typ,
-            m.options().as_deref().unwrap_or(&[]),
-            &data,
-            p.mount_label,
-        );
-        // tmpcopyup: keep a handle on the directory being covered.
-        let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
-            Some(
-                fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-                    .map_err(e("tmpcopyup"))?,
-            )
-        } else {
-            None
-        };
-        let r = do_mount(
-            Some(&src),
-            &target,
-            Some(typ),
-            opts.flags & !libc::MS_RDONLY,
-            Some(&data),
-        );
-        if let (Ok(()), Some(from)) = (&r, copy_from) {
-            let to = fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-                .map_err(e("tmpcopyup"))?;
-            copy_tree(from.as_fd(), to.as_fd())
-                .map_err(e("tmpcopyup: copying the directory into the tmpfs"))?;
-        }
-        let r = match r {
-            Ok(()) if opts.flags & libc::MS_RDONLY != 0 => {
-                let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-                do_mount(
-                    None,
-                    &fd_path(top.as_fd()),
-                    None,
-                    libc::MS_REMOUNT | opts.flags,
-                    Some(&data),
-                )
-            }
-            r => r,
-        };
-        match r {
-            Ok(()) => {}
-            // sysfs and mqueue cannot be mounted fresh in some user/net
-            // namespace combinations: bind the host's, as runc does.
-            Err(err)
-                if err.raw_os_error() == Some(libc::EPERM)
-                    && (typ == "sysfs" || typ == "mqueue") =>
-            {
-                let host = if typ == "sysfs" {
-                    "/sys"
-                } else {
-                    "/dev/mqueue"
-                };
-                do_mount(
-                    Some(host),
-                    &target,
-                    None,
-                    libc::MS_BIND | libc::MS_REC,
-                    None,
-                )
-                .map_err(e(format_args!("mounting {typ} (and binding {host})")))?;
-                let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-                remount_bind(&fd_path(top.as_fd()), opts.flags).map_err(e("remount"))?;
-            }
-            Err(err) => return Err(format!("mount {typ}: {err}")),
-        }
-        if let (Some(label), super::lsm::MountLabel::FileLabel) = (
-            p.mount_label,
-            super::lsm::mount_label_kind(typ, m.options().as_deref().unwrap_or(&[])),
-        ) {
-            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
-            super::lsm::set_file_label(Path::new(&fd_path(top.as_fd())), label)
-                .map_err(|e| e.to_string())?;
+        mount_fs(root, m, dest, typ, opts, p)?
+    };
+    drop(dest_fd);
+    set_propagation(root, dest, opts)
+}
+
+/// An `idmap`/`ridmap` bind mount: attaches the tree prepared by the
+/// runtime (see [`RootfsPlan::idmap_trees`]).
+fn mount_idmapped(
+    root: BorrowedFd,
+    index: usize,
+    dest: &Path,
+    opts: &MountOpts,
+    p: &RootfsPlan,
+) -> R<()> {
+    let tree = p
+        .idmap_trees
+        .iter()
+        .find(|(i, _)| *i == index)
+        .map(|(_, t)| t)
+        .ok_or("idmap mount was not prepared")?;
+    let dest_fd = if fs::is_dir(tree.as_fd()) {
+        fs::mkdir_all(root, dest)
+    } else {
+        fs::create_file(root, dest)
+    }
+    .map_err(e("creating destination"))?;
+    super::idmap::attach(tree, dest_fd.as_fd()).map_err(e("attaching idmapped mount"))?;
+    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra != 0 {
+        let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+        remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
+    }
+    Ok(())
+}
+
+/// A bind mount (`bind` type or option); returns the destination's fd.
+fn mount_bind(root: BorrowedFd, m: &Mount, dest: &Path, typ: &str, opts: &MountOpts) -> R<OwnedFd> {
+    let src = m.source().as_deref().ok_or("bind mount without source")?;
+    let src_fd = fs::open_path(src).map_err(e(format_args!("source {}", src.display())))?;
+    let dest_fd = if fs::is_dir(src_fd.as_fd()) {
+        fs::mkdir_all(root, dest)
+    } else {
+        fs::create_file(root, dest)
+    }
+    .map_err(e("creating destination"))?;
+    let mut flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
+    if typ == "bind" && !opts.is_bind() {
+        flags |= libc::MS_REC;
+    }
+    do_mount(
+        Some(&fd_path(src_fd.as_fd())),
+        &fd_path(dest_fd.as_fd()),
+        None,
+        flags,
+        None,
+    )
+    .map_err(e("bind mount"))?;
+    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra != 0 {
+        let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+        remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
+    }
+    Ok(dest_fd)
+}
+
+/// A filesystem mount (proc, sysfs, tmpfs, ...), with tmpcopyup, a
+/// read-only remount, the host's sysfs/mqueue as a fallback and the mount
+/// label; returns the destination's fd.
+fn mount_fs(
+    root: BorrowedFd,
+    m: &Mount,
+    dest: &Path,
+    typ: &str,
+    opts: &MountOpts,
+    p: &RootfsPlan,
+) -> R<OwnedFd> {
+    if typ == "proc" || typ == "sysfs" {
+        refuse_non_directory(root, dest, typ)?;
+    }
+    let dest_fd = fs::mkdir_all(root, dest).map_err(e("creating destination"))?;
+    let src = m
+        .source()
+        .as_deref()
+        .and_then(|s| s.to_str())
+        .unwrap_or(typ)
+        .to_string();
+    let target = fd_path(dest_fd.as_fd());
+    let mut data = opts.data.clone();
+    if typ == "tmpfs" || typ == "devpts" || typ == "mqueue" {
+        // keep data as given
+    } else if typ == "proc" || typ == "sysfs" {
+        data.clear();
+        if !opts.data.is_empty() {
+            data = opts.data.clone();
         }
     }
-    drop(dest_fd);
+    let data = super::lsm::mount_data(
+        typ,
+        m.options().as_deref().unwrap_or(&[]),
+        &data,
+        p.mount_label,
+    );
+    // tmpcopyup: keep a handle on the directory being covered.
+    let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
+        Some(
+            fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .map_err(e("tmpcopyup"))?,
+        )
+    } else {
+        None
+    };
+    let r = do_mount(
+        Some(&src),
+        &target,
+        Some(typ),
+        opts.flags & !libc::MS_RDONLY,
+        Some(&data),
+    );
+    if let (Ok(()), Some(from)) = (&r, copy_from) {
+        let to = fs::open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(e("tmpcopyup"))?;
+        copy_tree(from.as_fd(), to.as_fd())
+            .map_err(e("tmpcopyup: copying the directory into the tmpfs"))?;
+    }
+    let r = match r {
+        Ok(()) if opts.flags & libc::MS_RDONLY != 0 => {
+            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+            do_mount(
+                None,
+                &fd_path(top.as_fd()),
+                None,
+                libc::MS_REMOUNT | opts.flags,
+                Some(&data),
+            )
+        }
+        r => r,
+    };
+    match r {
+        Ok(()) => {}
+        // sysfs and mqueue cannot be mounted fresh in some user/net
+        // namespace combinations: bind the host's, as runc does.
+        Err(err)
+            if err.raw_os_error() == Some(libc::EPERM) && (typ == "sysfs" || typ == "mqueue") =>
+        {
+            let host = if typ == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
+            do_mount(
+                Some(host),
+                &target,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(e(format_args!("mounting {typ} (and binding {host})")))?;
+            let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+            remount_bind(&fd_path(top.as_fd()), opts.flags).map_err(e("remount"))?;
+        }
+        Err(err) => return Err(format!("mount {typ}: {err}")),
+    }
+    if let (Some(label), super::lsm::MountLabel::FileLabel) = (
+        p.mount_label,
+        super::lsm::mount_label_kind(typ, m.options().as_deref().unwrap_or(&[])),
+    ) {
+        let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
+        super::lsm::set_file_label(Path::new(&fd_path(top.as_fd())), label)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(dest_fd)
+}
+
+/// The mount's propagation options and recursive attributes.
+fn set_propagation(root: BorrowedFd, dest: &Path, opts: &MountOpts) -> R<()> {
     if !opts.propagation.is_empty() || opts.rec_set != 0 || opts.rec_clear != 0 {
         let top = fs::open_in_root(root, dest, OFlag::O_PATH).map_err(e("reopening"))?;
         for prop in &opts.propagation {
@@ -486,7 +522,7 @@ fn mount_cgroup(root: BorrowedFd, dest: &Path, opts: &MountOpts, p: &RootfsPlan)
     Ok(())
 }
 
-fn symlinkat(target: &str, dir: BorrowedFd, name: &str) -> io::Result<()> {
+pub(super) fn symlinkat(target: &str, dir: BorrowedFd, name: &str) -> io::Result<()> {
     let t = CString::new(target)?;
     let n = CString::new(name)?;
     // SAFETY: symlinkat with NUL-terminated strings and a valid dir fd.
@@ -494,179 +530,6 @@ fn symlinkat(target: &str, dir: BorrowedFd, name: &str) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
-}
-
-struct Dev<'a> {
-    path: &'a Path,
-    kind: libc::mode_t,
-    major: i64,
-    minor: i64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
-
-fn create_devices(
-    root: BorrowedFd,
-    devices: &[LinuxDevice],
-    userns: bool,
-    defaults: bool,
-) -> R<()> {
-    let mut list: Vec<Dev> = Vec::new();
-    if defaults {
-        for (p, ma, mi) in DEFAULT_DEVICES {
-            list.push(Dev {
-                path: Path::new(p),
-                kind: libc::S_IFCHR,
-                major: ma,
-                minor: mi,
-                mode: 0o666,
-                uid: 0,
-                gid: 0,
-            });
-        }
-    }
-    for d in devices {
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
-            LinuxDeviceType::B => libc::S_IFBLK,
-            LinuxDeviceType::P => libc::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err(format!(
-                    "linux.devices: {}: type \"a\" is not a device type",
-                    d.path().display()
-                ))
-            }
-        };
-        list.retain(|x| x.path != d.path().as_path());
-        list.push(Dev {
-            path: d.path(),
-            kind,
-            major: d.major(),
-            minor: d.minor(),
-            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
-        });
-    }
-    // Most devices share a directory (/dev): it is opened once.
-    let mut dir: Option<(&Path, OwnedFd)> = None;
-    for d in &list {
-        create_device(root, d, userns, &mut dir)
-            .map_err(e(format_args!("creating device {}", d.path.display())))?;
-    }
-    Ok(())
-}
-
-fn create_device<'a>(
-    root: BorrowedFd,
-    d: &Dev<'a>,
-    userns: bool,
-    cached: &mut Option<(&'a Path, OwnedFd)>,
-) -> io::Result<()> {
-    let parent = d.path.parent().unwrap_or(Path::new("/"));
-    let name = d
-        .path
-        .file_name()
-        .ok_or_else(|| io::Error::other("no file name"))?;
-    if cached.as_ref().is_none_or(|(p, _)| *p != parent) {
-        *cached = Some((parent, fs::mkdir_all(root, parent)?));
-    }
-    let dir = &cached.as_ref().expect("set above").1;
-    let cname = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))?;
-    if !userns {
-        let dev = libc::makedev(d.major as u32, d.minor as u32);
-        // SAFETY: mknodat/unlinkat/fchownat on a valid dir fd with a
-        // NUL-terminated single-component name.
-        let mknod =
-            || unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), d.kind | d.mode, dev) };
-        let mut rc = mknod();
-        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
-            // SAFETY: as above.
-            unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
-            rc = mknod();
-        }
-        // The node belongs to our fsuid/fsgid (0 outside a user namespace).
-        // SAFETY: geteuid/getegid cannot fail.
-        let owned = d.uid == unsafe { libc::geteuid() } && d.gid == unsafe { libc::getegid() };
-        if rc == 0 && owned {
-            return Ok(());
-        }
-        if rc == 0 {
-            // SAFETY: as above.
-            let rc = unsafe {
-                libc::fchownat(
-                    dir.as_raw_fd(),
-                    cname.as_ptr(),
-                    d.uid,
-                    d.gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EPERM) {
-            return Err(err);
-        }
-    }
-    // In a user namespace: bind the host's device node onto an empty file.
-    let src = fs::open_path(d.path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "in a user namespace devices are bind-mounted from the host (mknod is not \
-                 allowed), but the host's {} cannot be opened: {e}",
-                d.path.display()
-            ),
-        )
-    })?;
-    let target = fs::create_file(root, d.path)?;
-    do_mount(
-        Some(&fd_path(src.as_fd())),
-        &fd_path(target.as_fd()),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-}
-
-fn setup_dev_symlinks(root: BorrowedFd) -> R<()> {
-    let dev = fs::mkdir_all(root, Path::new("/dev")).map_err(e("opening /dev"))?;
-    let mut links = vec![
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ];
-    if Path::new("/proc/kcore").exists() {
-        links.push(("/proc/kcore", "core"));
-    }
-    for (target, name) in links {
-        match symlinkat(target, dev.as_fd(), name) {
-            Ok(()) => {}
-            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(err) => return Err(format!("creating /dev/{name}: {err}")),
-        }
-    }
-    // /dev/ptmx -> pts/ptmx (the devpts instance of the container).
-    let c = c"ptmx";
-    // SAFETY: unlinkat on a valid dir fd with a NUL-terminated name.
-    unsafe { libc::unlinkat(dev.as_raw_fd(), c.as_ptr(), 0) };
-    symlinkat("pts/ptmx", dev.as_fd(), "ptmx").map_err(e("creating /dev/ptmx"))?;
     Ok(())
 }
 

@@ -3,14 +3,15 @@
 //! it also accepts every runtime command itself.
 
 use clap::{CommandFactory as _, Subcommand};
-use skiff::{dispatch, host_cmd, image_cmd, network_cmd, registry_cmd, runtime_cmd, Cli};
+use skiff::args::RuntimeCommand;
+use skiff::{commands, dispatch, host_cmd, image_cmd, network_cmd, registry_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     #[command(flatten)]
-    Runtime(runtime_cmd::RuntimeCommand),
+    Runtime(RuntimeCommand),
     /// Manage images: pull, push, ls, inspect, rm, prune, import, export, login.
     Image(image_cmd::ImageArgs),
     /// Run or maintain an OCI distribution registry.
@@ -31,7 +32,10 @@ fn main() {
     let argv = dispatch::normalize_args(std::env::args_os().collect());
     let (global, command) = Cli::<Command>::parse_argv(&argv);
     let result = match command {
-        Command::Runtime(cmd) => runtime_cmd::main(&global, cmd, image_cmd::run_image),
+        Command::Runtime(RuntimeCommand::Run(r)) if r.image.is_some() => {
+            image_cmd::run_image(&global, r)
+        }
+        Command::Runtime(cmd) => commands::main(&global, cmd),
         Command::Image(args) => image_cmd::main(&global, args),
         Command::Registry(args) => registry_cmd::main(&global, args),
         Command::Completion(args) => host_cmd::completion(Cli::<Command>::command(), &args),
