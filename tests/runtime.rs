@@ -36,6 +36,281 @@ fn run_exit_code_and_stdio() {
     c.finish();
 }
 
+/// A capability the host cannot grant (CAP_SYS_RESOURCE is missing from
+/// every bounding set here) fails `create` itself with the init's error,
+/// and nothing is left (runtime-spec: a property that cannot be applied
+/// fails `create`).
+#[test]
+fn unappliable_capability_fails_create() {
+    if !need_root() {
+        return;
+    }
+    if host_has_cap(24)
+    /* CAP_SYS_RESOURCE */
+    {
+        skip("this host grants CAP_SYS_RESOURCE: no capability to fail with");
+        return;
+    }
+    let mut c = Container::new("cap-fail");
+    c.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_SYS_RESOURCE"],
+        "permitted": ["CAP_SYS_RESOURCE"],
+        "effective": ["CAP_SYS_RESOURCE"],
+    });
+    let out = c.create();
+    out.assert_fail("create with a capability the host lacks");
+    assert!(out.stderr.contains("capabilit"), "{out:?}");
+    c.assert_clean();
+    c.finish();
+}
+
+/// Whether the test process's bounding set has capability `cap`.
+fn host_has_cap(cap: u32) -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    cap_field(&status, "CapBnd") & (1u64 << cap) != 0
+}
+
+/// When `create` returns, the init already is what the process will run
+/// as (user, groups, capabilities, no_new_privs): after `start` only the
+/// exec remains.
+#[test]
+fn create_returns_with_the_process_identity_applied() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("cap-early");
+    caps_config(&mut c);
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [7]});
+    c.config["process"]["noNewPrivileges"] = json!(true);
+    c.create().assert_ok("create");
+    let pid = c.state()["pid"].as_i64().expect("state has a pid");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status_field(&status, "Uid").starts_with("1000\t"),
+        "{status}"
+    );
+    assert!(
+        status_field(&status, "Gid").starts_with("1000\t"),
+        "{status}"
+    );
+    assert_eq!(status_field(&status, "Groups").trim(), "7", "{status}");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1", "{status}");
+    assert_eq!(
+        cap_field(&status, "CapBnd"),
+        CAP_CHOWN | CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW,
+        "{status}"
+    );
+    assert_eq!(cap_field(&status, "CapAmb"), CAP_KILL, "{status}");
+    c.start().assert_ok("start");
+    c.finish();
+}
+
+/// A program that cannot be executed fails `create` with Go's (runc's)
+/// words, which docker, podman and containerd classify, and the shell's
+/// status: 127 when not found, 126 when not executable.
+#[test]
+fn missing_or_non_executable_program_exit_codes() {
+    if !need_root() {
+        return;
+    }
+    let cases: [(&[&str], i32, &str); 4] = [
+        (
+            &["no-such-prog"],
+            127,
+            "exec: \"no-such-prog\": executable file not found in $PATH",
+        ),
+        (
+            &["/no/such"],
+            127,
+            "exec: \"/no/such\": stat /no/such: no such file or directory",
+        ),
+        (
+            &["/etc/passwd"],
+            126,
+            "exec: \"/etc/passwd\": permission denied",
+        ),
+        (&["/etc"], 126, "exec: \"/etc\": permission denied"),
+    ];
+    for (args, code, text) in cases {
+        let mut c = Container::new("noexec");
+        c.config["process"]["args"] = json!(args);
+        let out = c.run();
+        if is_skiff() {
+            assert_eq!(out.code, Some(code), "{args:?}: {out:?}");
+        } else {
+            out.assert_fail("run");
+        }
+        assert!(out.stderr.contains(text), "{args:?}: {out:?}");
+        c.finish();
+    }
+}
+
+/// A network namespace the runtime creates has `lo` up (IFF_UP in the
+/// flags), as runc and crun leave it: 127.0.0.1 is reachable.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("lo-up");
+    c.sh("cat /sys/class/net/lo/flags");
+    let out = c.run();
+    out.assert_ok("run");
+    let flags = u32::from_str_radix(out.stdout.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("lo flags: {out:?}"));
+    assert_eq!(flags & libc::IFF_UP as u32, libc::IFF_UP as u32, "{out:?}");
+    c.finish();
+}
+
+/// `terminal: true` in the foreground without `--console-socket` and
+/// without any terminal (no tty on stdio, no controlling terminal): the
+/// runtime fails at once, naming /dev/tty as runc does, instead of starting
+/// an interactive shell that no one can reach.
+#[test]
+fn terminal_without_socket_or_tty_fails_fast() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("tty-none");
+    c.config["process"]["terminal"] = json!(true);
+    c.config["process"]["args"] = json!(["sh"]);
+    c.save();
+    let mut cmd = c.cmd();
+    cmd.arg("run").arg("--bundle").arg(&c.bundle).arg(&c.id);
+    // SAFETY: setsid in the forked child before exec: no controlling tty.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = output_timeout(&mut cmd, TIMEOUT);
+    out.assert_fail("run with a terminal and no tty");
+    assert!(out.stderr.contains("/dev/tty"), "{out:?}");
+    c.finish();
+}
+
+/// Recursive atime options reach every mount below the bind (the kernel
+/// takes an atime mode only with the whole atime mask cleared).
+#[test]
+fn recursive_atime_options() {
+    if !need_root() {
+        return;
+    }
+    for (opt, want, unwanted) in [
+        ("rnoatime", Some("noatime"), "relatime"),
+        ("rstrictatime", None, "relatime"),
+        ("rrelatime", Some("relatime"), "noatime"),
+        ("ratime", Some("relatime"), "noatime"),
+    ] {
+        let mut c = Container::new("ratime");
+        let src = c.scratch().join("src");
+        fs::create_dir(&src).unwrap();
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt", "type": "bind", "source": src,
+                         "options": ["rbind", "noatime", opt]}));
+        c.sh("grep ' /mnt ' /proc/self/mountinfo");
+        let out = c.run();
+        out.assert_ok(opt);
+        let opts = out
+            .stdout
+            .split_whitespace()
+            .nth(5)
+            .unwrap_or("")
+            .to_string();
+        let list: Vec<&str> = opts.split(',').collect();
+        if let Some(w) = want {
+            assert!(list.contains(&w), "{opt}: {}", out.stdout);
+        }
+        assert!(!list.contains(&unwanted), "{opt}: {}", out.stdout);
+        if opt == "rstrictatime" {
+            assert!(!list.contains(&"noatime"), "{opt}: {}", out.stdout);
+        }
+        c.finish();
+    }
+}
+
+/// Masked directories are an empty read-only tmpfs that can be listed
+/// (`ls /proc/acpi` works, as with runc), files stay /dev/null.
+#[test]
+fn masked_directory_can_be_listed() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("mask-ls");
+    // A directory and a file present on any Linux host.
+    c.config["linux"]["maskedPaths"] = json!(["/sys/firmware", "/proc/timer_list"]);
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.sh(
+        "ls -a /sys/firmware && echo n=$(ls /sys/firmware | wc -l) && \
+          (touch /sys/firmware/x 2>/dev/null && echo writable); \
+          echo c=$(wc -c < /proc/timer_list)",
+    );
+    let out = c.run();
+    out.assert_ok("ls of a masked directory");
+    assert!(out.stdout.contains("n=0"), "{out:?}");
+    assert!(out.stdout.contains("c=0"), "{out:?}");
+    assert!(!out.stdout.contains("writable"), "{out:?}");
+    c.finish();
+}
+
+/// A proc (or sysfs) mount whose destination in the image is a symlink is
+/// refused with runc's words instead of being mounted where it points.
+#[test]
+fn proc_on_a_symlink_is_refused() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("proc-link");
+    let target = c.rootfs().join("proc2");
+    fs::create_dir_all(&target).unwrap();
+    let proc = c.rootfs().join("proc");
+    let _ = fs::remove_dir(&proc);
+    std::os::unix::fs::symlink("proc2", &proc).unwrap();
+    let out = c.create();
+    out.assert_fail("proc on a symlink");
+    assert!(
+        out.stderr.contains("must be mounted on ordinary directory"),
+        "{out:?}"
+    );
+    c.assert_clean();
+    c.finish();
+}
+
+/// A hook without `env` runs with the runtime's environment (as runc's and
+/// youki's); a hook with `env` gets exactly that.
+#[test]
+fn hook_without_env_inherits_the_runtime_environment() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("hook-env");
+    let log = c.scratch().join("env.log");
+    let log2 = c.scratch().join("env2.log");
+    c.config["hooks"] = json!({
+        "createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("env > {}", log.display())]},
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("env > {}", log2.display())],
+             "env": ["ONLY=1"]},
+        ]
+    });
+    c.save();
+    let bundle = c.bundle.to_string_lossy().into_owned();
+    let id = c.id.clone();
+    let mut cmd = c.cmd();
+    cmd.env("SKIFF_HOOK_MARK", "present");
+    cmd.args(["run", "--bundle", &bundle, &id]);
+    output_timeout(&mut cmd, TIMEOUT).assert_ok("run with hooks");
+    let env = fs::read_to_string(&log).unwrap();
+    assert!(env.contains("SKIFF_HOOK_MARK=present"), "{env}");
+    let env2 = fs::read_to_string(&log2).unwrap();
+    assert!(env2.contains("ONLY=1"), "{env2}");
+    assert!(!env2.contains("SKIFF_HOOK_MARK"), "{env2}");
+    c.finish();
+}
+
 /// Drops the namespace `typ` from the config's namespaces.
 fn without_ns(c: &mut Container, typ: &str) {
     let ns: Vec<Value> = c.config["linux"]["namespaces"]
@@ -1461,7 +1736,9 @@ fn failing_poststart_and_poststop_only_warn() {
         skip("runc aborts on failing poststart/poststop hooks (config.md says warn and continue)");
         return;
     }
+    // Up to runtime-spec 1.2 a failing poststart hook is a warning.
     let mut c = Container::new("post-fail");
+    c.config["ociVersion"] = json!("1.2.0");
     c.config["process"]["args"] = json!(["sleep", "0.3"]);
     let fail = json!([{"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]}]);
     c.config["hooks"] = json!({"poststart": fail, "poststop": fail});
@@ -1469,6 +1746,45 @@ fn failing_poststart_and_poststop_only_warn() {
     c.start().assert_ok("start despite failing poststart");
     c.wait_status("stopped", SEC5);
     c.delete(false).assert_ok("delete despite failing poststop");
+    c.finish();
+}
+
+/// runtime-spec 1.3 lifecycle step 9: a failing poststart hook is an
+/// error: `start` fails, the container is stopped and destroyed (step 12)
+/// and the poststop hooks run.
+#[test]
+fn failing_poststart_fails_start_and_destroys_the_container() {
+    if !need_root() {
+        return;
+    }
+    if !is_skiff() {
+        skip("runc 1.1 predates runtime-spec 1.3's poststart lifecycle");
+        return;
+    }
+    let mut c = Container::new("post-fail13");
+    c.config["ociVersion"] = json!("1.3.0");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    let stopped = c.scratch().join("poststop-ran");
+    c.config["hooks"] = json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        "poststop": [{"path": "/bin/sh",
+                      "args": ["sh", "-c", format!("touch {}", stopped.display())]}],
+    });
+    c.create().assert_ok("create");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let out = c.start();
+    out.assert_fail("start with a failing poststart hook");
+    assert!(out.stderr.contains("poststart"), "{out:?}");
+    assert!(stopped.exists(), "poststop hooks ran");
+    c.reap();
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "the container's process is gone"
+    );
+    c.assert_clean();
     c.finish();
 }
 
@@ -1595,6 +1911,66 @@ fn bad_duplicate_id() {
 
 // ---------------------------------------------------------------- CLI odds and ends
 
+/// Output into a closed pipe ends the command quietly (killed by SIGPIPE,
+/// as runc and the coreutils are): no panic message, no abort (134).
+#[test]
+fn closed_pipe_ends_commands_quietly() {
+    if !need_root() {
+        return;
+    }
+    let c = Container::new("epipe");
+    for args in [
+        &["features"][..],
+        &["list"][..],
+        &["--help"][..],
+        &["spec", "--help"][..],
+    ] {
+        let mut cmd = c.cmd();
+        cmd.args(args);
+        cmd.stdout(std::process::Stdio::piped());
+        cmd.stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        let sig = std::os::unix::process::ExitStatusExt::signal(&out.status);
+        assert!(
+            out.status.success() || sig == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+    c.finish();
+}
+
+/// Fields this runtime does not implement are refused with the field's
+/// name, never run without them.
+#[test]
+fn unsupported_fields_are_refused() {
+    if !need_root() || !is_skiff() {
+        return;
+    }
+    let cases = [
+        (
+            "intelRdt",
+            json!({"closID": "x", "l3CacheSchema": "L3:0=f"}),
+        ),
+        ("netDevices", json!({"skiff-no-such0": {"name": "eth9"}})),
+        ("memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "0"})),
+    ];
+    for (field, value) in cases {
+        let mut c = Container::new("unsupported");
+        c.config["linux"][field] = value;
+        let out = c.create();
+        out.assert_fail(field);
+        assert!(out.stderr.contains(&format!("linux.{field}")), "{out:?}");
+        c.assert_clean();
+        c.finish();
+    }
+}
+
 #[test]
 fn features_json() {
     if !need_root() {
@@ -1657,6 +2033,17 @@ fn features_json() {
     assert!(linux["apparmor"].is_object());
     assert!(linux["selinux"].is_object());
     if is_skiff() {
+        assert!(
+            !out.stdout.contains("Some("),
+            "Debug formatting: {}",
+            out.stdout
+        );
+        let layout = f["annotations"]["run.skiff.cgroup.layout"]
+            .as_str()
+            .unwrap();
+        assert!(["v1", "v2", "hybrid", "unknown"].contains(&layout), "{f}");
+        assert!(linux.get("net_devices").is_none(), "{f}");
+        assert_eq!(linux["netDevices"]["enabled"], json!(false), "{f}");
         assert!(ns.contains(&"time"), "time in features.linux.namespaces");
         assert!(linux["intelRdt"].is_object(), "features.linux.intelRdt");
         assert!(
@@ -1977,6 +2364,29 @@ fn exec_joins_the_container() {
     ]);
     out.assert_ok("exec --user --env");
     assert_eq!(out.stdout, "1000\ny\n");
+    c.finish();
+}
+
+/// `exec --user UID` keeps the container process's gid (runc's rule);
+/// a user that is not numeric is refused naming the flag.
+#[test]
+fn exec_user_without_gid_keeps_the_process_gid() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-gid");
+    c.config["process"]["args"] = json!(["sleep", "30"]);
+    c.config["process"]["user"] = json!({"uid": 0, "gid": 5});
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    let out = c.runtime(&["exec", "--user", "1000", &c.id, "sh", "-c", "id -u; id -g"]);
+    out.assert_ok("exec --user 1000");
+    assert_eq!(out.stdout, "1000\n5\n", "{out:?}");
+    if is_skiff() {
+        let out = c.runtime(&["exec", "--user", "nobody", &c.id, "true"]);
+        out.assert_fail("exec --user nobody");
+        assert!(out.stderr.contains("--user"), "{out:?}");
+    }
     c.finish();
 }
 

@@ -25,12 +25,50 @@ fn err(msg: impl std::fmt::Display) -> Error {
     Error::Config(format!("config.json: {msg}"))
 }
 
+/// Largest config.json accepted (16 MiB; real ones are a few KiB).
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
 /// Reads, parses and validates `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec> {
+    parse(&read_config(bundle)?)
+}
+
+/// The bytes of `<bundle>/config.json`: a regular file of at most
+/// [`MAX_CONFIG_SIZE`] bytes. A FIFO, a device (a symlink to `/dev/zero`)
+/// or a huge file is refused at once instead of hanging or filling memory.
+pub fn read_config(bundle: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join("config.json");
-    let data = std::fs::read(&path)
-        .map_err(|e| Error::Config(format!("{}: cannot read config.json: {e}", path.display())))?;
-    parse(&data)
+    let fail = |what: String| Error::Config(format!("{}: {what}", path.display()));
+    // O_NONBLOCK: opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("config.json is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(fail(format!(
+            "config.json is {} bytes, more than the limit of {MAX_CONFIG_SIZE} (16 MiB)",
+            meta.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    if data.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(fail(format!(
+            "config.json grew past the limit of {MAX_CONFIG_SIZE} bytes (16 MiB) while read"
+        )));
+    }
+    Ok(data)
 }
 
 /// Parses and validates config.json bytes.
@@ -43,6 +81,7 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
         Err(plain) => return Err(explain(data, plain)),
     };
     validate(&spec)?;
+    refuse_memory_policy(data)?;
     Ok(spec)
 }
 
@@ -86,7 +125,8 @@ fn precheck(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+/// `MAJOR.MINOR.PATCH[-pre][+build]` as numbers.
+pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.split(['-', '+']).next()?;
     let mut it = core.split('.');
     let t = (
@@ -343,6 +383,41 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     if let Some(res) = linux.resources() {
         skiff_cgroups::validate(res).map_err(err)?;
+    }
+    refuse_unsupported(linux)
+}
+
+/// Fields this runtime does not implement are refused, never ignored (and
+/// `skiff features` does not advertise them).
+fn refuse_unsupported(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    if linux.intel_rdt().is_some() {
+        return Err(err(
+            "linux.intelRdt: Intel RDT (resctrl) is not supported by this runtime",
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(err(
+            "linux.netDevices: moving network devices into the container is not supported by this runtime",
+        ));
+    }
+    Ok(())
+}
+
+/// `linux.memoryPolicy` (runtime-spec 1.3) is not in the typed `Spec`: a
+/// byte search keeps the common path free of a second parse, and a config
+/// that names it is refused rather than run without the policy.
+fn refuse_memory_policy(data: &[u8]) -> Result<()> {
+    const KEY: &[u8] = b"\"memoryPolicy\"";
+    if !data.windows(KEY.len()).any(|w| w == KEY) {
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(data).map_err(err)?;
+    if v.pointer("/linux/memoryPolicy")
+        .is_some_and(|p| !p.is_null())
+    {
+        return Err(err(
+            "linux.memoryPolicy: NUMA memory policies are not supported by this runtime",
+        ));
     }
     Ok(())
 }

@@ -56,6 +56,27 @@ pub enum Error {
     Other(String),
 }
 
+impl Error {
+    /// The exit status a shell (and runc's callers) give a program that
+    /// could not be executed: 127 when it was not found, 126 when it was
+    /// found but cannot be executed; `None` for every other error.
+    pub fn exec_exit_code(&self) -> Option<i32> {
+        let Error::Init(msg) = self else { return None };
+        if !msg.starts_with("exec: \"") {
+            return None;
+        }
+        if msg.ends_with(": permission denied") {
+            Some(126)
+        } else if msg.ends_with("executable file not found in $PATH")
+            || msg.ends_with("no such file or directory")
+        {
+            Some(127)
+        } else {
+            None
+        }
+    }
+}
+
 /// Result alias for the runtime library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -69,7 +69,12 @@ const MOUNT_OPTIONS: &[&str] = &[
 pub fn features() -> Value {
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
-    let layout = skiff_cgroups::detect_layout().ok();
+    let layout = match skiff_cgroups::detect_layout() {
+        Ok(skiff_cgroups::Layout::V1) => "v1",
+        Ok(skiff_cgroups::Layout::V2) => "v2",
+        Ok(skiff_cgroups::Layout::Hybrid) => "hybrid",
+        Err(_) => "unknown",
+    };
     json!({
         "ociVersionMin": crate::config::OCI_VERSION_MIN,
         "ociVersionMax": crate::config::OCI_VERSION_MAX,
@@ -90,11 +95,11 @@ pub fn features() -> Value {
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
-            "net_devices": {"enabled": false}
+            "netDevices": {"enabled": false}
         },
         "annotations": {
             "run.skiff.version": env!("CARGO_PKG_VERSION"),
-            "run.skiff.cgroup.layout": format!("{layout:?}"),
+            "run.skiff.cgroup.layout": layout,
             "run.skiff.isolation": "namespace,vm"
         },
         "potentiallyUnsafeConfigAnnotations": []

@@ -41,9 +41,11 @@ fn run(h: &Hook, state_json: &[u8]) -> std::result::Result<(), String> {
     if args.len() > 1 {
         cmd.args(&args[1..]);
     }
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
+    // As runc: a hook without `env` inherits the runtime's environment; a
+    // hook with `env` (even an empty one) gets exactly that.
+    if let Some(env) = h.env() {
+        cmd.env_clear();
+        for (k, v) in env.iter().filter_map(|kv| kv.split_once('=')) {
             cmd.env(k, v);
         }
     }

@@ -17,6 +17,8 @@
 
 pub mod dispatch;
 #[cfg(feature = "tools")]
+pub mod host_cmd;
+#[cfg(feature = "tools")]
 pub mod image_cmd;
 #[cfg(feature = "tools")]
 pub mod registry_cmd;
@@ -169,14 +171,62 @@ fn parse<P: clap::Parser>(argv: &[std::ffi::OsString]) -> P {
     parsed
 }
 
+/// Output into a closed pipe (`skiff list | head -1`) ends the process
+/// quietly, killed by SIGPIPE as runc (Go) and the coreutils are, instead
+/// of a panic ("failed printing to stdout") and an abort. Rust ignores
+/// SIGPIPE, so every write reports EPIPE: `print!` panics with it, and
+/// explicit writes return it (see [`exit`]).
+pub fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            die_of_sigpipe();
+        }
+        default(info)
+    }));
+}
+
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default SIGPIPE action and raising it ends the
+    // process; _exit is the fallback should it be blocked.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(libc::SIGPIPE);
+        libc::_exit(128 + libc::SIGPIPE)
+    }
+}
+
 /// Exits with the command's exit code, or reports its error the way runc
-/// does (`--log`, `--log-format`, stderr) and exits 1.
+/// does (`--log`, `--log-format`, stderr) and exits 1 (126 or 127 when the
+/// container's program cannot be executed; quietly, by SIGPIPE, when the
+/// error is a write into a closed pipe).
 pub fn exit(global: &Global, result: anyhow::Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                die_of_sigpipe();
+            }
             runtime_cmd::log_error(global, &err);
-            std::process::exit(1);
+            let code = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<skiff_runtime::Error>())
+                .and_then(skiff_runtime::Error::exec_exit_code);
+            std::process::exit(code.unwrap_or(1));
         }
     }
 }

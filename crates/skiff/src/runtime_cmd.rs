@@ -388,7 +388,7 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
             run(g, &rt, &flags, &id, detach, keep)
         }
         RuntimeCommand::State(IdArg { id }) => {
-            let c = rt.load(&id)?;
+            let c = rt.peek(&id)?;
             println!("{}", serde_json::to_string_pretty(&c.state(&rt))?);
             Ok(0)
         }
@@ -467,6 +467,22 @@ fn console_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(a), OwnedFd::from(b)))
 }
 
+/// A foreground `run` of a `terminal: true` process relays the caller's
+/// terminal: without one (no tty on stdio, no controlling terminal) fail
+/// before creating anything, with runc's words, instead of starting an
+/// interactive process no one can reach.
+fn host_terminal() -> anyhow::Result<()> {
+    // SAFETY: isatty on the standard fds only reads their state.
+    if [2, 1, 0].iter().any(|&fd| unsafe { libc::isatty(fd) } == 1) {
+        return Ok(());
+    }
+    std::fs::File::open("/dev/tty").context(
+        "open /dev/tty (process.terminal is true but there is no terminal: \
+         give --console-socket or set terminal to false)",
+    )?;
+    Ok(())
+}
+
 /// Blocks the signals `wait_forwarding` forwards (it blocks the same set
 /// again), so that one arriving between start and the wait stays pending
 /// and is forwarded instead of killing the runtime with the container left
@@ -493,6 +509,9 @@ fn run(
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let proxy = !detach && flags.console_socket.is_none() && terminal;
+    if proxy {
+        host_terminal()?;
+    }
     let (ours, theirs) = if proxy {
         let (a, b) = console_pair()?;
         (Some(a), Some(b))
@@ -678,6 +697,9 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 
 fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
+    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
+        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    }
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -708,10 +730,14 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
             }
             p.set_env(Some(env));
             if let Some(u) = &a.user {
+                // As runc: uid[:gid], numeric; without a gid the process
+                // keeps the container's.
+                let bad = || format!("--user \"{u}\": expected a numeric uid[:gid]");
                 let (uid, gid) = match u.split_once(':') {
-                    Some((u, g)) => (u.parse()?, g.parse()?),
-                    None => (u.parse()?, 0),
+                    Some((u, g)) => (u.parse(), g.parse()),
+                    None => (u.parse(), Ok(p.user().gid())),
                 };
+                let (uid, gid) = (uid.with_context(bad)?, gid.with_context(bad)?);
                 let user = p.user_mut();
                 user.set_uid(uid);
                 user.set_gid(gid);
@@ -755,43 +781,35 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
         return Ok(c.exec_vm(&process, a.console_socket.as_deref(), a.detach)?);
     }
     let proxy = !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false);
-    let mut sock_path = a.console_socket.clone();
-    let mut listener = None;
-    let mut tmpdir = None;
-    if proxy {
-        // A private socket for the pty master: exec connects by path.
-        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("console.sock");
-        listener = Some(std::os::unix::net::UnixListener::bind(&path)?);
-        sock_path = Some(path);
-        tmpdir = Some(dir);
-    }
+    // The pty master comes back over a socketpair: no path on disk that
+    // another user could create first or swap, nothing left behind.
+    let (ours, theirs) = if proxy {
+        let (a, b) = console_pair()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     if !a.detach {
         skiff_runtime::container::set_subreaper();
         block_forwarded_signals();
     }
     process.set_cwd(process.cwd().clone());
     let opts = ExecOptions {
-        console_socket: sock_path.as_deref(),
+        console_socket: a.console_socket.as_deref(),
         pid_file: a.pid_file.as_deref(),
         preserve_fds: a.preserve_fds,
         cgroup: a.cgroup.as_deref(),
+        console_conn: theirs.as_ref().map(std::os::fd::AsFd::as_fd),
     };
     let res = c.exec(rt, &process, &opts);
-    let master = match (&listener, &res) {
-        (Some(l), Ok(_)) => {
-            let (s, _) = l.accept()?;
-            Some(skiff_runtime::linux::console::recv_fd(
-                std::os::fd::AsRawFd::as_raw_fd(&s),
-            )?)
-        }
-        _ => None,
-    };
-    if let Some(d) = tmpdir {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    drop(theirs);
     let pid = res?;
+    let master = match &ours {
+        Some(sock) => Some(skiff_runtime::linux::console::recv_fd(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+        )?),
+        None => None,
+    };
     drop(c);
     if a.detach {
         return Ok(0);

@@ -7,6 +7,7 @@
 //! anything large.
 
 pub mod fdpass;
+pub mod fs;
 pub mod mountinfo;
 pub mod pty;
 pub mod size;

@@ -219,6 +219,9 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             libc::setresuid(0, 0, 0);
         }
     }
+    if plan.kind == Kind::Init && plan.new_ns & libc::CLONE_NEWNET != 0 {
+        loopback_up()?;
+    }
     let spec = plan.spec;
     let linux = spec.linux().as_ref();
     if plan.kind == Kind::Init {
@@ -410,7 +413,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     if let Some(s) = process.scheduler() {
         set_scheduler(s)?;
     }
-    if plan.kind == Kind::Init && !plan.no_new_keyring {
+    if !plan.no_new_keyring {
         let name = CString::new(format!("_ses.{}", plan.id)).map_err(|_| "bad id")?;
         let label = process.selinux_label().as_deref().unwrap_or("");
         super::lsm::set_key_label(label).map_err(|e| e.to_string())?;
@@ -440,13 +443,48 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     } else {
         super::exe::trampoline(3 + plan.extra_fds as i32)
     };
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let notify = plan.seccomp.as_ref().is_some_and(|f| f.uses_notify());
-    let mut seccomp_loaded = false;
-    if let (Some(f), true) = (&plan.seccomp, notify) {
-        if nnp {
-            prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    finish_setup(plan, chan, in_userns)?;
+    chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
+    if plan.kind == Kind::Init {
+        // Until `create` has recorded the container, the init dies with it
+        // (parent-death signal, or EOF here after an extra fork) rather
+        // than wait on the exec fifo forever.
+        expect(chan, sync::HANDOVER)?;
+        prctl(libc::PR_SET_PDEATHSIG, 0)?;
+        chan.send(sync::HANDED_OVER, &[])
+            .map_err(os("setup channel"))?;
+    }
+    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(fifo) = &plan.fifo {
+        wait_start(fifo.as_fd(), in_userns)?;
+        if let Some(h) = spec.hooks() {
+            crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
+                .map_err(|e| e.to_string())?;
         }
+    }
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: NUL-terminated strings and NULL-terminated arrays that
+    // outlive the call (it only returns on failure).
+    unsafe { super::exe::exec(trampoline.as_ref(), &exe, &argv, &envp) };
+    Err(last_err(format_args!("exec {:?}", plan.argv[0])))
+}
+
+/// The last steps before READY, in runc's order: a seccomp filter that
+/// needs privilege (no `noNewPrivileges`, or a notify filter whose fd goes
+/// to the runtime) first, then the bounding set, the user, the
+/// capabilities, no_new_privs, umask, cwd, the final affinity, the fds, and
+/// a `noNewPrivileges` filter last. Anything that fails here fails `create`
+/// (or `exec`) with the error; after READY only the fifo wait, the
+/// startContainer hooks and the exec remain.
+fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
+    let process = plan.process;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let filter = plan.seccomp.as_ref();
+    let notify = filter.is_some_and(|f| f.uses_notify());
+    let load = |f: &skiff_seccomp::Filter| -> R<()> {
         let fd = f
             .load()
             .map_err(|e| format!("loading seccomp filter: {e}"))?;
@@ -455,34 +493,14 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
                 .map_err(os("sending seccomp fd"))?;
             expect(chan, sync::SECCOMP_DONE)?;
         }
-        seccomp_loaded = true;
-    }
-    prctl(libc::PR_SET_PDEATHSIG, 0)?;
-    chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
-    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(fifo) = &plan.fifo {
-        // In a user namespace, /proc/self/fd of a non-dumpable process is
-        // owned by the host's root and cannot be searched: reopening the
-        // fifo needs the process dumpable for the duration of the open.
-        if in_userns {
-            prctl(libc::PR_SET_DUMPABLE, 1)?;
+        Ok(())
+    };
+    let early = filter.filter(|_| notify || !nnp);
+    if let Some(f) = early {
+        if nnp {
+            prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
         }
-        let w = open_fifo(fifo.as_fd());
-        if in_userns {
-            prctl(libc::PR_SET_DUMPABLE, 0)?;
-        }
-        let w = w?;
-        if let Some(h) = spec.hooks() {
-            crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
-                .map_err(|e| e.to_string())?;
-        }
-        // `start` returns (and runs poststart) once this byte arrives.
-        nix::unistd::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
-    }
-    if let (Some(f), false, false) = (&plan.seccomp, nnp, seccomp_loaded) {
-        f.load()
-            .map_err(|e| format!("loading seccomp filter: {e}"))?;
-        seccomp_loaded = true;
+        load(f)?;
     }
     plan.caps
         .drop_bounding()
@@ -495,8 +513,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
-    nix::unistd::chdir(process.cwd())
-        .map_err(|e| format!("chdir to process.cwd {}: {e}", process.cwd().display()))?;
+    enter_cwd(process.cwd())?;
     if let Some(aff) = process
         .exec_cpu_affinity()
         .as_ref()
@@ -505,18 +522,65 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
         set_affinity(&aff)?;
     }
     prepare_fds(plan.extra_fds)?;
-    if let (Some(f), false) = (&plan.seccomp, seccomp_loaded) {
-        f.load()
-            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+    if plan.kind == Kind::Exec {
+        prctl(libc::PR_SET_PDEATHSIG, 0)?;
+    } else if !plan.fork_again {
+        // A credential change (root of a user namespace, the process's
+        // user) clears the parent-death signal: set it again (a runtime
+        // that died meanwhile is noticed as EOF on the channel).
+        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
     }
-    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: NUL-terminated strings and NULL-terminated arrays that
-    // outlive the call (it only returns on failure).
-    unsafe { super::exe::exec(trampoline.as_ref(), &exe, &argv, &envp) };
-    Err(last_err(format_args!("exec {:?}", plan.argv[0])))
+    match (filter, early) {
+        (Some(f), None) => load(f),
+        _ => Ok(()),
+    }
+}
+
+/// Blocks until `start` opens the exec fifo, then writes the byte that lets
+/// `start` return.
+fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<()> {
+    // In a user namespace, /proc/self/fd of a non-dumpable process is owned
+    // by the host's root and cannot be searched: reopening the fifo needs
+    // the process dumpable for the duration of the open.
+    if in_userns {
+        prctl(libc::PR_SET_DUMPABLE, 1)?;
+    }
+    let w = open_fifo(fifo);
+    if in_userns {
+        prctl(libc::PR_SET_DUMPABLE, 0)?;
+    }
+    nix::unistd::write(&w?, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
+    Ok(())
+}
+
+/// Brings `lo` up in the network namespace the runtime just created, as
+/// runc and crun do (an ioctl: no netlink on the start path).
+fn loopback_up() -> R<()> {
+    // SAFETY: socket with constant arguments; the result is checked and
+    // owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(last_err("bringing lo up: socket"));
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass;
+    // ifru_flags is the union member these requests use.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            return Err(last_err("bringing lo up: SIOCGIFFLAGS"));
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+            return Err(last_err("bringing lo up: SIOCSIFFLAGS"));
+        }
+    }
+    Ok(())
 }
 
 fn setup_console(plan: &Plan, bind_console: bool) -> R<()> {
@@ -696,8 +760,22 @@ fn open_fifo(fifo: BorrowedFd) -> R<std::os::fd::OwnedFd> {
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+/// Resolves `process.cwd` inside the container's root (`..` and symlinks
+/// stay inside it, magic links such as `/proc/self/fd/N` are refused) and
+/// enters it by fd: a path-based chdir would follow a link the container
+/// planted to one of the runtime's descriptors, out into the host.
+fn enter_cwd(cwd: &Path) -> R<()> {
+    let fail = |e: std::io::Error| format!("chdir to process.cwd {}: {e}", cwd.display());
+    let root = fs::open_path(Path::new("/")).map_err(fail)?;
+    let dir =
+        fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(fail)?;
+    nix::unistd::fchdir(&dir).map_err(|e| fail(e.into()))
+}
+
 /// Marks every fd above the preserved ones close-on-exec and clears it on
-/// the preserved ones (3..3+extra).
+/// the preserved ones (3..3+extra). A preserved fd must be one the caller
+/// passed (open, not close-on-exec): the runtime's own fds are all
+/// close-on-exec and are never handed over (see `check_preserved_fds`).
 fn prepare_fds(extra: u32) -> R<()> {
     let first = 3 + extra;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
@@ -710,44 +788,59 @@ fn prepare_fds(extra: u32) -> R<()> {
         )
     };
     if rc != 0 {
-        // Older kernels: walk /proc/self/fd.
-        for fd in 3..first + 1024 {
-            if fd >= first {
-                // SAFETY: fcntl on an fd number; EBADF is harmless.
-                unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+        // Older kernels: every open fd, from /proc/self/fd.
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map_err(os("listing /proc/self/fd"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        for fd in open.into_iter().filter(|&fd| fd >= first as i32) {
+            // SAFETY: fcntl on an fd number; EBADF is harmless.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
-    for fd in 3..first {
-        // SAFETY: fcntl on an fd number; EBADF is harmless.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    for fd in 3..first as i32 {
+        // SAFETY: fcntl on an fd number only reads or sets its flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            return Err(format!(
+                "preserved fd {fd} is not a descriptor the caller passed"
+            ));
+        }
     }
     Ok(())
 }
 
 /// Finds the program of args[0] inside the container (PATH of the
 /// process's env), refusing paths through magic links like /proc/self/exe.
+/// The errors are Go's `exec.LookPath` ones, which runc prints and which
+/// docker, podman and containerd classify (127 for "not found" and "no such
+/// file", 126 for "permission denied").
 fn resolve_exe(plan: &Plan) -> R<CString> {
     let arg0 = plan.argv[0].as_bytes();
     let name = std::ffi::OsStr::from_bytes(arg0);
     let root = fs::open_path(Path::new("/")).map_err(os("opening /"))?;
-    let check = |p: &Path| -> Option<CString> {
-        let fd = fs::open_in_root(root.as_fd(), p, OFlag::O_PATH).ok()?;
-        let st = nix::sys::stat::fstat(fd.as_fd()).ok()?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0 {
-            CString::new(p.as_os_str().as_bytes()).ok()
+    let check = |p: &Path| -> Result<CString, std::io::Error> {
+        let fd = fs::open_in_root(root.as_fd(), p, OFlag::O_PATH)?;
+        let st = nix::sys::stat::fstat(fd.as_fd())?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR && st.st_mode & 0o111 != 0 {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
         } else {
-            None
+            Err(std::io::Error::from_raw_os_error(libc::EACCES))
         }
     };
+    let quoted = String::from_utf8_lossy(arg0);
     if arg0.contains(&b'/') {
         let p = if arg0.starts_with(b"/") {
             PathBuf::from(name)
         } else {
             plan.process.cwd().join(name)
         };
-        return check(&p)
-            .ok_or_else(|| format!("exec: {:?}: no such executable file in the container", name));
+        return check(&p).map_err(|e| match e.raw_os_error() {
+            Some(libc::EACCES) => format!("exec: \"{quoted}\": permission denied"),
+            _ => format!("exec: \"{quoted}\": stat {quoted}: {}", errno_text(&e)),
+        });
     }
     let path_env = plan
         .envp
@@ -762,12 +855,20 @@ fn resolve_exe(plan: &Plan) -> R<CString> {
         } else {
             plan.process.cwd().join(p)
         };
-        if let Some(c) = check(&p) {
+        if let Ok(c) = check(&p) {
             return Ok(c);
         }
     }
     Err(format!(
-        "exec: {:?}: executable file not found in $PATH",
-        name
+        "exec: \"{quoted}\": executable file not found in $PATH"
     ))
+}
+
+/// An errno's text as Go prints it ("no such file or directory"), without
+/// Rust's " (os error N)".
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }

@@ -62,8 +62,11 @@ enum Opt {
     Set(libc::c_ulong),
     Clear(libc::c_ulong),
     Prop(libc::c_ulong),
-    RecSet(u64, u64),
+    RecSet(u64),
     RecClear(u64),
+    /// An atime mode: the modes are an enum, so mount_setattr needs the
+    /// whole MOUNT_ATTR__ATIME mask in attr_clr and one mode in attr_set.
+    RecAtime(u64),
     Idmap(bool),
 }
 
@@ -111,23 +114,23 @@ fn lookup(o: &str) -> Option<Opt> {
         "rshared" => Prop(MS_SHARED | MS_REC),
         "rslave" => Prop(MS_SLAVE | MS_REC),
         "runbindable" => Prop(MS_UNBINDABLE | MS_REC),
-        "rro" => RecSet(attr::RDONLY, 0),
+        "rro" => RecSet(attr::RDONLY),
         "rrw" => RecClear(attr::RDONLY),
-        "rnosuid" => RecSet(attr::NOSUID, 0),
+        "rnosuid" => RecSet(attr::NOSUID),
         "rsuid" => RecClear(attr::NOSUID),
-        "rnodev" => RecSet(attr::NODEV, 0),
+        "rnodev" => RecSet(attr::NODEV),
         "rdev" => RecClear(attr::NODEV),
-        "rnoexec" => RecSet(attr::NOEXEC, 0),
+        "rnoexec" => RecSet(attr::NOEXEC),
         "rexec" => RecClear(attr::NOEXEC),
-        "rnodiratime" => RecSet(attr::NODIRATIME, 0),
+        "rnodiratime" => RecSet(attr::NODIRATIME),
         "rdiratime" => RecClear(attr::NODIRATIME),
-        "rrelatime" => RecSet(attr::RELATIME, attr::ATIME_MASK),
-        "rnorelatime" => RecClear(attr::ATIME_MASK),
-        "rnoatime" => RecSet(attr::NOATIME, attr::ATIME_MASK),
-        "ratime" => RecClear(attr::NOATIME),
-        "rstrictatime" => RecSet(attr::STRICTATIME, attr::ATIME_MASK),
-        "rnostrictatime" => RecClear(attr::STRICTATIME),
-        "rnosymfollow" => RecSet(attr::NOSYMFOLLOW, 0),
+        "rrelatime" => RecAtime(attr::RELATIME),
+        "rnorelatime" => RecAtime(attr::STRICTATIME),
+        "rnoatime" => RecAtime(attr::NOATIME),
+        "ratime" => RecAtime(attr::RELATIME),
+        "rstrictatime" => RecAtime(attr::STRICTATIME),
+        "rnostrictatime" => RecAtime(attr::RELATIME),
+        "rnosymfollow" => RecSet(attr::NOSYMFOLLOW),
         "rsymfollow" => RecClear(attr::NOSYMFOLLOW),
         "idmap" => Idmap(false),
         "ridmap" => Idmap(true),
@@ -162,12 +165,16 @@ pub fn parse(options: &[String]) -> MountOpts {
                 m.clear |= f;
             }
             Some(Opt::Prop(p)) => m.propagation.push(p),
-            Some(Opt::RecSet(a, mask)) => {
-                m.rec_set = (m.rec_set & !mask) | a;
-                m.rec_clear |= mask;
+            Some(Opt::RecSet(a)) => {
+                m.rec_set |= a;
                 m.rec_clear &= !a;
             }
+            Some(Opt::RecAtime(mode)) => {
+                m.rec_set = (m.rec_set & !attr::ATIME_MASK) | mode;
+                m.rec_clear |= attr::ATIME_MASK;
+            }
             Some(Opt::RecClear(a)) => {
+                // (never an atime bit: those are RecAtime)
                 m.rec_clear |= a;
                 m.rec_set &= !a;
             }
@@ -200,6 +207,18 @@ mod tests {
         assert_eq!(m.data, "mode=755,size=1k");
         assert_eq!(m.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
         assert_eq!(m.rec_set, attr::RDONLY);
+        for (opt, mode) in [
+            ("rnoatime", attr::NOATIME),
+            ("rstrictatime", attr::STRICTATIME),
+            ("rrelatime", attr::RELATIME),
+            ("ratime", attr::RELATIME),
+            ("rnostrictatime", attr::RELATIME),
+            ("rnorelatime", attr::STRICTATIME),
+        ] {
+            let m = parse(&["rnodev".into(), opt.into()]);
+            assert_eq!(m.rec_clear & attr::ATIME_MASK, attr::ATIME_MASK, "{opt}");
+            assert_eq!(m.rec_set, mode | attr::NODEV, "{opt}");
+        }
         let m = parse(&["ro".into(), "rw".into()]);
         assert_eq!(m.flags & libc::MS_RDONLY, 0);
     }

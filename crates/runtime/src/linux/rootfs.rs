@@ -265,6 +265,9 @@ fn mount_one(root: BorrowedFd, index: usize, m: &Mount, opts: &MountOpts, p: &Ro
             remount_bind(&fd_path(top.as_fd()), extra).map_err(e("remount"))?;
         }
     } else {
+        if typ == "proc" || typ == "sysfs" {
+            refuse_non_directory(root, dest, typ)?;
+        }
         dest_fd = fs::mkdir_all(root, dest).map_err(e("creating destination"))?;
         let src = m
             .source()
@@ -670,6 +673,23 @@ pub fn enter(rootfs: &Path, no_pivot: bool, host_mntns: bool) -> R<()> {
     Ok(())
 }
 
+/// proc and sysfs go on a directory, never through a symlink or onto a
+/// file (an old attack: a container image whose /proc is a symlink); the
+/// words are runc's.
+fn refuse_non_directory(root: BorrowedFd, dest: &Path, typ: &str) -> R<()> {
+    let fd = match fs::open_in_root(root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(err) => return Err(format!("destination: {err}")),
+    };
+    if fs::is_dir(fd.as_fd()) {
+        return Ok(());
+    }
+    Err(format!(
+        "filesystem \"{typ}\" must be mounted on ordinary directory"
+    ))
+}
+
 /// After entering the root: masked paths, read-only paths, propagation of
 /// `/` and a read-only root.
 pub fn finish(
@@ -687,6 +707,8 @@ pub fn finish(
             Err(err) => return Err(format!("masking {p}: {err}")),
         };
         let target = fd_path(fd.as_fd());
+        // A directory gets an empty read-only tmpfs that can be listed (runc
+        // does the same), a file /dev/null.
         let r = if fs::is_dir(fd.as_fd()) {
             do_mount(
                 Some("tmpfs"),
@@ -694,7 +716,7 @@ pub fn finish(
                 Some("tmpfs"),
                 libc::MS_RDONLY,
                 Some(&super::lsm::format_mount_label(
-                    "size=0k,mode=0",
+                    "mode=555",
                     mount_label.unwrap_or(""),
                 )),
             )

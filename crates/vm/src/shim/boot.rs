@@ -32,10 +32,11 @@ pub(super) type BootFail = (&'static str, String, Option<Child>);
 pub(super) fn boot(plan: &Plan, chan: &ChannelPlan) -> Result<Shim, BootFail> {
     let t0 = Instant::now();
     let vmm_log = plan.state_dir.vmm_log();
-    File::create(&vmm_log).map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
+    crate::create_state_file(&vmm_log)
+        .map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
     // Truncates the log of an earlier boot; if that fails QEMU opens the
     // file itself and reports its own error.
-    let _ = File::create(&plan.vm.console_log);
+    let _ = crate::create_state_file(&plan.vm.console_log);
     let mut why_cold = "templates disabled for this container".to_string();
     if chan.device != ChannelDevice::VirtioSerial {
         why_cold = "vsock channel: QEMU 7.2 cannot migrate vhost-user devices, and every clone \
@@ -112,7 +113,7 @@ pub(super) fn boot(plan: &Plan, chan: &ChannelPlan) -> Result<Shim, BootFail> {
     }
     // Truncates the log of an earlier boot; if that fails QEMU opens the
     // file itself and reports its own error.
-    let _ = File::create(&plan.vm.console_log);
+    let _ = crate::create_state_file(&plan.vm.console_log);
     start_vm(plan, chan, None, Instant::now(), json!({"boot": "cold"}))
 }
 

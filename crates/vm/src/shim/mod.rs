@@ -99,7 +99,7 @@ fn kill_group(q: &mut Child) {
 /// failure is logged: `delete` and the benchmarks then miss it, the
 /// container itself does not.
 fn write_state_file(path: &Path, data: &str) {
-    if let Err(e) = fs::write(path, data) {
+    if let Err(e) = crate::write_state(path, data) {
         log(&format!("write {}: {e}", path.display()));
     }
 }
