@@ -2142,7 +2142,8 @@ fn slow_clients_are_disconnected() {
 fn upload_status_answers_while_a_patch_is_stalled() {
     require!("curl");
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("reg"), &[]);
+    // The stall is allowed to last (a loaded host may take a while).
+    let s = Server::start(&tmp.path().join("reg"), &["--body-timeout", "600"]);
     let r = curl("POST", &s.url("/v2/st/blobs/uploads/"), &[], None, &[]);
     assert_eq!(r.status, 202);
     let loc = r.header("location").unwrap().to_string();

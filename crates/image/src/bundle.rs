@@ -126,6 +126,22 @@ pub struct Overrides {
     pub hostname: Option<String>,
     /// Read-only rootfs.
     pub readonly: bool,
+    /// The network namespace.
+    pub network: NetworkNs,
+    /// Seccomp, capabilities, privileged, no-new-privileges.
+    pub security: crate::security::Security,
+}
+
+/// Which network namespace the container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NetworkNs {
+    /// A new, empty one (loopback only, down).
+    #[default]
+    New,
+    /// The host's (no network namespace in the config).
+    Host,
+    /// Join this pinned namespace (set up beforehand, e.g. by CNI).
+    Path(PathBuf),
 }
 
 /// A resolved user.
@@ -280,7 +296,7 @@ pub fn default_spec() -> Value {
             "cwd": "/",
             "capabilities": {"bounding": caps(), "effective": caps(), "permitted": caps()},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
+            "noNewPrivileges": false
         },
         "root": {"path": "rootfs", "readonly": false},
         "hostname": "skiff",
@@ -448,6 +464,8 @@ pub fn generate_config(
     if let Some(m) = ov.memory {
         spec["linux"]["resources"]["memory"] = json!({"limit": m});
     }
+    set_network(&mut spec, &ov.network);
+    crate::security::apply(&mut spec, &ov.security)?;
     // Validate against the runtime-spec types.
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
         BundleError::Invalid(format!(
@@ -455,6 +473,21 @@ pub fn generate_config(
         ))
     })?;
     Ok(spec)
+}
+
+fn set_network(spec: &mut Value, net: &NetworkNs) {
+    let Some(ns) = spec["linux"]["namespaces"].as_array_mut() else {
+        return;
+    };
+    match net {
+        NetworkNs::New => {}
+        NetworkNs::Host => ns.retain(|n| n["type"] != "network"),
+        NetworkNs::Path(p) => {
+            for n in ns.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = json!(p);
+            }
+        }
+    }
 }
 
 /// How a container's rootfs was prepared.
@@ -629,6 +662,31 @@ mod tests {
         );
         assert_eq!(s["annotations"]["l"], "v");
         assert_eq!(s["linux"]["resources"]["memory"]["limit"], 1 << 20);
+        let netns = |s: &Value| {
+            s["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+        };
+        assert_eq!(netns(&s), Some(json!({"type": "network"})));
+        let host = Overrides {
+            network: NetworkNs::Host,
+            ..ov.clone()
+        };
+        assert_eq!(
+            netns(&generate_config(&cfg, dir.path(), &host).unwrap()),
+            None
+        );
+        let pinned = Overrides {
+            network: NetworkNs::Path("/run/n/x".into()),
+            ..ov.clone()
+        };
+        assert_eq!(
+            netns(&generate_config(&cfg, dir.path(), &pinned).unwrap()),
+            Some(json!({"type": "network", "path": "/run/n/x"}))
+        );
         let m = s["mounts"]
             .as_array()
             .unwrap()

@@ -158,6 +158,12 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
             in_userns = true;
         }
     }
+    for j in &plan.join {
+        // SAFETY: the namespace files are joined; no host namespace fd
+        // stays open in the container process. The plan is never dropped
+        // (this function execs or the process _exits), so no double close.
+        unsafe { libc::close(j.fd.as_raw_fd()) };
+    }
     if !plan.fork_again && plan.new_ns & libc::CLONE_NEWNET != 0 {
         // Left out of the clone flags (see `spawn`); in a new user namespace
         // we are already in it, so it owns the network namespace, as with

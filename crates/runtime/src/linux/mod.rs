@@ -202,6 +202,10 @@ pub fn spawn(plan: Plan, into_cgroup: Option<BorrowedFd>) -> Result<Spawned> {
         };
         if pid == 0 {
             drop(parent);
+            // SAFETY: the child's copy of the runtime's cgroup directory fd
+            // (borrowed, never closed by the child otherwise: init::main
+            // does not return); the container must never hold it.
+            unsafe { libc::close(cg.as_raw_fd()) };
             init::main(plan, child);
         }
         // Older kernels (ENOSYS, E2BIG) or a cgroup we may not write to:
