@@ -103,99 +103,158 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
     let d = driver.as_ref();
     let mut report = GcReport::default();
     let mut marked_blobs: HashSet<Digest> = HashSet::new();
-
     for repo in st.catalog().await? {
-        // Load every revision with its references.
-        struct Rev {
-            meta: RevisionMeta,
-            children: Vec<Digest>,
-            blobs: Vec<Digest>,
-            subject: Option<Digest>,
-            young: bool,
-        }
-        let mut revs: HashMap<Digest, Rev> = HashMap::new();
-        for dg in revisions(d, &repo).await? {
-            let Some(meta) = st.revision_meta(&repo, &dg).await? else {
-                continue;
-            };
-            let young = d
-                .stat(&store::revision(&repo, &dg))
-                .await?
-                .is_none_or(|m| m.modified >= cutoff);
-            let body = d.get(&store::blob_path(&dg)).await?.unwrap_or_default();
-            let (children, blobs, subject) = match manifest::parse(&body, Some(&meta.media_type)) {
-                Ok(p) => (
-                    p.manifests.into_iter().map(|m| m.digest).collect(),
-                    p.blobs
-                        .into_iter()
-                        .filter(|b| !b.foreign)
-                        .map(|b| b.digest)
-                        .collect(),
-                    p.subject.map(|s| s.digest),
-                ),
-                Err(_) => (Vec::new(), Vec::new(), None),
-            };
-            revs.insert(
-                dg,
-                Rev {
-                    meta,
-                    children,
-                    blobs,
-                    subject,
-                    young,
-                },
-            );
-        }
-        // Roots: tagged manifests, young ones, or everything.
-        let mut marked: HashSet<Digest> = HashSet::new();
-        let mut queue: VecDeque<Digest> = VecDeque::new();
-        for t in d.list(&store::tags_dir(&repo)).await? {
-            if let Some(raw) = d.get(&format!("{}/{t}", store::tags_dir(&repo))).await? {
-                if let Ok(dg) = String::from_utf8_lossy(&raw).trim().parse::<Digest>() {
-                    queue.push_back(dg);
-                }
-            }
-        }
-        for (dg, r) in &revs {
-            if r.young || !opts.delete_untagged {
-                queue.push_back(dg.clone());
-            }
-        }
-        loop {
-            while let Some(dg) = queue.pop_front() {
-                if !marked.insert(dg.clone()) {
-                    continue;
-                }
-                if let Some(r) = revs.get(&dg) {
-                    queue.extend(r.children.iter().cloned());
-                }
-            }
-            // Referrers of kept manifests are kept too.
-            for (dg, r) in &revs {
-                if !marked.contains(dg) && r.subject.as_ref().is_some_and(|s| marked.contains(s)) {
-                    queue.push_back(dg.clone());
-                }
-            }
-            if queue.is_empty() {
-                break;
-            }
-        }
-        for (dg, r) in &revs {
-            if marked.contains(dg) {
-                marked_blobs.insert(dg.clone());
-                marked_blobs.extend(r.blobs.iter().cloned());
-            } else {
-                report
-                    .manifests_deleted
-                    .push((repo.clone(), dg.to_string()));
-                if !opts.dry_run {
-                    st.unlink_manifest(&repo, dg, &r.meta).await?;
+        mark_repo(&st, d, &repo, cutoff, opts, &mut report, &mut marked_blobs).await?;
+    }
+    let deleted = sweep_blobs(d, &marked_blobs, cutoff, opts, &mut report).await?;
+    // Drop repository links to removed blobs.
+    if !opts.dry_run && !deleted.is_empty() {
+        for repo in st.catalog().await? {
+            for dg in &deleted {
+                // A re-upload since the sweep re-creates blob and link (fresh
+                // mtime); leave those alone.
+                let link = store::layer_link(&repo, dg);
+                let stale = d.stat(&link).await?.is_some_and(|m| m.modified < cutoff);
+                if stale && d.stat(&store::blob_path(dg)).await?.is_none() {
+                    d.delete(&link).await?;
                 }
             }
         }
     }
+    let upload_cutoff = start.checked_sub(opts.upload_ttl).unwrap_or(start);
+    drop_uploads(d, upload_cutoff, opts, &mut report).await?;
+    Ok(report)
+}
 
-    // Sweep blobs.
+/// A manifest revision of a repository with what it references.
+struct Rev {
+    meta: RevisionMeta,
+    children: Vec<Digest>,
+    blobs: Vec<Digest>,
+    subject: Option<Digest>,
+    young: bool,
+}
+
+/// Every revision of `repo` with its references.
+async fn load_revs(
+    st: &Store,
+    d: &dyn Driver,
+    repo: &str,
+    cutoff: SystemTime,
+) -> Result<HashMap<Digest, Rev>, GcError> {
+    let mut revs: HashMap<Digest, Rev> = HashMap::new();
+    for dg in revisions(d, repo).await? {
+        let Some(meta) = st.revision_meta(repo, &dg).await? else {
+            continue;
+        };
+        let young = d
+            .stat(&store::revision(repo, &dg))
+            .await?
+            .is_none_or(|m| m.modified >= cutoff);
+        let body = d.get(&store::blob_path(&dg)).await?.unwrap_or_default();
+        let (children, blobs, subject) = match manifest::parse(&body, Some(&meta.media_type)) {
+            Ok(p) => (
+                p.manifests.into_iter().map(|m| m.digest).collect(),
+                p.blobs
+                    .into_iter()
+                    .filter(|b| !b.foreign)
+                    .map(|b| b.digest)
+                    .collect(),
+                p.subject.map(|s| s.digest),
+            ),
+            Err(_) => (Vec::new(), Vec::new(), None),
+        };
+        revs.insert(
+            dg,
+            Rev {
+                meta,
+                children,
+                blobs,
+                subject,
+                young,
+            },
+        );
+    }
+    Ok(revs)
+}
+
+/// The revisions of `repo` to keep: from the roots (tagged manifests,
+/// young ones, or everything), their children and referrers.
+fn mark(revs: &HashMap<Digest, Rev>, tagged: Vec<Digest>, opts: &GcOptions) -> HashSet<Digest> {
+    let mut marked: HashSet<Digest> = HashSet::new();
+    let mut queue: VecDeque<Digest> = tagged.into();
+    for (dg, r) in revs {
+        if r.young || !opts.delete_untagged {
+            queue.push_back(dg.clone());
+        }
+    }
+    loop {
+        while let Some(dg) = queue.pop_front() {
+            if !marked.insert(dg.clone()) {
+                continue;
+            }
+            if let Some(r) = revs.get(&dg) {
+                queue.extend(r.children.iter().cloned());
+            }
+        }
+        // Referrers of kept manifests are kept too.
+        for (dg, r) in revs {
+            if !marked.contains(dg) && r.subject.as_ref().is_some_and(|s| marked.contains(s)) {
+                queue.push_back(dg.clone());
+            }
+        }
+        if queue.is_empty() {
+            return marked;
+        }
+    }
+}
+
+/// Marks what `repo` keeps (its blobs into `marked_blobs`) and unlinks
+/// the rest of its manifests.
+async fn mark_repo(
+    st: &Store,
+    d: &dyn Driver,
+    repo: &str,
+    cutoff: SystemTime,
+    opts: &GcOptions,
+    report: &mut GcReport,
+    marked_blobs: &mut HashSet<Digest>,
+) -> Result<(), GcError> {
+    let revs = load_revs(st, d, repo, cutoff).await?;
+    let mut tagged = Vec::new();
+    for t in d.list(&store::tags_dir(repo)).await? {
+        if let Some(raw) = d.get(&format!("{}/{t}", store::tags_dir(repo))).await? {
+            if let Ok(dg) = String::from_utf8_lossy(&raw).trim().parse::<Digest>() {
+                tagged.push(dg);
+            }
+        }
+    }
+    let marked = mark(&revs, tagged, opts);
+    for (dg, r) in &revs {
+        if marked.contains(dg) {
+            marked_blobs.insert(dg.clone());
+            marked_blobs.extend(r.blobs.iter().cloned());
+        } else {
+            report
+                .manifests_deleted
+                .push((repo.to_string(), dg.to_string()));
+            if !opts.dry_run {
+                st.unlink_manifest(repo, dg, &r.meta).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes (moves to trash) every blob neither marked nor young; returns
+/// the deleted digests.
+async fn sweep_blobs(
+    d: &dyn Driver,
+    marked_blobs: &HashSet<Digest>,
+    cutoff: SystemTime,
+    opts: &GcOptions,
+    report: &mut GcReport,
+) -> Result<HashSet<Digest>, GcError> {
     let mut deleted: HashSet<Digest> = HashSet::new();
     for algo in [Algorithm::Sha256, Algorithm::Sha512] {
         let base = format!("blobs/{}", algo.name());
@@ -233,22 +292,16 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
             }
         }
     }
-    // Drop repository links to removed blobs.
-    if !opts.dry_run && !deleted.is_empty() {
-        for repo in st.catalog().await? {
-            for dg in &deleted {
-                // A re-upload since the sweep re-creates blob and link (fresh
-                // mtime); leave those alone.
-                let link = store::layer_link(&repo, dg);
-                let stale = d.stat(&link).await?.is_some_and(|m| m.modified < cutoff);
-                if stale && d.stat(&store::blob_path(dg)).await?.is_none() {
-                    d.delete(&link).await?;
-                }
-            }
-        }
-    }
-    // Abandoned uploads (untouched for longer than the TTL).
-    let upload_cutoff = start.checked_sub(opts.upload_ttl).unwrap_or(start);
+    Ok(deleted)
+}
+
+/// Abandoned uploads (untouched since `upload_cutoff`).
+async fn drop_uploads(
+    d: &dyn Driver,
+    upload_cutoff: SystemTime,
+    opts: &GcOptions,
+    report: &mut GcReport,
+) -> Result<(), GcError> {
     for id in d.list("uploads").await? {
         let data = format!("uploads/{id}/data");
         let info = format!("uploads/{id}/info");
@@ -264,5 +317,5 @@ pub async fn collect(driver: Arc<dyn Driver>, opts: &GcOptions) -> Result<GcRepo
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
