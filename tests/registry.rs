@@ -1134,7 +1134,16 @@ fn bearer_tokens_with_scopes_and_skopeo() {
         Some(b"tok"),
         &[],
     );
-    assert_eq!((r.status, r.error_code().as_str()), (403, "DENIED"));
+    // A valid token without the action: challenged to get a wider one.
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    let chal = r.header("www-authenticate").unwrap_or_default();
+    assert!(chal.starts_with("Bearer realm=\"http://"), "{chal}");
+    assert!(chal.contains("service=\"skiff-registry\""), "{chal}");
+    assert!(
+        chal.contains("scope=\"repository:team/app:pull,push\""),
+        "{chal}"
+    );
+    assert!(chal.contains("error=\"insufficient_scope\""), "{chal}");
     let r = curl(
         "POST",
         &url,
@@ -1155,18 +1164,21 @@ fn bearer_tokens_with_scopes_and_skopeo() {
         .status,
         200
     );
-    // A token for another repository does not open this one; a forged one neither.
+    // A token for another repository does not open this one (a challenge
+    // for this one's scope); a forged one neither.
     let other = token("alice:alice-pw", "repository:team/other:pull");
-    assert_eq!(
-        curl(
-            "GET",
-            &blob,
-            &[&format!("Authorization: Bearer {other}")],
-            None,
-            &[]
-        )
-        .status,
-        403
+    let r = curl(
+        "GET",
+        &blob,
+        &[&format!("Authorization: Bearer {other}")],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    let chal = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        chal.contains("scope=\"repository:team/app:pull\",error=\"insufficient_scope\""),
+        "{chal}"
     );
     let forged = format!("{}x", &alice[..alice.len() - 1]);
     assert_eq!(
@@ -1832,4 +1844,411 @@ fn skiff_own_client_push_pull() {
         a.header("docker-content-digest"),
         b.header("docker-content-digest")
     );
+}
+
+/// A keep-alive HTTP/1.1 client on one TCP connection (std only), to see
+/// what the server does to the connection itself.
+struct Raw {
+    s: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One response read by [`Raw`].
+#[derive(Debug)]
+struct RawResp {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl RawResp {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+impl Raw {
+    fn connect(s: &Server) -> Raw {
+        let s = std::net::TcpStream::connect(&s.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, method: &str, path: &str, headers: &[&str], body: &[u8]) {
+        use std::io::Write as _;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.s.write_all(req.as_bytes()).unwrap();
+        self.s.write_all(body).unwrap();
+    }
+
+    /// Reads one response; `None` when the server closed the connection.
+    fn read(&mut self) -> Option<RawResp> {
+        use std::io::Read as _;
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let mut b = [0u8; 4096];
+            match self.s.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end + 4);
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let mut r = RawResp {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        let len: usize = r
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while self.buf.len() < len {
+            let mut b = [0u8; 4096];
+            match self.s.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+            }
+        }
+        r.body = self.buf.drain(..len).collect();
+        Some(r)
+    }
+
+    /// Whether the server closes the connection within `limit` (nothing
+    /// more is sent by us meanwhile).
+    fn closed_within(&mut self, limit: Duration) -> bool {
+        use std::io::Read as _;
+        let t = Instant::now();
+        self.s
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while t.elapsed() < limit {
+            let mut b = [0u8; 4096];
+            match self.s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// `Authorization: Basic` for `user:pw` (base64 by hand: no extra crate).
+fn basic(user: &str, pw: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("{user}:{pw}").into_bytes();
+    let mut b = String::new();
+    for c in raw.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                b.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                b.push('=');
+            }
+        }
+    }
+    format!("Authorization: Basic {b}")
+}
+
+#[test]
+fn refused_requests_keep_the_connection_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = htpasswd(tmp.path());
+    let cfg = tmp.path().join("config.toml");
+    let acl = format!("[auth]\nhtpasswd = {:?}\n{ACL}", pw.display().to_string());
+    std::fs::write(&cfg, acl).unwrap();
+    let s = Server::start(
+        &tmp.path().join("reg"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let alice = basic("alice", "alice-pw");
+    let bob = basic("bob", "bob-pw");
+    // A monolithic upload with a body: challenged, then retried with
+    // credentials on the same connection, as Go clients do.
+    let data = vec![7u8; 100 << 10];
+    let d = sha(&data);
+    let path = format!("/v2/team/app/blobs/uploads/?digest={d}");
+    let mut c = Raw::connect(&s);
+    c.send("POST", &path, &[], &data);
+    let r = c.read().expect("a 401, not a dropped connection");
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert!(r.header("www-authenticate").is_some(), "{}", r.head);
+    assert_eq!(r.header("connection"), None, "{}", r.head);
+    c.send("POST", &path, &[&alice], &data);
+    let r = c
+        .read()
+        .expect("the retry is answered on the same connection");
+    assert_eq!(r.status, 201, "{}", r.head);
+    // A chunk (PATCH) refused with 403 (an ACL), then the allowed user's PATCH.
+    c.send("POST", "/v2/team/app/blobs/uploads/", &[&alice], b"");
+    let r = c.read().unwrap();
+    assert_eq!(r.status, 202, "{}", r.head);
+    let loc = r.header("location").unwrap();
+    c.send("PATCH", &loc, &[&bob], &data);
+    let r = c.read().expect("a 403, not a dropped connection");
+    assert_eq!(r.status, 403, "{}", r.head);
+    assert_eq!(r.header("connection"), None, "{}", r.head);
+    c.send("PATCH", &loc, &[&alice], &data);
+    let r = c
+        .read()
+        .expect("the retry is answered on the same connection");
+    assert_eq!(r.status, 202, "{}", r.head);
+    assert_eq!(
+        r.header("range").as_deref(),
+        Some(&*format!("0-{}", data.len() - 1))
+    );
+    // A body too large to drain: the refusal says `Connection: close`, and
+    // the server closes (the client knows not to reuse the connection).
+    let big = vec![1u8; 1 << 20];
+    c.send("PATCH", &loc, &[], &big);
+    let r = c.read().expect("a 401 before the close");
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
+    assert!(c.closed_within(Duration::from_secs(30)));
+    // Any answer given before the body was read (here a 416 for a chunk at
+    // the wrong offset) says `Connection: close` too.
+    let mut c = Raw::connect(&s);
+    c.send("PATCH", &loc, &[&alice, "Content-Range: 5-9"], b"01234");
+    let r = c.read().unwrap();
+    assert_eq!(r.status, 416, "{}", r.head);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
+    assert!(c.closed_within(Duration::from_secs(30)));
+}
+
+#[test]
+fn slow_clients_are_disconnected() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Short deadlines; the assertions allow 30 s more for a loaded host.
+    let s = Server::start(
+        &tmp.path().join("reg"),
+        &[
+            "--header-timeout",
+            "3",
+            "--idle-timeout",
+            "3",
+            "--body-timeout",
+            "3",
+            "--body-min-rate",
+            "100",
+        ],
+    );
+    let slack = Duration::from_secs(30);
+    // A request head sent at 1 byte/s.
+    let mut c = Raw::connect(&s);
+    let t = Instant::now();
+    let head = b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut closed = false;
+    for b in head {
+        use std::io::Write as _;
+        if c.s.write_all(&[*b]).is_err() || c.closed_within(Duration::from_secs(1)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a 1 byte/s request head was served to its end");
+    assert!(
+        t.elapsed() < Duration::from_secs(3) + slack,
+        "{:?}",
+        t.elapsed()
+    );
+    // A request body sent at 1 byte/s: the request fails, the connection closes.
+    let mut c = Raw::connect(&s);
+    c.s.write_all(
+        b"POST /v2/slow/blobs/uploads/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.read().unwrap();
+    assert_eq!(r.status, 202, "{}", r.head);
+    let loc = r.header("location").unwrap();
+    let t = Instant::now();
+    c.s.write_all(
+        format!("PATCH {loc} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut answered = None;
+    for _ in 0..1000 {
+        use std::io::Write as _;
+        if c.s.write_all(b"x").is_err() {
+            break;
+        }
+        c.s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        if let Some(r) = c.read() {
+            answered = Some(r);
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(3) + slack {
+            break;
+        }
+    }
+    let r = answered.expect("no answer to a 1 byte/s body");
+    assert!(r.status >= 400, "{}", r.head);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
+    assert!(c.closed_within(slack));
+    assert!(
+        t.elapsed() < Duration::from_secs(3) + slack,
+        "{:?}",
+        t.elapsed()
+    );
+    // An idle keep-alive connection is closed.
+    let mut c = Raw::connect(&s);
+    c.send("GET", "/v2/", &[], b"");
+    assert_eq!(c.read().unwrap().status, 200);
+    let t = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(3) + slack));
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    // The server still serves.
+    assert_eq!(curl("GET", &s.url("/v2/"), &[], None, &[]).status, 200);
+}
+
+#[test]
+fn upload_status_answers_while_a_patch_is_stalled() {
+    require!("curl");
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("reg"), &[]);
+    let r = curl("POST", &s.url("/v2/st/blobs/uploads/"), &[], None, &[]);
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_string();
+    // A PATCH that sends 10 of its 20 bytes, then waits.
+    let mut c = Raw::connect(&s);
+    c.s.write_all(
+        format!("PATCH {loc} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\n\r\n0123456789")
+            .as_bytes(),
+    )
+    .unwrap();
+    // Status requests answer meanwhile (each within curl's 20 s), and see
+    // the bytes already stored.
+    let t = Instant::now();
+    let range = loop {
+        let r = curl("GET", &s.url(&loc), &[], None, &["--max-time", "20"]);
+        assert_eq!(r.status, 204, "status during a stalled PATCH");
+        let range = r.header("range").unwrap_or_default().to_string();
+        if range == "0-9" || t.elapsed() > Duration::from_secs(50) {
+            break range;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(range, "0-9");
+    // The PATCH completes when the rest comes.
+    c.s.write_all(b"abcdefghij").unwrap();
+    let r = c.read().unwrap();
+    assert_eq!(r.status, 202, "{}", r.head);
+    assert_eq!(r.header("range").as_deref(), Some("0-19"));
+}
+
+#[test]
+fn manifest_push_by_digest_with_tags_and_sha512_by_tag() {
+    require!("curl");
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("reg"), &[]);
+    let cfg = push_blob(&s, "mt", b"{}");
+    let m = image_manifest(&cfg, 2, &[], serde_json::json!({}));
+    let d = sha(&m);
+    // By digest, with tags in the query.
+    let r = curl(
+        "PUT",
+        &s.url(&format!("/v2/mt/manifests/{d}?tag=v1&tag=latest")),
+        &[&format!("Content-Type: {OCI_MANIFEST}")],
+        Some(&m),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("oci-tag"), Some("v1, latest"));
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    for t in ["v1", "latest"] {
+        let g = curl(
+            "GET",
+            &s.url(&format!("/v2/mt/manifests/{t}")),
+            &[],
+            None,
+            &[],
+        );
+        assert_eq!(
+            (g.status, g.body.as_slice()),
+            (200, m.as_slice()),
+            "tag {t}"
+        );
+        assert_eq!(g.header("docker-content-digest"), Some(d.as_str()));
+    }
+    // A bad tag in the query stores nothing.
+    let m2 = image_manifest(&cfg, 2, &[], serde_json::json!({"annotations": {"a": "b"}}));
+    let r = curl(
+        "PUT",
+        &s.url(&format!("/v2/mt/manifests/{}?tag=ok&tag=-bad", sha(&m2))),
+        &[&format!("Content-Type: {OCI_MANIFEST}")],
+        Some(&m2),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_INVALID")
+    );
+    let tags = curl("GET", &s.url("/v2/mt/tags/list"), &[], None, &[]).json();
+    assert_eq!(tags["tags"], serde_json::json!(["latest", "v1"]));
+    // By tag, naming sha512: the digest is sha512 and resolves.
+    let r = curl(
+        "PUT",
+        &s.url("/v2/mt/manifests/v512?digest-algorithm=sha512"),
+        &[&format!("Content-Type: {OCI_MANIFEST}")],
+        Some(&m2),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let d512 = Digest::compute(Algorithm::Sha512, &m2).to_string();
+    assert_eq!(r.header("docker-content-digest"), Some(d512.as_str()));
+    let g = curl(
+        "GET",
+        &s.url(&format!("/v2/mt/manifests/{d512}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!((g.status, g.body.as_slice()), (200, m2.as_slice()));
+    let g = curl("GET", &s.url("/v2/mt/manifests/v512"), &[], None, &[]);
+    assert_eq!(g.header("docker-content-digest"), Some(d512.as_str()));
+    let r = curl(
+        "PUT",
+        &s.url("/v2/mt/manifests/vx?digest-algorithm=md5"),
+        &[&format!("Content-Type: {OCI_MANIFEST}")],
+        Some(&m2),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
 }

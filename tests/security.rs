@@ -1,4 +1,4 @@
-//! Escape regression tests (issue 4): each test runs an attack from a
+//! Escape regression tests: each test runs an attack from a
 //! hostile container (or a hostile bundle) and shows that it fails and that
 //! the host file it targeted is unchanged.
 //!
@@ -8,6 +8,17 @@
 //! - `symlinked_mount_destination_stays_inside` and
 //!   `dotdot_mount_destination_stays_inside`: CVE-2021-30465 class;
 //! - `fake_procfs_is_refused`: CVE-2019-16884 class.
+//!
+//! - `exec_cwd_through_runtime_fd` and `exec_cwd_replaced_by_magic_link`:
+//!   the same class through `exec` (flag and planted symlink);
+//! - `preserve_fds_needs_the_fds`, `preserve_fds_passes_only_those`: the
+//!   runtime's own fds never reach the container through `--preserve-fds`;
+//! - `exec_gets_a_new_session_keyring`, `exec_tty_leaves_no_temp_path`;
+//! - the runtime's own state under faults: `delete_force_never_signals_pid_zero`,
+//!   `killed_create_leaves_nothing_after_delete`,
+//!   `dotdot_paths_survive_host_renames`,
+//!   `list_and_state_do_not_wait_for_a_slow_create`,
+//!   `config_json_must_be_a_small_regular_file`.
 //!
 //! `naive_exec_is_caught` is a positive control: the same attack against a
 //! runtime that has no defence (`nsenter` into the container) succeeds, so
@@ -702,4 +713,538 @@ fn symlink_swapped_during_setup_stays_inside() {
     eprintln!("runs ok/failed: {outcomes:?}, swaps: {swaps}");
     assert!(swaps > 0, "the swapper never swapped");
     c.finish();
+}
+
+/// Host content a path escape would print: the host's /etc/debian_version
+/// (the rootfs gets a different one, so a resolution inside the container
+/// prints that instead). None (after a SKIP line) when the host has none.
+fn host_marker(c: &Container) -> Option<String> {
+    let Ok(host) = fs::read_to_string("/etc/debian_version") else {
+        skip("the probe looks for the host's /etc/debian_version");
+        return None;
+    };
+    fs::write(c.rootfs().join("etc/debian_version"), "in-the-container\n").unwrap();
+    Some(host.trim().to_string())
+}
+
+/// A created-and-started container whose init sleeps (for exec tests).
+fn sleeping(c: &mut Container) {
+    c.config["process"]["args"] = json!(["sleep", "600"]);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.wait_status("running", Duration::from_secs(30));
+}
+
+#[test]
+fn exec_cwd_through_runtime_fd() {
+    // `exec --cwd /proc/self/fd/N`: the runtime's own descriptors (the
+    // host cgroup2 directory, namespace files) must not be a way out
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-cwd-fd");
+    let Some(host) = host_marker(&c) else {
+        return;
+    };
+    sleeping(&mut c);
+    let up = "../".repeat(12);
+    let probe = format!(
+        "cat {up}etc/debian_version; touch {up}tmp/skiff-escape-{}",
+        c.id
+    );
+    for n in 3..=20 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let out = c.runtime(&["exec", "--cwd", &cwd, &c.id, "sh", "-c", &probe]);
+        assert!(
+            !out.stdout.contains(&host),
+            "exec --cwd {cwd} read the host's file: {out:?}"
+        );
+    }
+    let escaped = Path::new("/tmp").join(format!("skiff-escape-{}", c.id));
+    assert!(!escaped.exists(), "exec wrote {}", escaped.display());
+    c.finish();
+}
+
+#[test]
+fn exec_cwd_replaced_by_magic_link() {
+    // the container swaps its configured cwd for a symlink to one of the
+    // runtime's fds; the operator's next plain `exec` must not land (and
+    // write) in a host directory
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-cwd-link");
+    let Some(host) = host_marker(&c) else {
+        return;
+    };
+    fs::create_dir(c.rootfs().join("w")).unwrap();
+    c.config["process"]["cwd"] = json!("/w");
+    sleeping(&mut c);
+    let up = "../".repeat(12);
+    let marker = format!("skiff-escape-{}", c.id);
+    let probe = format!("cat {up}etc/debian_version; touch {up}tmp/{marker} {marker}");
+    let host_tmp = snapshot_names(Path::new("/tmp"));
+    for n in 3..=20 {
+        // what `rm -r /w; ln -s /proc/self/fd/N /w` inside the container does
+        let w = c.rootfs().join("w");
+        let _ = fs::remove_dir_all(&w);
+        let _ = fs::remove_file(&w);
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{n}"), &w).unwrap();
+        let out = c.runtime(&["exec", &c.id, "sh", "-c", &probe]);
+        assert!(
+            !out.stdout.contains(&host),
+            "exec through /w -> /proc/self/fd/{n} read the host's file: {out:?}"
+        );
+        assert!(
+            out.stderr.contains("process.cwd") || out.ok(),
+            "fd {n}: {out:?}"
+        );
+    }
+    let new: Vec<_> = snapshot_names(Path::new("/tmp"))
+        .into_iter()
+        .filter(|n| n.contains(&marker) && !host_tmp.contains(n))
+        .collect();
+    assert!(new.is_empty(), "exec wrote into the host's /tmp: {new:?}");
+    c.finish();
+}
+
+/// Names in a host directory.
+fn snapshot_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `n` fds open on files of `dir`, moved above 100 (so that passing them
+/// to 3.. with [`pass_fd`] never overwrites a source).
+fn files_to_pass(dir: &Path, n: usize) -> Vec<fs::File> {
+    (0..n)
+        .map(|i| {
+            let f = fs::File::create(dir.join(format!("passed-{i}"))).unwrap();
+            // SAFETY: F_DUPFD_CLOEXEC of an fd we own; the result is checked.
+            let hi = unsafe { libc::fcntl(raw(&f), libc::F_DUPFD_CLOEXEC, 100) };
+            assert!(hi >= 100);
+            // SAFETY: hi is a fresh fd we own.
+            unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(hi) }
+        })
+        .collect()
+}
+
+#[test]
+fn preserve_fds_needs_the_fds() {
+    // `--preserve-fds N` with fewer fds passed: refused (runc: "unable to
+    // stat preserved-fd"), never filled with the runtime's own fds
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("preserve-missing");
+    c.sh("ls /proc/1/fd; true");
+    let out = c.create_with(&["--preserve-fds", "100"]);
+    assert!(!out.ok(), "create with missing preserved fds: {out:?}");
+    assert!(out.stderr.contains("preserved-fd"), "{out:?}");
+    c.assert_clean();
+    sleeping(&mut c);
+    let out = c.runtime(&["exec", "--preserve-fds", "50", &c.id, "ls", "/proc/self/fd"]);
+    assert!(!out.ok(), "exec with missing preserved fds: {out:?}");
+    assert!(out.stderr.contains("preserved-fd"), "{out:?}");
+    c.finish();
+}
+
+#[test]
+fn preserve_fds_passes_only_those() {
+    // the container's init holds 0-2 and the 10 passed fds, nothing else
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("preserve-ten");
+    c.sh("ls /proc/1/fd | sort -n | tr '\\n' ' '; echo");
+    c.save();
+    let files = files_to_pass(&c.scratch(), 10);
+    let mut cmd = c.cmd();
+    cmd.args(["run", "--preserve-fds", "10", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id);
+    for (i, f) in files.iter().enumerate() {
+        pass_fd(&mut cmd, raw(f), 3 + i as i32);
+    }
+    let out = output_timeout(&mut cmd, TIMEOUT);
+    out.assert_ok("run --preserve-fds 10");
+    let fds: Vec<i32> = out
+        .stdout
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(fds, (0..13).collect::<Vec<_>>(), "{out:?}");
+    c.finish();
+}
+
+#[test]
+fn exec_gets_a_new_session_keyring() {
+    // an exec'd process must not see the caller's session keyring
+    if !need_root() {
+        return;
+    }
+    // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1)
+    // only returns (creating if needed) this process's session keyring id.
+    let host = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i64, 1i64) };
+    if host < 0 {
+        skip("keyctl not available");
+        return;
+    }
+    let Some(mut c) = hostile("exec-keyring") else {
+        return;
+    };
+    sleeping(&mut c);
+    let out = c.runtime(&["exec", &c.id, "/attacker", "keyring"]);
+    out.assert_ok("exec");
+    let id: i64 = out
+        .stdout
+        .trim()
+        .strip_prefix("session-keyring ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(id, host, "exec kept the caller's session keyring");
+    c.finish();
+}
+
+#[test]
+fn exec_tty_leaves_no_temp_path() {
+    // `exec -t` without --console-socket: nothing under $TMPDIR (a path
+    // another user could create first), even when the exec fails
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-tty");
+    sleeping(&mut c);
+    let tmp = c.scratch().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    for args in [&["echo", "hello-tty"][..], &["/nonexistent"][..]] {
+        let mut cmd = c.cmd();
+        cmd.env("TMPDIR", &tmp)
+            .args(["exec", "-t", &c.id])
+            .args(args);
+        let out = output_timeout(&mut cmd, TIMEOUT);
+        if args[0] == "echo" {
+            out.assert_ok("exec -t");
+            assert!(out.stdout.contains("hello-tty"), "{out:?}");
+        } else {
+            assert!(!out.ok(), "{out:?}");
+        }
+        assert!(
+            snapshot_names(&tmp).is_empty(),
+            "exec -t left {:?} in $TMPDIR",
+            snapshot_names(&tmp)
+        );
+    }
+    // a $TMPDIR where nothing can be created (as when another user made
+    // the predictable path first): exec -t does not need it
+    let blocked = c.scratch().join("not-a-dir");
+    fs::write(&blocked, "").unwrap();
+    let mut cmd = c.cmd();
+    cmd.env("TMPDIR", &blocked)
+        .args(["exec", "-t", &c.id, "echo", "hello-tty"]);
+    let out = output_timeout(&mut cmd, TIMEOUT);
+    out.assert_ok("exec -t with an unusable $TMPDIR");
+    assert!(out.stdout.contains("hello-tty"), "{out:?}");
+    c.finish();
+}
+
+/// Rewrites the container's state.json (atomically) with `edit` applied.
+fn edit_state(c: &Container, edit: impl Fn(&mut serde_json::Value)) {
+    let dir = c.root.join(&c.id);
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("state.json")).unwrap()).unwrap();
+    edit(&mut v);
+    fs::write(dir.join(".edit.tmp"), serde_json::to_vec(&v).unwrap()).unwrap();
+    fs::rename(dir.join(".edit.tmp"), dir.join("state.json")).unwrap();
+}
+
+#[test]
+fn delete_force_never_signals_pid_zero() {
+    // a state with pid 0 (a create killed half-way): `delete -f` must not
+    // kill(0, SIGKILL) its own process group, and must still clean up
+    if !need_root() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    for creating in [true, false] {
+        let mut c = Container::new("pid-zero");
+        sleeping(&mut c);
+        edit_state(&c, |v| {
+            v["pid"] = json!(0);
+            v["pid_start"] = json!(0);
+            v["creating"] = json!(creating);
+        });
+        // a shell in a process group of its own runs the delete: kill(0)
+        // would take the shell down with it (exit 137, no "survived")
+        let script = format!(
+            "{} --root {} delete --force {}; echo survived $?",
+            c.bin.display(),
+            c.root.display(),
+            c.id
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]).process_group(0);
+        let out = output_timeout(&mut cmd, TIMEOUT);
+        assert_eq!(out.code, Some(0), "creating={creating}: {out:?}");
+        assert!(
+            out.stdout.contains("survived 0"),
+            "creating={creating}: {out:?}"
+        );
+        c.finish();
+    }
+}
+
+/// A small deterministic pseudo-random sequence (xorshift) for kill points.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn killed_create_leaves_nothing_after_delete() {
+    // SIGKILL `create` at spread-out points: the container then shows
+    // `created` (the kill came late) or `stopped`, never a `creating` that
+    // lasts; its init does not linger on the exec fifo; `delete -f` removes
+    // state, cgroups and processes every time
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("kill-create");
+    c.config["process"]["args"] = json!(["sleep", "600"]);
+    c.save();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for round in 0..25 {
+        let delay = Duration::from_micros(xorshift(&mut seed) % 150_000);
+        let mut cmd = c.cmd();
+        cmd.args(["create", "--bundle"]).arg(&c.bundle).arg(&c.id);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        // a dying init may hold the state lock for a moment: poll until the
+        // status settles (no create runs any more)
+        let start = std::time::Instant::now();
+        let status = loop {
+            let out = c.runtime(&["state", &c.id]);
+            let st = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "absent".into());
+            if st != "creating" || start.elapsed() > Duration::from_secs(60) {
+                break st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            ["created", "stopped", "absent"].contains(&status.as_str()),
+            "round {round} (kill after {delay:?}): status {status}"
+        );
+        *outcomes.entry(status).or_default() += 1;
+        c.delete(true).assert_ok("delete --force");
+        c.assert_clean();
+        let orphans = processes_naming(&c.id);
+        assert!(
+            orphans.is_empty(),
+            "round {round}: orphaned init {orphans:?}"
+        );
+    }
+    eprintln!("outcomes: {outcomes:?}");
+    c.finish();
+}
+
+/// Live processes whose command line names `id` (a container init is a
+/// clone of the runtime: its command line is the `create` one), polled up
+/// to 30 s for processes that are being killed.
+fn processes_naming(id: &str) -> Vec<i64> {
+    let start = std::time::Instant::now();
+    loop {
+        let found: Vec<i64> = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+            .filter(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == id.as_bytes()))
+                    && pid_alive(*p)
+            })
+            .collect();
+        if found.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dotdot_paths_survive_host_renames() {
+    // openat2(RESOLVE_IN_ROOT) fails with EAGAIN when anything on the host
+    // is renamed during a `..` step; the runtime retries, so creates with
+    // `..` in their paths keep working under a rename storm
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("rename-storm");
+    c.config["process"]["cwd"] = json!("/tmp/../tmp/../tmp/..");
+    c.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/tmp/../mnt/../mnt/a", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+        json!({"destination": "/mnt/../mnt/../mnt/b/../c", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    ]);
+    c.sh("test -d /mnt/a && test -d /mnt/c && pwd");
+    let storm = c.scratch().join("storm");
+    fs::create_dir(&storm).unwrap();
+    fs::write(storm.join("a"), "x").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renamer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (a, b) = (storm.join("a"), storm.join("b"));
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::rename(&a, &b);
+                let _ = fs::rename(&b, &a);
+                n += 2;
+            }
+            n
+        })
+    };
+    let mut failures = Vec::new();
+    for round in 0..50 {
+        let out = c.run();
+        if !out.ok() || out.stdout.trim() != "/" {
+            failures.push(format!("round {round}: {out:?}"));
+        }
+        let _ = c.delete(true);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let renames = renamer.join().unwrap();
+    eprintln!("renames during the runs: {renames}");
+    assert!(renames > 0, "the renamer never ran");
+    assert!(
+        failures.is_empty(),
+        "{} of 50 failed: {failures:#?}",
+        failures.len()
+    );
+    c.finish();
+}
+
+/// Kills the process whose pid is in a file when dropped.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|&p| p > 0)
+        {
+            // SAFETY: kill of a positive pid this test's hook wrote.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn list_and_state_do_not_wait_for_a_slow_create() {
+    // a create sitting in a prestart hook holds its container's lock;
+    // `list` and `state` must answer meanwhile
+    if !need_root() {
+        return;
+    }
+    let mut slow = Container::new("slow-hook");
+    let hook_pid = slow.scratch().join("hook.pid");
+    slow.config["hooks"] = json!({"prestart": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 600", hook_pid.display())],
+    }]});
+    slow.save();
+    let mut cmd = slow.cmd();
+    cmd.args(["create", "--bundle"])
+        .arg(&slow.bundle)
+        .arg(&slow.id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut create = cmd.spawn().unwrap();
+    // on any failure below, the hook's sleep is killed, ending the create
+    let _hook = KillOnDrop(hook_pid.clone());
+    assert!(
+        wait_for_path(&hook_pid, Duration::from_secs(60)),
+        "the prestart hook never ran"
+    );
+    let started = std::time::Instant::now();
+    let list = slow.runtime(&["list", "--format", "json"]);
+    let state = slow.runtime(&["state", &slow.id]);
+    let took = started.elapsed();
+    // the create is still in its hook: neither command waited for it
+    assert!(
+        create.try_wait().unwrap().is_none(),
+        "create finished early"
+    );
+    list.assert_ok("list");
+    state.assert_ok("state");
+    assert!(list.stdout.contains(&slow.id), "{list:?}");
+    assert!(state.stdout.contains("\"creating\""), "{state:?}");
+    eprintln!("list + state answered in {took:?} during a 600 s hook");
+    assert!(took < Duration::from_secs(20), "list/state took {took:?}");
+    // end the hook: the create fails and cleans up after itself
+    let pid: i32 = fs::read_to_string(&hook_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill of the hook's sleep, a process this test's create started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let st = create.wait().unwrap();
+    assert!(!st.success(), "create with a killed hook succeeded");
+    slow.finish();
+}
+
+#[test]
+fn config_json_must_be_a_small_regular_file() {
+    // a FIFO would hang create, /dev/zero would fill memory: both are
+    // refused at once, as is a config over the documented 16 MiB
+    if !need_root() {
+        return;
+    }
+    for kind in ["fifo", "dev-zero", "huge"] {
+        let mut c = Container::new("config-kind");
+        c.write_config = false;
+        let path = c.bundle.join("config.json");
+        fs::remove_file(&path).unwrap();
+        match kind {
+            "fifo" => {
+                let p = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
+                // SAFETY: mkfifo with a valid C string.
+                assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o644) }, 0);
+            }
+            "dev-zero" => std::os::unix::fs::symlink("/dev/zero", &path).unwrap(),
+            _ => {
+                let f = fs::File::create(&path).unwrap();
+                f.set_len(17 << 20).unwrap();
+            }
+        }
+        let started = std::time::Instant::now();
+        let out = c.create();
+        let took = started.elapsed();
+        assert!(!out.ok(), "{kind}: {out:?}");
+        assert!(out.stderr.contains("config.json"), "{kind}: {out:?}");
+        let why = if kind == "huge" {
+            "16 MiB"
+        } else {
+            "not a regular file"
+        };
+        assert!(out.stderr.contains(why), "{kind}: {out:?}");
+        eprintln!("{kind}: refused in {took:?}");
+        c.finish();
+    }
 }

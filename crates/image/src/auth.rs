@@ -191,24 +191,7 @@ pub fn store(file: &Path, registry: &str, creds: &Credentials) -> Result<(), Aut
         })?;
     }
     let data = serde_json::to_vec_pretty(&af).expect("auth json");
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = file.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|source| AuthError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-    f.write_all(&data).map_err(|source| AuthError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, file).map_err(|source| AuthError::Io {
+    skiff_sys::fs::write_private(file, &data).map_err(|source| AuthError::Io {
         path: file.into(),
         source,
     })

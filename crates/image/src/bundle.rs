@@ -551,7 +551,8 @@ pub fn release_rootfs(bundle: &Path) {
 /// Writes `<bundle>/config.json`.
 pub fn write_config(bundle: &Path, spec: &Value) -> Result<(), BundleError> {
     let p = bundle.join("config.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(spec).expect("spec json"))
+    // 0600: the config holds the container's environment (secrets).
+    skiff_sys::fs::write_private(&p, &serde_json::to_vec_pretty(spec).expect("spec json"))
         .map_err(|e| BundleError::Io { path: p, source: e })
 }
 

@@ -1,7 +1,9 @@
 //! The content store: an OCI image layout under the store directory
 //! (`oci-layout`, `index.json`, `blobs/sha256/<hex>`), plus skiff's own
 //! `ingest/` (partial downloads), `snapshots/` (unpacked layers),
-//! `containers/` (bundles) and `tmp/`.
+//! `containers/` (bundles) and `tmp/`. The store directory, `snapshots/`
+//! and `containers/` are 0700 (an existing looser one is tightened with a
+//! warning when the store is opened): they hold the images' setuid files.
 //!
 //! Blobs are written to a temp file, fsynced and renamed into place, so a
 //! crash never leaves a half blob under its digest and concurrent writers of
@@ -10,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, DigestError, HashReader, Hasher};
@@ -88,7 +90,14 @@ pub struct IndexLock {
 impl Store {
     /// Opens (creating when missing) the store at `root`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for sub in ["blobs/sha256", "ingest", "snapshots", "containers", "tmp"] {
+        // Snapshots and bundles hold the images' setuid files: nobody but
+        // root may reach them, so the root and both are private.
+        skiff_sys::fs::ensure_private_dir(root, 0o700).map_err(io_err(root))?;
+        for sub in ["snapshots", "containers"] {
+            let p = root.join(sub);
+            skiff_sys::fs::ensure_private_dir(&p, 0o700).map_err(io_err(&p))?;
+        }
+        for sub in ["blobs/sha256", "ingest", "tmp"] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -439,16 +448,10 @@ pub fn remove_tree(p: &Path) -> io::Result<()> {
 }
 
 /// Writes `data` to `path` via a temp file in the same directory, fsync and rename.
+/// The file is 0600, as every file of the store.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(data).map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-    tmp.persist(path).map_err(|e| StoreError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    skiff_sys::fs::write_atomic(path, data, 0o600, skiff_sys::fs::Durability::Disk)
+        .map_err(io_err(path))
 }
 
 #[cfg(test)]

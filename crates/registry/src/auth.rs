@@ -245,10 +245,11 @@ impl Auth {
             };
             return if allowed {
                 Decision::Allow(sub)
-            } else if sub.is_empty() {
-                Decision::Challenge(self.challenge(need, host_url))
             } else {
-                Decision::Deny(format!("token for {sub:?} lacks the scope"))
+                // A valid token without the action: challenge the client to
+                // fetch a token with the wider scope (RFC 6750 section 3.1).
+                let c = self.challenge(need, host_url);
+                Decision::Challenge(format!("{c},error=\"insufficient_scope\""))
             };
         }
         let user = match self.basic_user(authorization) {

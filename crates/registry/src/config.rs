@@ -8,6 +8,11 @@
 //! [limits]
 //! max_manifest_size = 4194304
 //! max_blob_size = 17179869184
+//! [timeouts]
+//! header_secs = 30               # whole request head (line + headers)
+//! idle_secs = 120                # keep-alive connection with no request
+//! body_secs = 60                 # request body: the window of the rate check
+//! body_min_rate = 1024           # bytes/s the body must average per window
 //! [tls]
 //! cert = "cert.pem"
 //! key = "key.pem"
@@ -93,6 +98,40 @@ pub struct Config {
     /// S3-compatible storage instead of the `storage` directory.
     #[serde(default)]
     pub s3: Option<crate::storage::s3::S3Config>,
+    /// Deadlines that keep slow or idle clients from holding connections.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Connection deadlines (seconds, bytes per second).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Time allowed for a request's line and headers, from its first byte.
+    #[serde(default = "default_header_secs")]
+    pub header_secs: u64,
+    /// Time a connection may stay open with no request in progress (and a
+    /// response may wait on a client that does not read).
+    #[serde(default = "default_idle_secs")]
+    pub idle_secs: u64,
+    /// Window of the body check: in every such window a request body must
+    /// bring at least one byte and `body_min_rate` bytes per second on average.
+    #[serde(default = "default_body_secs")]
+    pub body_secs: u64,
+    /// Minimum average body rate over each window (0: any progress suffices).
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_rate: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            header_secs: default_header_secs(),
+            idle_secs: default_idle_secs(),
+            body_secs: default_body_secs(),
+            body_min_rate: default_body_min_rate(),
+        }
+    }
 }
 
 /// Size limits.
@@ -201,6 +240,18 @@ fn default_service() -> String {
 fn default_expiry() -> u64 {
     300
 }
+fn default_header_secs() -> u64 {
+    30
+}
+fn default_idle_secs() -> u64 {
+    120
+}
+fn default_body_secs() -> u64 {
+    60
+}
+fn default_body_min_rate() -> u64 {
+    1024
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -249,6 +300,19 @@ impl Config {
                         });
                     }
                 }
+            }
+        }
+        let t = &self.timeouts;
+        for (field, v) in [
+            ("timeouts.header_secs", t.header_secs),
+            ("timeouts.idle_secs", t.idle_secs),
+            ("timeouts.body_secs", t.body_secs),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Field {
+                    field,
+                    reason: "must be at least 1 second".into(),
+                });
             }
         }
         if self.limits.max_manifest_size == 0 {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod digest;
 pub mod error;
 pub mod gc;
@@ -130,13 +131,35 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         let app = app.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
+        let conn = conn::ConnState::new(conn::Timeouts::from(&app.config.timeouts));
+        let tcp = conn::TimedIo::new(tcp, conn.clone());
         tokio::spawn(async move {
             let svc =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
+                    let conn = conn.clone();
                     async move {
+                        let in_flight = conn.begin();
+                        let read_to_end = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let http1 = req.version() < hyper::Version::HTTP_2;
+                        let req = req.map(|b| {
+                            let b = conn::TimedBody::new(b, conn.clone(), read_to_end.clone());
+                            axum::body::Body::new(b)
+                        });
+                        let mut r = server::handle(app, peer, req).await;
+                        // Answered before its body was read (an error, a
+                        // refusal too large to drain): the rest of the body
+                        // is still on the wire, so the connection closes,
+                        // and says so.
+                        let unread = !read_to_end.load(std::sync::atomic::Ordering::Acquire);
+                        if http1 && (unread || conn.doomed()) {
+                            r.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
                         Ok::<_, std::convert::Infallible>(
-                            server::handle(app, peer, req.map(axum::body::Body::new)).await,
+                            r.map(|b| conn::GuardedBody::new(b, in_flight)),
                         )
                     }
                 });

@@ -4,11 +4,12 @@
 
 use crate::auth::{Auth, Decision, Need};
 use crate::config::Config;
+use crate::digest::Algorithm;
 use crate::digest::Digest;
 use crate::error::{ApiError, Code};
 use crate::manifest::OCI_INDEX;
 use crate::metrics::Metrics;
-use crate::store::{range_header, Reference, Store};
+use crate::store::{range_header, ManifestPut, Reference, Store};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
@@ -278,15 +279,48 @@ async fn route(app: &App, req: Request<Body>) -> Result<(Resp, String), ApiError
             ) {
                 Decision::Allow(u) => u,
                 Decision::Challenge(c) => {
-                    return Err(ApiError::new(Code::Unauthorized, "authentication required")
-                        .with_header("WWW-Authenticate", c))
+                    let e = ApiError::new(Code::Unauthorized, "authentication required")
+                        .with_header("WWW-Authenticate", c);
+                    return Err(refuse(req, e).await);
                 }
-                Decision::Deny(why) => return Err(ApiError::new(Code::Denied, why)),
+                Decision::Deny(why) => {
+                    return Err(refuse(req, ApiError::new(Code::Denied, why)).await)
+                }
             }
         }
     };
     let r = api(app, req, target).await?;
     Ok((r, user))
+}
+
+/// Refused request bodies up to this size are read and dropped, so the
+/// client can send its authenticated retry on the same connection.
+const DRAIN_LIMIT: usize = 256 << 10;
+
+/// Answers a refused request without breaking the client's connection:
+/// the rest of its body (up to [`DRAIN_LIMIT`], within 10 s) is read and
+/// dropped so the connection stays usable; a larger or slower body, or one
+/// the client holds back until `100 Continue`, is not read, and the answer
+/// then says `Connection: close` (the server closes after it).
+async fn refuse(req: Request<Body>, e: ApiError) -> ApiError {
+    let waits_for_continue =
+        hdr(req.headers(), "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let too_long = hdr(req.headers(), "content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|l| l > DRAIN_LIMIT as u64);
+    let drained = !waits_for_continue
+        && !too_long
+        && tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            http_body_util::Limited::new(req.into_body(), DRAIN_LIMIT).collect(),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if drained {
+        e
+    } else {
+        e.with_header("Connection", "close".into())
+    }
 }
 
 fn token(app: &App, req: &Request<Body>) -> Result<Resp, ApiError> {
@@ -733,6 +767,7 @@ async fn manifest(
             Ok(resp(StatusCode::OK, &h, Body::from(f.body)))
         }
         Method::PUT => {
+            let qs = query(&req);
             let ct = hdr(req.headers(), "content-type").map(str::to_string);
             let limit = app.store.limits().max_manifest_size;
             if hdr(req.headers(), "content-length")
@@ -752,9 +787,29 @@ async fn manifest(
                     }
                 })?
                 .to_bytes();
+            let tags: Vec<String> = qs
+                .iter()
+                .filter(|(k, _)| k == "tag")
+                .map(|(_, v)| v.clone())
+                .collect();
+            let algorithm = match q(&qs, "digest-algorithm") {
+                None | Some("") | Some("sha256") => Algorithm::Sha256,
+                Some("sha512") => Algorithm::Sha512,
+                Some(other) => {
+                    return Err(ApiError::new(
+                        Code::DigestInvalid,
+                        format!("digest-algorithm {other:?} is not supported (sha256, sha512)"),
+                    ))
+                }
+            };
+            let put = ManifestPut {
+                reference: &r,
+                tags: &tags,
+                algorithm,
+            };
             let pushed = app
                 .store
-                .manifest_put(name, &r, ct.as_deref(), &body)
+                .manifest_put(name, &put, ct.as_deref(), &body)
                 .await?;
             app.metrics.manifests_pushed.fetch_add(1, Ordering::Relaxed);
             let mut h = vec![
@@ -767,6 +822,9 @@ async fn manifest(
             ];
             if let Some(s) = pushed.subject {
                 h.push(("oci-subject", s.to_string()));
+            }
+            if !pushed.tags.is_empty() {
+                h.push(("oci-tag", pushed.tags.join(", ")));
             }
             Ok(resp(StatusCode::CREATED, &h, Body::empty()))
         }

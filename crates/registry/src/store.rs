@@ -27,6 +27,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 impl From<StorageError> for ApiError {
@@ -60,8 +61,26 @@ pub struct RevisionMeta {
 /// Upload sessions kept in memory before idle ones are dropped.
 const MAX_CACHED_UPLOADS: usize = 4096;
 
-struct Upload {
+/// An upload session. The repository never changes and the stored size is
+/// published outside the lock, so a status request never waits for a
+/// running PATCH (which holds `upload` while the client sends).
+struct Session {
     repo: String,
+    stored: AtomicU64,
+    upload: tokio::sync::Mutex<Upload>,
+}
+
+impl Session {
+    fn new(repo: &str, offset: u64, hasher: Option<Hasher>) -> Arc<Session> {
+        Arc::new(Session {
+            repo: repo.to_string(),
+            stored: AtomicU64::new(offset),
+            upload: tokio::sync::Mutex::new(Upload { offset, hasher }),
+        })
+    }
+}
+
+struct Upload {
     offset: u64,
     hasher: Option<Hasher>,
 }
@@ -70,7 +89,7 @@ struct Upload {
 pub struct Store {
     driver: Arc<dyn Driver>,
     limits: Limits,
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    uploads: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 /// Result of a manifest push.
@@ -80,6 +99,8 @@ pub struct Pushed {
     pub digest: Digest,
     /// Subject digest, echoed in `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// The `?tag=` tags set, echoed in `OCI-Tag`.
+    pub tags: Vec<String>,
 }
 
 /// A fetched manifest.
@@ -149,6 +170,17 @@ fn referrers_dir(repo: &str, subject: &Digest) -> String {
 }
 fn upload_dir(uuid: &str) -> String {
     format!("uploads/{uuid}")
+}
+
+/// What a manifest PUT names besides its body.
+pub struct ManifestPut<'a> {
+    /// The reference of the URL.
+    pub reference: &'a Reference,
+    /// More tags for the manifest (`?tag=` of a push by digest).
+    pub tags: &'a [String],
+    /// Algorithm of the digest computed for a push by tag
+    /// (`?digest-algorithm=`; sha256 by default).
+    pub algorithm: Algorithm,
 }
 
 /// A reference in `/manifests/<reference>`.
@@ -273,20 +305,12 @@ impl Store {
         }
         map.insert(
             uuid.clone(),
-            Arc::new(tokio::sync::Mutex::new(Upload {
-                repo: repo.to_string(),
-                offset: 0,
-                hasher: Some(Hasher::new(Algorithm::Sha256)),
-            })),
+            Session::new(repo, 0, Some(Hasher::new(Algorithm::Sha256))),
         );
         Ok(uuid)
     }
 
-    async fn session(
-        &self,
-        repo: &str,
-        uuid: &str,
-    ) -> Result<Arc<tokio::sync::Mutex<Upload>>, ApiError> {
+    async fn session(&self, repo: &str, uuid: &str) -> Result<Arc<Session>, ApiError> {
         if uuid::Uuid::parse_str(uuid).is_err() {
             return Err(upload_unknown(uuid));
         }
@@ -313,11 +337,7 @@ impl Store {
                     .stat(&format!("{}/data", upload_dir(uuid)))
                     .await?
                     .map_or(0, |m| m.size);
-                let s = Arc::new(tokio::sync::Mutex::new(Upload {
-                    repo: orepo,
-                    offset,
-                    hasher: None,
-                }));
+                let s = Session::new(&orepo, offset, None);
                 self.uploads
                     .lock()
                     .expect("uploads lock")
@@ -326,7 +346,7 @@ impl Store {
                     .clone()
             }
         };
-        if s.lock().await.repo != repo {
+        if s.repo != repo {
             return Err(upload_unknown(uuid));
         }
         Ok(s)
@@ -335,7 +355,7 @@ impl Store {
     /// Current offset (bytes received) of an upload.
     pub async fn upload_status(&self, repo: &str, uuid: &str) -> Result<u64, ApiError> {
         let s = self.session(repo, uuid).await?;
-        let off = s.lock().await.offset;
+        let off = s.stored.load(Ordering::Acquire);
         Ok(off)
     }
 
@@ -353,7 +373,7 @@ impl Store {
         E: std::fmt::Display,
     {
         let s = self.session(repo, uuid).await?;
-        let mut up = s.lock().await;
+        let mut up = s.upload.lock().await;
         if let Some(start) = start {
             if start != up.offset {
                 return Err(ApiError::new(
@@ -368,12 +388,13 @@ impl Store {
                 .with_header("Location", format!("/v2/{repo}/blobs/uploads/{uuid}")));
             }
         }
-        self.append_locked(&mut up, uuid, body).await?;
+        self.append_locked(&s.stored, &mut up, uuid, body).await?;
         Ok(up.offset)
     }
 
     async fn append_locked<S, E>(
         &self,
+        stored: &AtomicU64,
         up: &mut Upload,
         uuid: &str,
         mut body: S,
@@ -418,6 +439,7 @@ impl Store {
                 h.update(&chunk);
             }
             up.offset += chunk.len() as u64;
+            stored.store(up.offset, Ordering::Release);
         }
         match app.finish().await {
             Ok(size) if size == up.offset => {}
@@ -428,9 +450,11 @@ impl Store {
             Err(e) => {
                 up.hasher = None;
                 up.offset = self.driver.stat(&path).await?.map_or(0, |m| m.size);
+                stored.store(up.offset, Ordering::Release);
                 return Err(e.into());
             }
         }
+        stored.store(up.offset, Ordering::Release);
         match failure {
             Some(f) => Err(f),
             None => Ok(()),
@@ -452,7 +476,7 @@ impl Store {
         E: std::fmt::Display,
     {
         let s = self.session(repo, uuid).await?;
-        let mut up = s.lock().await;
+        let mut up = s.upload.lock().await;
         if let Some(start) = start {
             if start != up.offset {
                 return Err(ApiError::new(
@@ -466,7 +490,7 @@ impl Store {
                 .with_header("Range", range_header(up.offset)));
             }
         }
-        self.append_locked(&mut up, uuid, body).await?;
+        self.append_locked(&s.stored, &mut up, uuid, body).await?;
         let path = format!("{}/data", upload_dir(uuid));
         let actual = match &up.hasher {
             Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
@@ -501,7 +525,7 @@ impl Store {
     /// Cancels an upload.
     pub async fn upload_cancel(&self, repo: &str, uuid: &str) -> Result<(), ApiError> {
         let s = self.session(repo, uuid).await?;
-        let _up = s.lock().await;
+        let _up = s.upload.lock().await;
         self.driver.delete(&upload_dir(uuid)).await?;
         self.uploads.lock().expect("uploads lock").remove(uuid);
         Ok(())
@@ -567,10 +591,17 @@ impl Store {
     pub async fn manifest_put(
         &self,
         repo: &str,
-        reference: &Reference,
+        put: &ManifestPut<'_>,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Pushed, ApiError> {
+        let reference = put.reference;
+        if let Some(t) = put.tags.iter().find(|t| !valid_tag(t)) {
+            return Err(ApiError::new(
+                Code::ManifestInvalid,
+                format!("invalid tag {t:?}"),
+            ));
+        }
         let parsed = manifest::parse(body, content_type)
             .map_err(|e| ApiError::new(Code::ManifestInvalid, e.0))?;
         let digest = match reference {
@@ -584,7 +615,7 @@ impl Store {
                 }
                 got
             }
-            Reference::Tag(_) => Digest::compute(Algorithm::Sha256, body),
+            Reference::Tag(_) => Digest::compute(put.algorithm, body),
         };
         for b in parsed.blobs.iter().filter(|b| !b.foreign) {
             // Touch first so a concurrent GC sees the blob as young.
@@ -652,7 +683,11 @@ impl Store {
                 )
                 .await?;
         }
-        if let Reference::Tag(t) = reference {
+        let named = match reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        for t in named.into_iter().chain(put.tags) {
             self.driver
                 .put(
                     &format!("{}/{t}", tags_dir(repo)),
@@ -663,6 +698,7 @@ impl Store {
         Ok(Pushed {
             digest,
             subject: parsed.subject.map(|s| s.digest),
+            tags: put.tags.to_vec(),
         })
     }
 

@@ -25,12 +25,50 @@ fn err(msg: impl std::fmt::Display) -> Error {
     Error::Config(format!("config.json: {msg}"))
 }
 
+/// Largest config.json accepted (16 MiB; real ones are a few KiB).
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
 /// Reads, parses and validates `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec> {
+    parse(&read_config(bundle)?)
+}
+
+/// The bytes of `<bundle>/config.json`: a regular file of at most
+/// [`MAX_CONFIG_SIZE`] bytes. A FIFO, a device (a symlink to `/dev/zero`)
+/// or a huge file is refused at once instead of hanging or filling memory.
+pub fn read_config(bundle: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join("config.json");
-    let data = std::fs::read(&path)
-        .map_err(|e| Error::Config(format!("{}: cannot read config.json: {e}", path.display())))?;
-    parse(&data)
+    let fail = |what: String| Error::Config(format!("{}: {what}", path.display()));
+    // O_NONBLOCK: opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("config.json is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(fail(format!(
+            "config.json is {} bytes, more than the limit of {MAX_CONFIG_SIZE} (16 MiB)",
+            meta.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| fail(format!("cannot read config.json: {e}")))?;
+    if data.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(fail(format!(
+            "config.json grew past the limit of {MAX_CONFIG_SIZE} bytes (16 MiB) while read"
+        )));
+    }
+    Ok(data)
 }
 
 /// Parses and validates config.json bytes.

@@ -52,6 +52,9 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: u32,
     /// Sub-cgroup (relative to the container's) to join.
     pub cgroup: Option<&'a str>,
+    /// An already connected console socket (`exec -t` without
+    /// `--console-socket`: one end of a socketpair).
+    pub console_conn: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// The runtime: a state root plus global settings.
@@ -69,13 +72,14 @@ pub struct Runtime {
     pub debug: bool,
 }
 
-/// A loaded container, locked for the lifetime of this value.
+/// A loaded container, locked for the lifetime of this value (unless read
+/// with [`Runtime::peek`], which takes no lock).
 #[derive(Debug)]
 pub struct Container {
     /// What is stored about it.
     pub saved: Saved,
     dir: PathBuf,
-    _lock: Lock,
+    lock: Option<Lock>,
 }
 
 /// Sends `tag` to the container init. When the init is gone (it failed
@@ -96,6 +100,19 @@ fn tell_init(chan: &sync::Chan, tag: u8, payload: &[u8]) -> Result<()> {
         }
     }
     Err(e).ctx(|| "setup channel")
+}
+
+/// Lets the init outlive this process (it drops its parent-death signal)
+/// and waits until it has: exiting earlier would still kill it.
+fn handover(chan: &sync::Chan) -> Result<()> {
+    tell_init(chan, sync::HANDOVER, &[])?;
+    match chan.recv().ctx(|| "reading from the container init")? {
+        (sync::HANDED_OVER, ..) => Ok(()),
+        (sync::ERROR, msg, _) => Err(Error::Init(String::from_utf8_lossy(&msg).into_owned())),
+        (t, ..) => Err(Error::Init(format!(
+            "unexpected message {t} from the container init"
+        ))),
+    }
 }
 
 /// Tears down a half-created container unless disarmed.
@@ -530,7 +547,7 @@ fn idmap_trees(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let raw: serde_json::Value = std::fs::read(bundle.join("config.json"))
+    let raw: serde_json::Value = config::read_config(bundle)
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or_default();
@@ -615,16 +632,14 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 
 /// Writes a pid file atomically (temp file + rename), as runc does.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+    let data = pid.to_string();
+    skiff_sys::fs::write_atomic(
+        path,
+        data.as_bytes(),
+        0o644,
+        skiff_sys::fs::Durability::Process,
+    )
+    .ctx(|| "writing pid file")
 }
 
 fn connect_console(path: &Path) -> Result<OwnedFd> {
@@ -802,6 +817,7 @@ impl Runtime {
         crate::linux::lsm::check(&spec).map_err(|e| Error::Config(e.to_string()))?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (lfds, lenv) = listen_fds();
+        linux::check_preserved_fds(o.preserve_fds + lfds)?;
         let (argv, envp) = c_strings(process, &lenv)?;
         let ns = ns_setup(&spec)?;
         // SAFETY: geteuid cannot fail.
@@ -849,6 +865,7 @@ impl Runtime {
             systemd_cgroup: self.systemd_cgroup,
             rootless: self.rootless,
             isolation: "namespace".into(),
+            no_new_keyring: o.no_new_keyring,
             spec: spec.clone(),
         };
         state::write_saved(&dir, &saved)?;
@@ -1053,11 +1070,14 @@ impl Runtime {
         if let Some(p) = o.pid_file {
             write_pid_file(p, pid)?;
         }
+        // The init keeps its parent-death signal until now: a `create`
+        // killed earlier takes its init with it.
+        handover(&spawned.chan)?;
         guard.disarm();
         Ok(Container {
             saved,
             dir,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
@@ -1093,6 +1113,7 @@ impl Runtime {
             systemd_cgroup: false,
             rootless: self.rootless,
             isolation: "vm".into(),
+            no_new_keyring: o.no_new_keyring,
             spec: spec.clone(),
         };
         state::write_saved(&dir, &saved)?;
@@ -1118,7 +1139,7 @@ impl Runtime {
         Ok(Container {
             saved,
             dir,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
@@ -1129,15 +1150,28 @@ impl Runtime {
         Ok(Container {
             saved,
             dir,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
-    /// State of every container (for `list`).
+    /// Reads container `id` without taking its lock (for `state` and
+    /// `list`): state files are replaced by atomic renames, so the read is
+    /// consistent, and a command holding the lock (a `create` in a slow
+    /// hook) does not hold up the reader.
+    pub fn peek(&self, id: &str) -> Result<Container> {
+        let saved = self.root.read(id)?;
+        Ok(Container {
+            saved,
+            dir: self.root.dir(id),
+            lock: None,
+        })
+    }
+
+    /// State of every container (for `list`), read without locks.
     pub fn list(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
         for id in self.root.ids()? {
-            if let Ok(c) = self.load(&id) {
+            if let Ok(c) = self.peek(&id) {
                 out.push(c.state(self));
             }
         }
@@ -1216,9 +1250,11 @@ impl Container {
         })?)
     }
 
-    /// Current status (including `paused` from the freezer).
+    /// Current status (including `paused` from the freezer). A container
+    /// still marked creating whose `create` is gone (it held the lock
+    /// throughout: we hold it now, or nobody does) is stopped.
     pub fn status(&self, rt: &Runtime) -> Status {
-        let s = self.saved.base_status(&self.dir);
+        let s = self.saved.base_status(&self.dir, self.creator_gone());
         if s != Status::Running {
             return s;
         }
@@ -1233,6 +1269,12 @@ impl Container {
             return Status::Paused;
         }
         s
+    }
+
+    /// True when the state says creating but its `create` is gone (see
+    /// [`Container::status`]).
+    fn creator_gone(&self) -> bool {
+        self.saved.creating && (self.lock.is_some() || state::Lock::is_free(&self.dir))
     }
 
     /// The guest agent's stats of a VM container (`memory`, `pids` in the
@@ -1353,10 +1395,11 @@ impl Container {
             }
             return Ok(cg.kill_all(sig)?);
         }
-        if matches!(status, Status::Stopped | Status::Creating) {
+        if matches!(status, Status::Stopped | Status::Creating) || self.saved.pid <= 0 {
             return Err(self.bad_state(status, "container not running"));
         }
-        // SAFETY: kill with a pid we verified (start time) to be the init.
+        // SAFETY: kill with a pid we verified (start time) to be the init
+        // (never 0 or negative: those name process groups).
         if unsafe { libc::kill(self.saved.pid, sig) } != 0 {
             return Err(std::io::Error::last_os_error())
                 .ctx(|| format!("kill {} {sig}", self.saved.pid));
@@ -1368,6 +1411,12 @@ impl Container {
     pub fn delete(self, rt: &Runtime, force: bool) -> Result<()> {
         let status = self.status(rt);
         let cg = self.cgroup(rt).ok();
+        if self.creator_gone() && self.saved.init_alive() {
+            // An init whose `create` was killed (after an extra fork it has
+            // no parent-death signal).
+            // SAFETY: kill of the verified (start time) init pid, > 0.
+            unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+        }
         if status != Status::Stopped {
             if !force {
                 return Err(self.bad_state(
@@ -1379,11 +1428,15 @@ impl Container {
                 let _ = cg.thaw();
                 let _ = cg.kill_all(libc::SIGKILL);
             }
-            // SAFETY: kill of the verified init pid.
-            unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+            if self.saved.pid > 0 && self.saved.init_alive() {
+                // SAFETY: kill of the verified init pid (positive: 0 and
+                // negative pids name process groups).
+                unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.saved.init_alive() && Instant::now() < deadline {
-                // SAFETY: reaps the init if it happens to be our child.
+                // SAFETY: reaps the init if it happens to be our child
+                // (init_alive is false for pids <= 0).
                 unsafe { libc::waitpid(self.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -1441,7 +1494,7 @@ impl Container {
         // guest's (as Kata reports them).
         #[cfg(feature = "vm")]
         if self.is_vm() {
-            if self.saved.base_status(&self.dir) == Status::Stopped {
+            if self.saved.base_status(&self.dir, self.creator_gone()) == Status::Stopped {
                 return Ok(Vec::new());
             }
             let v = self.vm_stats()?;
@@ -1546,6 +1599,7 @@ impl Container {
         crate::linux::lsm::check_exec(process).map_err(|e| Error::Config(e.to_string()))?;
         let caps = CapSets::from_spec(process.capabilities().as_ref())?;
         let (argv, envp) = c_strings(process, &[])?;
+        linux::check_preserved_fds(o.preserve_fds)?;
         let mut join = Vec::new();
         let mut parent_join = Vec::new();
         for ns in linux
@@ -1579,12 +1633,18 @@ impl Container {
         if fork_again {
             join.append(&mut parent_join);
         }
-        if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
+        if process.terminal().unwrap_or(false)
+            && o.console_socket.is_none()
+            && o.console_conn.is_none()
+        {
             return Err(Error::Config(
                 "process.terminal is true but no --console-socket was given".into(),
             ));
         }
-        let console_socket = o.console_socket.map(connect_console).transpose()?;
+        let console_socket = match o.console_conn {
+            Some(fd) => Some(fd.try_clone_to_owned().ctx(|| "console socket")?),
+            None => o.console_socket.map(connect_console).transpose()?,
+        };
         let cg = self.cgroup(rt)?;
         // The cgroup of every hierarchy the process goes to: the container's,
         // or with `--cgroup` runc's [<controller>[,<controller>...]:]<path>
@@ -1664,7 +1724,9 @@ impl Container {
             fifo: None,
             no_pivot: false,
             host_mntns: false,
-            no_new_keyring: true,
+            // The container's session keyring (`_ses.<id>`), as runc
+            // joins it for exec too, never the caller's.
+            no_new_keyring: self.saved.no_new_keyring,
             extra_fds: o.preserve_fds,
             seccomp,
             caps,
@@ -1672,7 +1734,7 @@ impl Container {
             argv,
             envp,
             idmap_trees: Vec::new(),
-            close_fds: vec![self._lock.raw_fd()],
+            close_fds: self.lock.iter().map(Lock::raw_fd).collect(),
             fork_again,
             self_join,
             late_cgroup: false,

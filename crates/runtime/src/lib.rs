@@ -12,6 +12,7 @@
 //! side: namespaces, rootfs, console, caps), [`hooks`], [`spec`] (`skiff
 //! spec`), [`features`].
 
+pub mod cgroup_join;
 pub mod config;
 pub mod container;
 mod error;

@@ -1,6 +1,6 @@
 //! Container state on disk: one directory per container under the runtime
-//! root (`--root`, default `/run/skiff`), holding `state.json` (written
-//! atomically: temp file + rename), the `exec.fifo` that blocks the init
+//! root (`--root`, default `/run/skiff`, 0700), holding `state.json` (0600,
+//! written atomically: temp file + rename), the `exec.fifo` that blocks the init
 //! until `start`, and a lock (`flock` on the directory) that serializes
 //! commands on the same container.
 
@@ -84,6 +84,10 @@ pub struct Saved {
     pub rootless: bool,
     /// "namespace" or "vm".
     pub isolation: String,
+    /// `create --no-new-keyring`: exec'd processes keep the caller's
+    /// session keyring too (otherwise they join the container's).
+    #[serde(default)]
+    pub no_new_keyring: bool,
     /// The config the container was created with (hooks, annotations...).
     pub spec: Spec,
 }
@@ -95,7 +99,8 @@ pub struct Root {
 }
 
 impl Root {
-    /// Uses `path` as the state root; created (0700) on first container.
+    /// Uses `path` as the state root; created 0700 on first container (an
+    /// existing looser root is tightened then, with a warning).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Root { path: path.into() }
     }
@@ -114,11 +119,7 @@ impl Root {
     /// [`Error::Exists`] if the id is taken.
     pub fn create_dir(&self, id: &str) -> Result<(PathBuf, Lock)> {
         crate::config::validate_id(id)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&self.path)
-            .ctx(|| format!("creating state root {}", self.path.display()))?;
+        skiff_sys::fs::ensure_private_dir(&self.path, 0o700).ctx(|| "state root")?;
         let dir = self.dir(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
@@ -142,6 +143,13 @@ impl Root {
         };
         let saved = read_saved(&dir, id)?;
         Ok((saved, lock))
+    }
+
+    /// Reads container `id`'s state without locking it (state files are
+    /// replaced by atomic renames).
+    pub fn read(&self, id: &str) -> Result<Saved> {
+        crate::config::validate_id(id).map_err(|_| Error::NotFound(id.to_string()))?;
+        read_saved(&self.dir(id), id)
     }
 
     /// Ids of all containers under the root, sorted.
@@ -176,10 +184,9 @@ fn read_saved(dir: &Path, id: &str) -> Result<Saved> {
 
 /// Writes `saved` to `<dir>/state.json` atomically.
 pub fn write_saved(dir: &Path, saved: &Saved) -> Result<()> {
-    let tmp = dir.join(".state.json.tmp");
     let data = serde_json::to_vec(saved).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("renaming {}", tmp.display()))
+    let path = dir.join(STATE_FILE);
+    skiff_sys::fs::write_private(&path, &data).ctx(|| "saving container state")
 }
 
 /// An exclusive `flock` on a container directory, released on drop.
@@ -204,6 +211,16 @@ impl Lock {
                 .ctx(|| format!("locking {}", dir.display()));
         }
         Ok(Lock { _file: file })
+    }
+
+    /// True when nobody holds the lock on `dir` (probed without blocking
+    /// and released at once). A missing directory counts as free.
+    pub fn is_free(dir: &Path) -> bool {
+        let Ok(file) = File::open(dir) else {
+            return true;
+        };
+        // SAFETY: flock on a valid, owned fd; closing it releases the lock.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
     }
 }
 
@@ -249,10 +266,12 @@ impl Saved {
     }
 
     /// Status derived from the process and the exec fifo (not `paused`, which
-    /// needs the cgroup: see `Container::status`).
-    pub fn base_status(&self, dir: &Path) -> Status {
+    /// needs the cgroup: see `Container::status`). `creator_gone`: the
+    /// `create` that wrote a creating state no longer runs (it was killed),
+    /// so the container is stopped whatever its init does.
+    pub fn base_status(&self, dir: &Path, creator_gone: bool) -> Status {
         if self.creating {
-            return if self.pid == 0 || self.init_alive() {
+            return if !creator_gone && (self.pid == 0 || self.init_alive()) {
                 Status::Creating
             } else {
                 Status::Stopped

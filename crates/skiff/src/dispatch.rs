@@ -72,13 +72,14 @@ pub fn subcommand_index(argv: &[OsString]) -> Option<usize> {
 }
 
 /// True when `argv` (with argv[0]) names a command of `skiff-tools`:
-/// `image ...`, `registry ...`, or `run ... --image REF ...`.
+/// `image ...`, `registry ...`, `check`, `completion`, `man`, or
+/// `run ... --image REF ...`.
 pub fn wants_tools(argv: &[OsString]) -> bool {
     let Some(i) = subcommand_index(argv) else {
         return false;
     };
     match argv[i].as_encoded_bytes() {
-        b"image" | b"registry" => true,
+        b"image" | b"registry" | b"check" | b"completion" | b"man" => true,
         b"run" => argv[i + 1..]
             .iter()
             .map(|a| a.as_encoded_bytes())
@@ -192,6 +193,8 @@ mod tests {
         assert!(wants_tools(&argv("--debug registry serve")));
         assert!(wants_tools(&argv("run --image busybox --rm n -- sh")));
         assert!(wants_tools(&argv("run -d --image=busybox")));
+        assert!(wants_tools(&argv("completion bash")));
+        assert!(wants_tools(&argv("check --format json")));
     }
 
     #[test]

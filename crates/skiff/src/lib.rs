@@ -17,6 +17,8 @@
 
 pub mod dispatch;
 #[cfg(feature = "tools")]
+pub mod host_cmd;
+#[cfg(feature = "tools")]
 pub mod image_cmd;
 #[cfg(feature = "tools")]
 pub mod registry_cmd;

@@ -2,7 +2,8 @@
 //!
 //! This executable links only the runtime, because containerd, podman and
 //! Kubernetes run it for every container. `skiff image ...`,
-//! `skiff registry ...` and `skiff run --image ...` are handled by the
+//! `skiff registry ...`, `skiff run --image ...`, `skiff check` and
+//! `skiff completion` are handled by the
 //! sibling executable `skiff-tools`, which this one execs before parsing
 //! anything (see `skiff::dispatch`).
 
@@ -29,6 +30,18 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(disable_help_flag = true)]
+    Completion {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Report what this host supports: cgroups, namespaces, seccomp, KVM, QEMU, kernel, agent.
+    #[command(disable_help_flag = true)]
+    Check {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() {
@@ -45,7 +58,10 @@ fn main() {
         Command::Runtime(cmd) => {
             runtime_cmd::main(&global, cmd, |_, _, _, _, _, _| dispatch::exec_tools())
         }
-        Command::Image { .. } | Command::Registry { .. } => dispatch::exec_tools(),
+        Command::Image { .. }
+        | Command::Registry { .. }
+        | Command::Completion { .. }
+        | Command::Check { .. } => dispatch::exec_tools(),
     };
     skiff::exit(&global, result)
 }

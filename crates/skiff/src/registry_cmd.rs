@@ -32,6 +32,18 @@ pub enum RegistryCommand {
         /// TLS private key (PEM).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Seconds a client has to send a request's line and headers [default: 30].
+        #[arg(long, value_name = "SECS")]
+        header_timeout: Option<u64>,
+        /// Seconds a connection may stay open with no request [default: 120].
+        #[arg(long, value_name = "SECS")]
+        idle_timeout: Option<u64>,
+        /// Window (seconds) in which a request body must make progress [default: 60].
+        #[arg(long, value_name = "SECS")]
+        body_timeout: Option<u64>,
+        /// Bytes per second a request body must average over each window [default: 1024].
+        #[arg(long, value_name = "BYTES")]
+        body_min_rate: Option<u64>,
     },
     /// Delete unreferenced blobs and untagged manifests.
     Gc {
@@ -75,6 +87,10 @@ pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
             config,
             tls_cert,
             tls_key,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            body_min_rate,
         } => {
             let mut cfg = match &config {
                 Some(p) => skiff_registry::config::Config::load(p)?,
@@ -92,6 +108,12 @@ pub fn main(global: &Global, args: RegistryArgs) -> anyhow::Result<i32> {
             if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
                 cfg.tls = Some(skiff_registry::config::TlsConfig { cert, key });
             }
+            let t = &mut cfg.timeouts;
+            t.header_secs = header_timeout.unwrap_or(t.header_secs);
+            t.idle_secs = idle_timeout.unwrap_or(t.idle_secs);
+            t.body_secs = body_timeout.unwrap_or(t.body_secs);
+            t.body_min_rate = body_min_rate.unwrap_or(t.body_min_rate);
+            cfg.validate()?;
             skiff_registry::run(cfg).context("skiff registry serve")?;
             Ok(0)
         }

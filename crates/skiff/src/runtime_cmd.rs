@@ -409,7 +409,7 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
             run(g, &rt, &flags, &id, detach, keep)
         }
         RuntimeCommand::State(IdArg { id }) => {
-            let c = rt.load(&id)?;
+            let c = rt.peek(&id)?;
             println!("{}", serde_json::to_string_pretty(&c.state(&rt))?);
             Ok(0)
         }
@@ -812,43 +812,35 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
         return Ok(c.exec_vm(&process, a.console_socket.as_deref(), a.detach)?);
     }
     let proxy = !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false);
-    let mut sock_path = a.console_socket.clone();
-    let mut listener = None;
-    let mut tmpdir = None;
-    if proxy {
-        // A private socket for the pty master: exec connects by path.
-        let dir = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("console.sock");
-        listener = Some(std::os::unix::net::UnixListener::bind(&path)?);
-        sock_path = Some(path);
-        tmpdir = Some(dir);
-    }
+    // The pty master comes back over a socketpair: no path on disk that
+    // another user could create first or swap, nothing left behind.
+    let (ours, theirs) = if proxy {
+        let (a, b) = console_pair()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     if !a.detach {
         skiff_runtime::container::set_subreaper();
         block_forwarded_signals();
     }
     process.set_cwd(process.cwd().clone());
     let opts = ExecOptions {
-        console_socket: sock_path.as_deref(),
+        console_socket: a.console_socket.as_deref(),
         pid_file: a.pid_file.as_deref(),
         preserve_fds: a.preserve_fds,
         cgroup: a.cgroup.as_deref(),
+        console_conn: theirs.as_ref().map(std::os::fd::AsFd::as_fd),
     };
     let res = c.exec(rt, &process, &opts);
-    let master = match (&listener, &res) {
-        (Some(l), Ok(_)) => {
-            let (s, _) = l.accept()?;
-            Some(skiff_runtime::linux::console::recv_fd(
-                std::os::fd::AsRawFd::as_raw_fd(&s),
-            )?)
-        }
-        _ => None,
-    };
-    if let Some(d) = tmpdir {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    drop(theirs);
     let pid = res?;
+    let master = match &ours {
+        Some(sock) => Some(skiff_runtime::linux::console::recv_fd(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+        )?),
+        None => None,
+    };
     drop(c);
     if a.detach {
         return Ok(0);

@@ -5,3 +5,10 @@
 //! per concern; none of them knows about containers. The crate depends on
 //! `libc` only, so the runtime's start path can use it without pulling in
 //! anything large.
+
+pub mod fdpass;
+pub mod fs;
+pub mod mountinfo;
+pub mod pty;
+pub mod size;
+pub mod time;

@@ -10,11 +10,13 @@
 //! hash of everything in it.
 //!
 //! The agent must be a static binary. It is looked up as `$SKIFF_AGENT`,
-//! then `skiff-agent` next to the running executable (and its parent dirs),
-//! then in `<target>/x86_64-unknown-linux-gnu/{release,debug}/` of a cargo
-//! target dir above the running executable, then `/usr/lib/skiff/`,
-//! `/usr/local/lib/skiff/`. Build it with (libseccomp linked statically)
-//! `LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu`.
+//! then `skiff-agent` next to the running executable, then
+//! `../libexec/skiff/skiff-agent` from the executable's directory (where
+//! `scripts/install.sh` puts it), then `dist/skiff-agent` of a cargo target
+//! dir above the running executable (`target/dist/`, where
+//! `scripts/build.sh` puts it), then `/usr/local/libexec/skiff/`,
+//! `/usr/libexec/skiff/`, `/usr/local/lib/skiff/`, `/usr/lib/skiff/`.
+//! Build it with `scripts/build.sh` (or `scripts/build.sh --only agent`).
 //!
 //! A kernel without modules for its release (the minimal kernel has
 //! everything built in) gets an initramfs with the agent only.
@@ -174,26 +176,37 @@ pub fn is_static_elf(data: &[u8]) -> bool {
     })
 }
 
-/// Finds the static `skiff-agent` binary (see module docs for the search order).
-pub fn find_agent() -> Result<PathBuf, Error> {
+/// Where the static `skiff-agent` binary is looked for, in order (see
+/// the module docs).
+pub fn agent_candidates() -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("SKIFF_AGENT") {
         candidates.push(PathBuf::from(p));
     }
-    if let Ok(exe) = std::env::current_exe() {
-        for anc in exe.ancestors().skip(1).take(4) {
-            candidates.push(anc.join("skiff-agent"));
-            for profile in ["release", "debug"] {
-                candidates.push(
-                    anc.join("x86_64-unknown-linux-gnu")
-                        .join(profile)
-                        .join("skiff-agent"),
-                );
-            }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("skiff-agent"));
+        candidates.push(dir.join("../libexec/skiff/skiff-agent"));
+        for anc in dir.ancestors().take(4) {
+            candidates.push(anc.join("dist").join("skiff-agent"));
         }
     }
-    candidates.push("/usr/lib/skiff/skiff-agent".into());
-    candidates.push("/usr/local/lib/skiff/skiff-agent".into());
+    for dir in [
+        "/usr/local/libexec/skiff",
+        "/usr/libexec/skiff",
+        "/usr/local/lib/skiff",
+        "/usr/lib/skiff",
+    ] {
+        candidates.push(Path::new(dir).join("skiff-agent"));
+    }
+    candidates
+}
+
+/// Finds the static `skiff-agent` binary (see module docs for the search order).
+pub fn find_agent() -> Result<PathBuf, Error> {
+    let candidates = agent_candidates();
     for c in &candidates {
         if let Ok(data) = fs::read(c) {
             if is_static_elf(&data) {
@@ -202,10 +215,13 @@ pub fn find_agent() -> Result<PathBuf, Error> {
         }
     }
     Err(Error::NotFound(format!(
-        "static skiff-agent binary (looked at {}); build it with LIBSECCOMP_LINK_TYPE=static \
-         LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu RUSTFLAGS=\"-C target-feature=+crt-static -C relocation-model=static\" \
-         cargo build -p skiff-agent --release --target x86_64-unknown-linux-gnu, or set $SKIFF_AGENT",
-        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+        "static skiff-agent binary (looked at {}); build it with scripts/build.sh \
+         (into target/dist/), install it with scripts/install.sh, or set $SKIFF_AGENT",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 

@@ -166,10 +166,28 @@ fn rustix_is_root() -> bool {
 
 /// Writes `data` to `path` through a temporary file and a rename, so
 /// concurrent builders never see a partial file.
+/// Cache files (kernels, initramfs images) are 0644: QEMU and other users'
+/// VMs read them.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(&tmp, data).map_err(|e| io_err(&format!("write {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(&format!("rename to {}", path.display()), e))
+    skiff_sys::fs::write_atomic(path, data, 0o644, skiff_sys::fs::Durability::Process)
+        .map_err(|e| io_err("cache", e))
+}
+
+/// Writes a file of a container's state directory (0600: only its owner
+/// reads it; the directory also holds the console log and the VM's config).
+pub(crate) fn write_state(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
+    skiff_sys::fs::write_private(path, data.as_ref())
+}
+
+/// Creates (or truncates) a log file of a container's state directory, 0600.
+pub(crate) fn create_state_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {

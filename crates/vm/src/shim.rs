@@ -106,7 +106,7 @@ pub(crate) fn launch(plan: Plan) -> Result<i32, Error> {
         unsafe { libc::_exit(code) };
     }
     drop(report_w);
-    let _ = fs::write(plan.state_dir.join("shim.pid"), pid.to_string());
+    let _ = crate::write_state(&plan.state_dir.join("shim.pid"), pid.to_string());
     // A failed template restore falls back to a cold boot: two boot deadlines.
     let deadline = 2 * plan.boot_timeout + plan.request_timeout + Duration::from_secs(15);
     let start = Instant::now();
@@ -338,7 +338,7 @@ fn shim_main(plan: &Plan, chan: &ChannelPlan, report: File) -> i32 {
         let mut t = prev;
         t["agent_ready_ms"] = json!(t_ready.as_millis() as u64);
         t["created_ms"] = json!(t_created.as_millis() as u64);
-        let _ = fs::write(plan.state_dir.join("timings.json"), t.to_string());
+        let _ = crate::write_state(&plan.state_dir.join("timings.json"), t.to_string());
         if plan.debug {
             log(&format!("boot breakdown: {t}"));
         }
@@ -371,8 +371,9 @@ type BootFail = (&'static str, String, Option<Child>);
 fn boot(plan: &Plan, chan: &ChannelPlan) -> Result<Shim, BootFail> {
     let t0 = Instant::now();
     let vmm_log = plan.state_dir.join("vmm.log");
-    File::create(&vmm_log).map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
-    let _ = File::create(&plan.vm.console_log);
+    crate::create_state_file(&vmm_log)
+        .map_err(|e| ("boot", format!("create vmm.log: {e}"), None))?;
+    let _ = crate::create_state_file(&plan.vm.console_log);
     let mut why_cold = "templates disabled for this container".to_string();
     if chan.device != ChannelDevice::VirtioSerial {
         why_cold = "vsock channel: QEMU 7.2 cannot migrate vhost-user devices, and every clone \
@@ -447,7 +448,7 @@ fn boot(plan: &Plan, chan: &ChannelPlan) -> Result<Shim, BootFail> {
     if plan.debug {
         log(&format!("boot=cold ({why_cold})"));
     }
-    let _ = File::create(&plan.vm.console_log);
+    let _ = crate::create_state_file(&plan.vm.console_log);
     start_vm(plan, chan, None, Instant::now(), json!({"boot": "cold"}))
 }
 
@@ -498,7 +499,7 @@ fn start_vm(
         state.as_ref().map(|f| f.as_raw_fd()),
     )
     .map_err(|e| ("boot", format!("spawn {}: {e}", vm.qemu.display()), None))?;
-    let _ = fs::write(plan.state_dir.join("vmm.pid"), qemu.id().to_string());
+    let _ = crate::write_state(&plan.state_dir.join("vmm.pid"), qemu.id().to_string());
     let t_spawned = t0.elapsed();
     let mut deadline = plan.boot_timeout;
     let mut t_restored = None;
@@ -606,7 +607,7 @@ fn start_vm(
     if let (Some(t), Some(i)) = (timings.as_object_mut(), info.as_object()) {
         t.extend(i.clone());
     }
-    let _ = fs::write(plan.state_dir.join("timings.json"), timings.to_string());
+    let _ = crate::write_state(&plan.state_dir.join("timings.json"), timings.to_string());
     Ok(Shim {
         link,
         events,
@@ -727,7 +728,7 @@ impl VsockBackend {
         let _ = fs::remove_file(socket);
         let _ = fs::remove_file(uds);
         let child = template::spawn_qemu(bin, &vsock::backend_args(3, socket, uds), log, None)?;
-        let _ = fs::write(plan.state_dir.join("vsock.pid"), child.id().to_string());
+        let _ = crate::write_state(&plan.state_dir.join("vsock.pid"), child.id().to_string());
         let mut b = VsockBackend {
             child: Some(child),
             files: [socket.clone(), uds.clone()],
@@ -791,7 +792,10 @@ fn spawn_virtiofsd(plan: &Plan, sock: &Path, log: &Path) -> io::Result<Child> {
         "sandbox=namespace".into(),
     ];
     let mut child = template::spawn_qemu(bin, &args, log, None)?;
-    let _ = fs::write(plan.state_dir.join("virtiofsd.pid"), child.id().to_string());
+    let _ = crate::write_state(
+        &plan.state_dir.join("virtiofsd.pid"),
+        child.id().to_string(),
+    );
     let t = Instant::now();
     while !sock.exists() {
         if let Ok(Some(st)) = child.try_wait() {
@@ -943,7 +947,7 @@ fn record_peak_rss(q: &Child, state_dir: &Path) {
         .and_then(|s| serde_json::from_str::<Value>(&s).ok())
     {
         t["vmm_peak_rss_kb"] = json!(kb);
-        let _ = fs::write(&path, t.to_string());
+        let _ = crate::write_state(&path, t.to_string());
     }
 }
 

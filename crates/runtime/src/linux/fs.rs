@@ -40,18 +40,41 @@ fn have_openat2() -> bool {
     !NO_OPENAT2.load(Ordering::Relaxed)
 }
 
+/// How often a lookup is tried again when it fails with `EAGAIN`.
+///
+/// With `RESOLVE_IN_ROOT`, openat2 answers `EAGAIN` whenever a rename or a
+/// mount anywhere on the system happened during a `..` step (it cannot
+/// prove the walk stayed inside); openat2(2) says to retry. The hand walk
+/// answers the same when an entry was swapped between its walk and open.
+const EAGAIN_RETRIES: usize = 128;
+
+/// Runs `f` until it fails with something other than `EAGAIN` (at most
+/// [`EAGAIN_RETRIES`] times).
+fn retry_eagain<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 1;
+    loop {
+        match f() {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < EAGAIN_RETRIES => {
+                tries += 1
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Runs `f` (an openat2 call); on `ENOSYS` remembers that the kernel lacks
-/// openat2 and returns `None` so the caller falls back.
-fn try_openat2(f: impl FnOnce() -> nix::Result<OwnedFd>) -> Option<io::Result<OwnedFd>> {
+/// openat2 and returns `None` so the caller falls back. `EAGAIN` is
+/// retried (see [`EAGAIN_RETRIES`]).
+fn try_openat2(f: impl Fn() -> nix::Result<OwnedFd>) -> Option<io::Result<OwnedFd>> {
     if !have_openat2() {
         return None;
     }
-    match f() {
-        Err(nix::errno::Errno::ENOSYS) => {
+    match retry_eagain(|| f().map_err(io::Error::from)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
             NO_OPENAT2.store(true, Ordering::Relaxed);
             None
         }
-        r => Some(r.map_err(io::Error::from)),
+        r => Some(r),
     }
 }
 
@@ -65,7 +88,7 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag) -> io::Result<O
     };
     match try_openat2(|| openat2(root, p, how(flags, 0))) {
         Some(r) => r,
-        None => walk_in_root(root, p, flags),
+        None => retry_eagain(|| walk_in_root(root, p, flags)),
     }
 }
 

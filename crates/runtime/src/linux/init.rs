@@ -413,7 +413,7 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     if let Some(s) = process.scheduler() {
         set_scheduler(s)?;
     }
-    if plan.kind == Kind::Init && !plan.no_new_keyring {
+    if !plan.no_new_keyring {
         let name = CString::new(format!("_ses.{}", plan.id)).map_err(|_| "bad id")?;
         let label = process.selinux_label().as_deref().unwrap_or("");
         super::lsm::set_key_label(label).map_err(|e| e.to_string())?;
@@ -445,6 +445,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     };
     finish_setup(plan, chan, in_userns)?;
     chan.send(sync::READY, &[]).map_err(os("setup channel"))?;
+    if plan.kind == Kind::Init {
+        // Until `create` has recorded the container, the init dies with it
+        // (parent-death signal, or EOF here after an extra fork) rather
+        // than wait on the exec fifo forever.
+        expect(chan, sync::HANDOVER)?;
+        prctl(libc::PR_SET_PDEATHSIG, 0)?;
+        chan.send(sync::HANDED_OVER, &[])
+            .map_err(os("setup channel"))?;
+    }
     READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(fifo) = &plan.fifo {
         wait_start(fifo.as_fd(), in_userns)?;
@@ -504,8 +513,7 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
-    nix::unistd::chdir(process.cwd())
-        .map_err(|e| format!("chdir to process.cwd {}: {e}", process.cwd().display()))?;
+    enter_cwd(process.cwd())?;
     if let Some(aff) = process
         .exec_cpu_affinity()
         .as_ref()
@@ -514,7 +522,14 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
         set_affinity(&aff)?;
     }
     prepare_fds(plan.extra_fds)?;
-    prctl(libc::PR_SET_PDEATHSIG, 0)?;
+    if plan.kind == Kind::Exec {
+        prctl(libc::PR_SET_PDEATHSIG, 0)?;
+    } else if !plan.fork_again {
+        // A credential change (root of a user namespace, the process's
+        // user) clears the parent-death signal: set it again (a runtime
+        // that died meanwhile is noticed as EOF on the channel).
+        prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)?;
+    }
     match (filter, early) {
         (Some(f), None) => load(f),
         _ => Ok(()),
@@ -745,8 +760,22 @@ fn open_fifo(fifo: BorrowedFd) -> R<std::os::fd::OwnedFd> {
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+/// Resolves `process.cwd` inside the container's root (`..` and symlinks
+/// stay inside it, magic links such as `/proc/self/fd/N` are refused) and
+/// enters it by fd: a path-based chdir would follow a link the container
+/// planted to one of the runtime's descriptors, out into the host.
+fn enter_cwd(cwd: &Path) -> R<()> {
+    let fail = |e: std::io::Error| format!("chdir to process.cwd {}: {e}", cwd.display());
+    let root = fs::open_path(Path::new("/")).map_err(fail)?;
+    let dir =
+        fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(fail)?;
+    nix::unistd::fchdir(&dir).map_err(|e| fail(e.into()))
+}
+
 /// Marks every fd above the preserved ones close-on-exec and clears it on
-/// the preserved ones (3..3+extra).
+/// the preserved ones (3..3+extra). A preserved fd must be one the caller
+/// passed (open, not close-on-exec): the runtime's own fds are all
+/// close-on-exec and are never handed over (see `check_preserved_fds`).
 fn prepare_fds(extra: u32) -> R<()> {
     let first = 3 + extra;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
@@ -759,17 +788,25 @@ fn prepare_fds(extra: u32) -> R<()> {
         )
     };
     if rc != 0 {
-        // Older kernels: walk /proc/self/fd.
-        for fd in 3..first + 1024 {
-            if fd >= first {
-                // SAFETY: fcntl on an fd number; EBADF is harmless.
-                unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+        // Older kernels: every open fd, from /proc/self/fd.
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map_err(os("listing /proc/self/fd"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        for fd in open.into_iter().filter(|&fd| fd >= first as i32) {
+            // SAFETY: fcntl on an fd number; EBADF is harmless.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
-    for fd in 3..first {
-        // SAFETY: fcntl on an fd number; EBADF is harmless.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    for fd in 3..first as i32 {
+        // SAFETY: fcntl on an fd number only reads or sets its flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            return Err(format!(
+                "preserved fd {fd} is not a descriptor the caller passed"
+            ));
+        }
     }
     Ok(())
 }

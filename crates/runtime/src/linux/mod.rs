@@ -112,6 +112,33 @@ pub struct Spawned {
     pub in_cgroup: bool,
 }
 
+/// Checks that fds 3..3+`n` (`--preserve-fds`, LISTEN_FDS) are descriptors
+/// the caller passed: open and not close-on-exec. Every descriptor the
+/// runtime opens itself is close-on-exec, so none of them can be handed to
+/// the container through that range (runc refuses missing ones the same
+/// way).
+pub fn check_preserved_fds(n: u32) -> Result<()> {
+    for fd in 3..3 + n as i32 {
+        // SAFETY: F_GETFD on an fd number only reads its flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            return Err(crate::Error::Config(format!(
+                "unable to stat preserved-fd {} (of {n}): {}",
+                fd - 3,
+                std::io::Error::last_os_error()
+            )));
+        }
+        if flags & libc::FD_CLOEXEC != 0 {
+            return Err(crate::Error::Config(format!(
+                "preserved-fd {} (of {n}) is fd {fd}, which the caller did not pass \
+                 (it is the runtime's own)",
+                fd - 3
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `CLONE_INTO_CGROUP` (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 

@@ -32,6 +32,11 @@ pub const MAPS: u8 = 9;
 pub const JOINED: u8 = 11;
 /// Parent -> child: id maps written.
 pub const MAPS_DONE: u8 = 10;
+/// Parent -> child: `create` recorded the container; the init drops its
+/// parent-death signal and may outlive the runtime.
+pub const HANDOVER: u8 = 12;
+/// Child -> parent: the parent-death signal is cleared; `create` may exit.
+pub const HANDED_OVER: u8 = 13;
 
 /// One end of the setup channel.
 #[derive(Debug)]

@@ -2,8 +2,8 @@
 //! registry). `skiff` execs it for `image`, `registry` and `run --image`;
 //! it also accepts every runtime command itself.
 
-use clap::Subcommand;
-use skiff::{dispatch, image_cmd, registry_cmd, runtime_cmd, Cli};
+use clap::{CommandFactory as _, Subcommand};
+use skiff::{dispatch, host_cmd, image_cmd, registry_cmd, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -15,6 +15,13 @@ enum Command {
     Image(image_cmd::ImageArgs),
     /// Run or maintain an OCI distribution registry.
     Registry(registry_cmd::RegistryArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completion(host_cmd::CompletionArgs),
+    /// Report what this host supports: cgroups, namespaces, seccomp, KVM, QEMU, kernel, agent.
+    Check(host_cmd::CheckArgs),
+    /// Write the man pages (one per subcommand) into a directory.
+    #[command(hide = true)]
+    Man(host_cmd::ManArgs),
 }
 
 fn main() {
@@ -25,6 +32,9 @@ fn main() {
         Command::Runtime(cmd) => runtime_cmd::main(&global, cmd, image_cmd::run_image),
         Command::Image(args) => image_cmd::main(&global, args),
         Command::Registry(args) => registry_cmd::main(&global, args),
+        Command::Completion(args) => host_cmd::completion(Cli::<Command>::command(), &args),
+        Command::Check(args) => host_cmd::check_host(&args),
+        Command::Man(args) => host_cmd::man(Cli::<Command>::command(), &args),
     };
     skiff::exit(&global, result)
 }
