@@ -456,11 +456,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     }
     READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(fifo) = &plan.fifo {
-        wait_start(fifo.as_fd(), in_userns)?;
+        let w = wait_start(fifo.as_fd(), in_userns)?;
+        // Lifecycle steps 7 to 9: startContainer hooks, the program, then
+        // (once the byte arrives) poststart: the byte goes after the hooks.
         if let Some(h) = spec.hooks() {
             crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
                 .map_err(|e| e.to_string())?;
         }
+        // `start` returns (and runs poststart) once this byte arrives.
+        nix::unistd::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
     }
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -536,9 +540,8 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     }
 }
 
-/// Blocks until `start` opens the exec fifo, then writes the byte that lets
-/// `start` return.
-fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<()> {
+/// Blocks until `start` opens the exec fifo; returns its write end.
+fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<std::os::fd::OwnedFd> {
     // In a user namespace, /proc/self/fd of a non-dumpable process is owned
     // by the host's root and cannot be searched: reopening the fifo needs
     // the process dumpable for the duration of the open.
@@ -549,8 +552,7 @@ fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<()> {
     if in_userns {
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }
-    nix::unistd::write(&w?, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
-    Ok(())
+    w
 }
 
 /// Brings `lo` up in the network namespace the runtime just created, as
