@@ -499,6 +499,19 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
         }
         Ok(())
     };
+    // As runc: the cwd is entered as root first, before any seccomp filter
+    // (older profiles refuse openat2 with EPERM), and again as the user
+    // when root was refused (a volume only the container user can enter).
+    let cwd_pending = match try_enter_cwd(process.cwd()) {
+        Ok(()) => false,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => true,
+        Err(e) => {
+            return Err(format!(
+                "chdir to process.cwd {}: {e}",
+                process.cwd().display()
+            ))
+        }
+    };
     let early = filter.filter(|_| notify || !nnp);
     if let Some(f) = early {
         if nnp {
@@ -517,7 +530,9 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
-    enter_cwd(process.cwd())?;
+    if cwd_pending {
+        enter_cwd(process.cwd())?;
+    }
     if let Some(aff) = process
         .exec_cpu_affinity()
         .as_ref()
@@ -772,6 +787,14 @@ fn enter_cwd(cwd: &Path) -> R<()> {
     let dir =
         fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(fail)?;
     nix::unistd::fchdir(&dir).map_err(|e| fail(e.into()))
+}
+
+/// [`enter_cwd`] with the I/O error, for the first attempt as root.
+fn try_enter_cwd(cwd: &Path) -> std::io::Result<()> {
+    let root = fs::open_path(Path::new("/"))?;
+    let dir = fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    nix::unistd::fchdir(&dir)?;
+    Ok(())
 }
 
 /// Marks every fd above the preserved ones close-on-exec and clears it on
