@@ -311,6 +311,30 @@ fn hook_without_env_inherits_the_runtime_environment() {
     c.finish();
 }
 
+/// A seccomp profile that refuses syscalls newer than itself (openat2
+/// with EPERM, as runtime-tools' and older engines' default profiles do)
+/// and no `noNewPrivileges`: the filter is loaded before the user and
+/// capabilities are set, and the cwd is still entered (as root first).
+#[test]
+fn old_seccomp_profile_without_nnp_still_enters_cwd() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("old-seccomp");
+    c.config["process"]["noNewPrivileges"] = json!(false);
+    c.config["process"]["cwd"] = json!("/tmp");
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    });
+    c.sh("pwd; id -u");
+    let out = c.run();
+    out.assert_ok("run with an old-style seccomp profile");
+    assert_eq!(out.stdout, "/tmp\n1000\n", "{out:?}");
+    c.finish();
+}
+
 /// Drops the namespace `typ` from the config's namespaces.
 fn without_ns(c: &mut Container, typ: &str) {
     let ns: Vec<Value> = c.config["linux"]["namespaces"]

@@ -594,7 +594,10 @@ fn setup_dialogue(
             saved.pid = pid;
             saved.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
             state::write_saved(dir, saved)?;
-            let st = serde_json::to_vec(&state_json(saved, Status::Creating)).unwrap_or_default();
+            // Prestart and createRuntime are lifecycle steps 3-4, after the
+            // environment was created (step 2): "created", as crun and
+            // runtime-tools' hooks_stdin have it.
+            let st = serde_json::to_vec(&state_json(saved, Status::Created)).unwrap_or_default();
             if let Some(h) = &hooks {
                 hooks::run_all("prestart", h.prestart().as_ref(), &st)?;
                 hooks::run_all("createRuntime", h.create_runtime().as_ref(), &st)?;

@@ -158,11 +158,15 @@ fn run(plan: &Plan, chan: &Chan) -> R<Infallible> {
     }
     READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(fifo) = &plan.fifo {
-        wait_start(fifo.as_fd(), in_userns)?;
+        let w = wait_start(fifo.as_fd(), in_userns)?;
+        // Lifecycle steps 7 to 9: startContainer hooks, the program, then
+        // (once the byte arrives) poststart: the byte goes after the hooks.
         if let Some(h) = spec.hooks() {
             crate::hooks::run_all("startContainer", h.start_container().as_ref(), &hook_state)
                 .map_err(|e| e.to_string())?;
         }
+        // `start` returns (and runs poststart) once this byte arrives.
+        nix::unistd::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
     }
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -483,6 +487,19 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
         }
         Ok(())
     };
+    // As runc: the cwd is entered as root first, before any seccomp filter
+    // (older profiles refuse openat2 with EPERM), and again as the user
+    // when root was refused (a volume only the container user can enter).
+    let cwd_pending = match try_enter_cwd(process.cwd()) {
+        Ok(()) => false,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => true,
+        Err(e) => {
+            return Err(format!(
+                "chdir to process.cwd {}: {e}",
+                process.cwd().display()
+            ))
+        }
+    };
     let early = filter.filter(|_| notify || !nnp);
     if let Some(f) = early {
         if nnp {
@@ -501,7 +518,9 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
-    enter_cwd(process.cwd())?;
+    if cwd_pending {
+        enter_cwd(process.cwd())?;
+    }
     if let Some(aff) = process
         .exec_cpu_affinity()
         .as_ref()
@@ -524,9 +543,8 @@ fn finish_setup(plan: &Plan, chan: &Chan, in_userns: bool) -> R<()> {
     }
 }
 
-/// Blocks until `start` opens the exec fifo, then writes the byte that lets
-/// `start` return.
-fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<()> {
+/// Blocks until `start` opens the exec fifo; returns its write end.
+fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<std::os::fd::OwnedFd> {
     // In a user namespace, /proc/self/fd of a non-dumpable process is owned
     // by the host's root and cannot be searched: reopening the fifo needs
     // the process dumpable for the duration of the open.
@@ -537,8 +555,7 @@ fn wait_start(fifo: BorrowedFd, in_userns: bool) -> R<()> {
     if in_userns {
         prctl(libc::PR_SET_DUMPABLE, 0)?;
     }
-    nix::unistd::write(&w?, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
-    Ok(())
+    w
 }
 
 /// Brings `lo` up in the network namespace the runtime just created, as
@@ -665,6 +682,14 @@ fn enter_cwd(cwd: &Path) -> R<()> {
     let dir =
         fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(fail)?;
     nix::unistd::fchdir(&dir).map_err(|e| fail(e.into()))
+}
+
+/// [`enter_cwd`] with the I/O error, for the first attempt as root.
+fn try_enter_cwd(cwd: &Path) -> std::io::Result<()> {
+    let root = fs::open_path(Path::new("/"))?;
+    let dir = fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    nix::unistd::fchdir(&dir)?;
+    Ok(())
 }
 
 /// Marks every fd above the preserved ones close-on-exec and clears it on
