@@ -115,6 +115,28 @@ fn handover(chan: &sync::Chan) -> Result<()> {
     }
 }
 
+/// Kills what is left in the container's cgroups and removes them. A
+/// killed process stays in its cgroup until its exit is done, which can
+/// take seconds under load (tearing down a mount namespace waits for an
+/// RCU grace period): busy cgroups are retried for up to `limit`.
+fn destroy_cgroup(cg: &dyn skiff_cgroups::Manager, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cg.pids().is_ok_and(|p| !p.is_empty()) {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+        match cg.destroy() {
+            Err(skiff_cgroups::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ResourceBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Tears down a half-created container unless disarmed.
 struct Guard {
     // Read only with feature `vm` (the guest agent builds without it).
@@ -1441,10 +1463,7 @@ impl Container {
             skiff_vm::delete(&self.dir)?;
         }
         if let Some(cg) = cg.as_ref().filter(|_| !self.is_vm()) {
-            if cg.pids().map(|p| !p.is_empty()).unwrap_or(false) {
-                let _ = cg.kill_all(libc::SIGKILL);
-            }
-            cg.destroy()?;
+            destroy_cgroup(cg.as_ref(), Duration::from_secs(20))?;
         }
         if !self.is_vm() && !has_mount_ns(&self.saved.spec) {
             unmount_under(&self.saved.rootfs);
