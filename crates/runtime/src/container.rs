@@ -1385,7 +1385,9 @@ impl Container {
         let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &st) else {
             return Ok(());
         };
-        if let Ok(c) = rt.load(self.id()) {
+        // `self` holds the container's lock: a second `load` would wait for
+        // it forever; the unlocked copy deletes under our lock.
+        if let Ok(c) = rt.peek(self.id()) {
             let _ = c.delete(rt, true);
         }
         Err(e)
