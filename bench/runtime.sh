@@ -237,5 +237,5 @@ for other in ("crun", "runc"):
         a, b = iso["skiff run"], iso[f"{other} run"]
         print(f"skiff/{other} isolated run: {a['mean']/b['mean']:.2f}x mean, "
               f"{a['median']/b['median']:.2f}x median, {a['min']/b['min']:.2f}x min")
-print("target (issue 2): skiff/crun <= 0.6x time, <= 1.0x peak RSS")
+print("target: skiff/crun <= 0.6x time, <= 1.0x peak RSS")
 EOF

@@ -17,11 +17,10 @@ command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 mis
 
 export SKIFF_VM_KERNEL=${SKIFF_VM_KERNEL:-$(bash scripts/vm-kernel.sh)}
 echo "# kernel: $SKIFF_VM_KERNEL"
-LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
-  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -q -p skiff-agent --release --target x86_64-unknown-linux-gnu
+bash scripts/build.sh --only agent >/dev/null
 cargo build -q -p skiff-vm --release --example vm-run
 vmrun=target/release/examples/vm-run
-export SKIFF_AGENT=$PWD/target/x86_64-unknown-linux-gnu/release/skiff-agent
+export SKIFF_AGENT=${CARGO_TARGET_DIR:-$PWD/target}/dist/skiff-agent
 
 work=$(mktemp -d /tmp/skiff-vm-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

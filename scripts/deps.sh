@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(busybox-static libseccomp-dev pkg-config runc crun skopeo umoci podman containerd
       docker-registry qemu-system-x86 linux-image-amd64 erofs-utils hyperfine time iproute2 cpio wrk
-      uidmap gcc libc6-dev)
+      uidmap gcc libc6-dev containernetworking-plugins iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,4 @@
-//! Engines driving the runtime end to end (issue 3): Debian's containerd
+//! Engines driving the runtime end to end: Debian's containerd
 //! (through `ctr --runc-binary`) and podman (`--runtime`) run, exec into,
 //! pause/resume, collect stats from and stop containers with memory, cpu
 //! and pids limits, checked from the host's cgroup files.

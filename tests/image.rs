@@ -1572,3 +1572,160 @@ fn cleanup_bundle_refuses_paths_outside_the_store() {
     ok(sk(&store, &["image", "cleanup-bundle"]).arg(&victim));
     assert!(outside.join("config.json").is_file());
 }
+
+/// Runs `args` as user `nobody` (uid/gid 65534, no supplementary groups).
+fn as_nobody(args: &[&str]) -> Output {
+    run(Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(args))
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn store_keeps_other_users_out() {
+    if !prerequisites(&["docker-registry", "skopeo", "umoci", "setpriv"]) {
+        return;
+    }
+    let tmp = tmpdir("private");
+    // Other users may traverse the temp dir: only the store's own modes
+    // keep them out. The store pre-exists with 0755 (as an older version
+    // left it), with a 0755 snapshots/.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(store.join("snapshots")).unwrap();
+    for d in [&store, &store.join("snapshots")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let reg = Registry::start();
+    let layout = build_image(tmp.path(), false);
+    let image = format!("{}/test/suid:t", reg.host());
+    skopeo_push(&layout, &image);
+    let out = run(&mut sk(&store, &["image", "pull", "-q", &image]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull: {stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains(&*store.to_string_lossy()),
+        "no warning about the loose store: {stderr}"
+    );
+    assert_eq!(mode_of(&store), 0o700, "store root");
+    assert_eq!(mode_of(&store.join("snapshots")), 0o700, "snapshots/");
+    // The image's setuid-root binary is in a snapshot (else this proves nothing).
+    let suid: Vec<PathBuf> = std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin/suid"))
+        .filter(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0)
+        })
+        .collect();
+    assert!(!suid.is_empty(), "no setuid-root bin/suid in the snapshots");
+    // Positive control: nobody runs a setuid-root copy of it (busybox,
+    // named so) outside the store.
+    let outside = tmp.path().join("control");
+    std::fs::create_dir(&outside).unwrap();
+    let copy = outside.join("busybox");
+    std::fs::copy(&suid[0], &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    // (exec'd by a shell already running as nobody: setpriv resolves its
+    // own program before it gives up root's capabilities.)
+    let control = as_nobody(&["/bin/sh", "-c", "exec \"$0\" true", copy.to_str().unwrap()]);
+    assert!(
+        control.status.success(),
+        "setpriv control: {}",
+        String::from_utf8_lossy(&control.stderr)
+    );
+    std::fs::remove_dir_all(&outside).unwrap();
+    // From the store: nobody can neither run it nor list the store.
+    let exec = as_nobody(&[
+        "/bin/sh",
+        "-c",
+        "exec \"$0\" true",
+        suid[0].to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&exec.stderr);
+    assert!(
+        !exec.status.success() && err.contains("Permission denied"),
+        "nobody ran the store's setuid binary: {err}"
+    );
+    for dir in [store.clone(), store.join("snapshots")] {
+        let ls = as_nobody(&["ls", dir.to_str().unwrap()]);
+        assert!(!ls.status.success(), "nobody listed {}", dir.display());
+    }
+    // A second open keeps the private store as it is, silently.
+    let out = run(&mut sk(&store, &["image", "ls"]));
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn container_records_are_private() {
+    if !prerequisites(&[]) {
+        return;
+    }
+    let tmp = tmpdir("records");
+    let store = tmp.path().join("store");
+    let root = tmp.path().join("state");
+    let probe = run(&mut sk(&store, &["image", "pull", "-q", "skiff/default"]));
+    if !probe.status.success() {
+        skip(&format!(
+            "default image unavailable: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        ));
+        return;
+    }
+    let name = format!("rec-{}", std::process::id());
+    let mut c = sk(
+        &store,
+        &[
+            "run",
+            "--image",
+            "skiff/default",
+            "-d",
+            "-e",
+            "DB_PASSWORD=hunter2",
+        ],
+    );
+    c.arg("--root")
+        .arg(&root)
+        .arg(&name)
+        .args(["--", "sleep", "1000"]);
+    // The detached container keeps whatever stdio it is given: files, not
+    // pipes a reader would wait on.
+    let err_log = tmp.path().join("run.err");
+    let out = c
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(tmp.path().join("run.out")).unwrap())
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .status()
+        .expect("spawn run -d");
+    let cleanup = || {
+        let _ = run(sk(&store, &["delete", "-f", &name])
+            .arg("--root")
+            .arg(&root));
+    };
+    if !out.success() {
+        cleanup();
+        panic!(
+            "run -d: {}",
+            std::fs::read_to_string(&err_log).unwrap_or_default()
+        );
+    }
+    let record = store.join("containers").join(&name).join("config.json");
+    let state = root.join(&name).join("state.json");
+    let checks = std::panic::catch_unwind(|| {
+        assert!(std::fs::read_to_string(&record)
+            .unwrap()
+            .contains("hunter2"));
+        assert_eq!(mode_of(&record), 0o600, "container record");
+        assert_eq!(mode_of(&state), 0o600, "state.json");
+        assert_eq!(mode_of(&store.join("containers")), 0o700, "containers/");
+    });
+    cleanup();
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e);
+    }
+    assert!(!root.join(&name).exists(), "delete -f left the state");
+}

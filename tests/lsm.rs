@@ -78,7 +78,7 @@ fn apparmor_profile_refused_without_apparmor() {
 }
 
 /// Without AppArmor, `unconfined` is what the process is anyway: it runs
-/// (the rule; runc 1.1.5 writes `exec unconfined` regardless and
+/// (skiff's rule; runc 1.1.5 writes `exec unconfined` regardless and
 /// fails with EINVAL).
 #[test]
 fn unconfined_profile_runs_without_apparmor() {

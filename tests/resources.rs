@@ -1,4 +1,4 @@
-//! End-to-end checks of resource control and operations (issue 3) through
+//! End-to-end checks of resource control and operations through
 //! the runtime's command line: limits set in `linux.resources` are verified
 //! from inside the container (a memory hog is OOM-killed, a fork bomb stops,
 //! a busy loop is throttled, a denied device cannot be opened) and from the

@@ -730,7 +730,7 @@ fn apparmor_unconfined_or_empty_profile_runs_when_disabled() {
     }
     if is_runc() || is_crun() {
         // runc 1.1 / crun 1.8 write "unconfined" to /proc/self/attr/exec
-        // and fail with EINVAL; the issue asks for it to be ignored.
+        // and fail with EINVAL; skiff ignores it.
         skip("runc/crun apply \"unconfined\" even when AppArmor is disabled");
         return;
     }

@@ -1,4 +1,4 @@
-//! Outside-in tests of the runtime core (issue 2): each test builds a bundle
+//! Outside-in tests of the runtime core: each test builds a bundle
 //! from a busybox rootfs, drives the runtime binary with runc's command line
 //! and checks the result from inside the container (its own view of
 //! `/proc/self/status`, `/proc/self/mountinfo`, `id`, `hostname`, ...).
@@ -968,6 +968,80 @@ fn mounts_propagation_flags() {
     );
     let private = find_mount(&m, "/mnt/private");
     assert!(private.optional.is_empty(), "{private:?}");
+    c.finish();
+}
+
+/// `rootfsPropagation: rshared` with an `rshared` bind of a shared host
+/// directory: a mount made in the container under the bind appears on the
+/// host (and one made on the host appears in the container), as with runc
+/// (critest's bidirectional mount propagation).
+#[test]
+fn rootfs_propagation_rshared_reaches_the_host() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("rshared");
+    let src = c.scratch().join("shared-src");
+    fs::create_dir_all(src.join("from-container")).unwrap();
+    fs::create_dir_all(src.join("from-host")).unwrap();
+    let s = src.to_string_lossy().into_owned();
+    // The host side: a shared mount (its own peer group).
+    let sh = |args: &[&str]| {
+        let out = output_timeout(Command::new("mount").args(args), TIMEOUT);
+        out.assert_ok(&format!("mount {args:?}"));
+    };
+    sh(&["--bind", &s, &s]);
+    sh(&["--make-shared", &s]);
+    let host_sub = src.join("from-host");
+    let cleanup = || {
+        for m in mounts_under(&src).into_iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    };
+    c.config["linux"]["rootfsPropagation"] = json!("rshared");
+    c.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/mnt", "type": "bind", "source": s, "options": ["rbind", "rshared"]}),
+    );
+    let caps = json!(["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_DAC_OVERRIDE"]);
+    c.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    c.config["process"]["args"] = json!(["sleep", "60"]);
+    let created = c.create();
+    if !created.ok() {
+        cleanup();
+    }
+    created.assert_ok("create");
+    c.start().assert_ok("start");
+    let out = c.runtime(&[
+        "exec",
+        &c.id,
+        "mount",
+        "-t",
+        "tmpfs",
+        "ctr",
+        "/mnt/from-container",
+    ]);
+    out.assert_ok("mount inside the container");
+    let seen = mounts_under(&src)
+        .iter()
+        .any(|m| m.ends_with("/from-container"));
+    sh(&["-t", "tmpfs", "hst", &host_sub.to_string_lossy()]);
+    let back = c.runtime(&[
+        "exec",
+        &c.id,
+        "grep",
+        "-c",
+        " /mnt/from-host ",
+        "/proc/self/mountinfo",
+    ]);
+    c.runtime(&["exec", &c.id, "umount", "/mnt/from-container"]);
+    cleanup();
+    assert!(
+        seen,
+        "the container's mount did not reach the host: {:?}",
+        mounts_under(&src)
+    );
+    back.assert_ok("the host's mount is seen in the container");
     c.finish();
 }
 
@@ -1945,6 +2019,57 @@ fn closed_pipe_ends_commands_quietly() {
     c.finish();
 }
 
+/// `--log-format json` without `--log` writes the error as a JSON line on
+/// stderr (runc's logrus does), so an engine that asked for JSON can parse
+/// it.
+#[test]
+fn log_format_json_without_log_file_is_json_on_stderr() {
+    if !need_root() {
+        return;
+    }
+    let c = Container::new("logjson");
+    let mut cmd = c.cmd();
+    cmd.args(["--log-format", "json", "state", "skiff-no-such-container"]);
+    let out = output_timeout(&mut cmd, TIMEOUT);
+    out.assert_fail("state of a missing container");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["level"], "error", "{v}");
+    assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    c.finish();
+}
+
+/// `update --help` explains every resource flag.
+#[test]
+fn update_flags_have_help() {
+    let out = output_timeout(Command::new(test_bin()).args(["update", "--help"]), TIMEOUT);
+    out.assert_ok("update --help");
+    if !is_skiff() {
+        return;
+    }
+    // clap puts the help after the flag, or on the next line when flags
+    // are long.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if !(t.starts_with("--") || t.starts_with("-r,")) || t.starts_with("--help") {
+            continue;
+        }
+        let inline = line.split_whitespace().count() > 2;
+        let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+        let below = !next.is_empty() && !next.starts_with('-');
+        assert!(
+            inline || below,
+            "flag without help: {line:?}\n{}",
+            out.stdout
+        );
+    }
+}
+
 /// Fields this runtime does not implement are refused with the field's
 /// name, never run without them.
 #[test]
@@ -2387,6 +2512,32 @@ fn exec_user_without_gid_keeps_the_process_gid() {
         out.assert_fail("exec --user nobody");
         assert!(out.stderr.contains("--user"), "{out:?}");
     }
+    c.finish();
+}
+
+/// `exec` into a paused container fails at once with a clear error (with
+/// or without `--ignore-paused`) and leaves the container paused, instead
+/// of hanging.
+#[test]
+fn exec_into_a_paused_container_is_refused() {
+    if !need_root() {
+        return;
+    }
+    let mut c = Container::new("exec-paused");
+    c.config["process"]["args"] = json!(["sleep", "60"]);
+    c.create().assert_ok("create");
+    c.start().assert_ok("start");
+    c.runtime(&["pause", &c.id]).assert_ok("pause");
+    let out = c.runtime(&["exec", &c.id, "true"]);
+    out.assert_fail("exec into a paused container");
+    if is_skiff() {
+        assert!(out.stderr.contains("paused"), "{out:?}");
+        let out = c.runtime(&["exec", "--ignore-paused", &c.id, "true"]);
+        out.assert_fail("exec --ignore-paused into a paused container");
+        assert!(out.stderr.contains("--ignore-paused"), "{out:?}");
+    }
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    c.runtime(&["resume", &c.id]).assert_ok("resume");
     c.finish();
 }
 

@@ -8,6 +8,9 @@
 //! - `symlinked_mount_destination_stays_inside` and
 //!   `dotdot_mount_destination_stays_inside`: CVE-2021-30465 class;
 //! - `fake_procfs_is_refused`: CVE-2019-16884 class.
+//! - `state_is_private_to_root`: other local users cannot list the state
+//!   root or read `state.json` (a container's environment); a loose root is
+//!   tightened with a warning.
 //!
 //! - `exec_cwd_through_runtime_fd` and `exec_cwd_replaced_by_magic_link`:
 //!   the same class through `exec` (flag and planted symlink);
@@ -1255,4 +1258,78 @@ fn config_json_must_be_a_small_regular_file() {
         eprintln!("{kind}: refused in {took:?}");
         c.finish();
     }
+}
+
+/// Runs `args` as user `nobody` (uid/gid 65534, no supplementary groups).
+fn as_nobody(args: &[&str]) -> Output {
+    output_timeout(
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(args)
+            .stdin(std::process::Stdio::null()),
+        TIMEOUT,
+    )
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn state_is_private_to_root() {
+    if !need_root() {
+        return;
+    }
+    if which("setpriv").is_none() {
+        skip("setpriv (util-linux) is not installed");
+        return;
+    }
+    let mut c = Container::new("private-state");
+    c.config["process"]["args"] = json!(["sleep", "1000"]);
+    c.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("DB_PASSWORD=hunter2"));
+    // Let other users reach the state root: only its own mode keeps them
+    // out. It pre-exists with 0755 (created by the harness), as a loose root
+    // left by an older version would.
+    fs::set_permissions(c.scratch(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&c.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = c.scratch().join("probe");
+    fs::write(&probe, "readable\n").unwrap();
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o644)).unwrap();
+    // Positive control: nobody can read a 0644 file next to the root.
+    let control = as_nobody(&["cat", probe.to_str().unwrap()]);
+    assert_eq!(control.stdout, "readable\n", "setpriv control: {control:?}");
+    let out = c.create();
+    out.assert_ok("create");
+    if is_skiff() {
+        assert!(
+            out.stderr.contains("warning") && out.stderr.contains(&*c.root.to_string_lossy()),
+            "no warning about the loose root: {}",
+            out.stderr
+        );
+    }
+    let state = c.root.join(&c.id).join("state.json");
+    assert!(
+        fs::read_to_string(&state).unwrap().contains("hunter2"),
+        "the secret is in state.json (else this test proves nothing)"
+    );
+    assert_eq!(mode_of(&c.root), 0o700, "state root");
+    assert_eq!(mode_of(&state), 0o600, "state.json");
+    let ls = as_nobody(&["ls", c.root.to_str().unwrap()]);
+    ls.assert_fail("nobody lists the state root");
+    let cat = as_nobody(&["cat", state.to_str().unwrap()]);
+    cat.assert_fail("nobody reads state.json");
+    assert!(!cat.stdout.contains("hunter2"));
+    // A second create keeps the (now private) root as it is, silently.
+    let mut c2 = Container::new("private-state2");
+    c2.root = c.root.clone();
+    let out = c2.create();
+    out.assert_ok("create in the private root");
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert_eq!(mode_of(&c.root), 0o700);
+    c2.finish();
+    c.finish();
 }

@@ -1,4 +1,4 @@
-//! Container setup with `skiff-runtime` (cargo feature `runtime`).
+//! Container setup with `skiff-runtime`.
 //!
 //! The guest builds the container with the same library as a namespace
 //! container on the host, so spec semantics (caps, seccomp, rlimits,
@@ -19,7 +19,7 @@
 //! reports the pid and exits; the container process is reparented to the
 //! agent (PID 1), whose reaper reports its exit like any other.
 
-use crate::container::Pending;
+use crate::process::Pending;
 use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{self, BufRead, Write};
@@ -99,7 +99,7 @@ fn fork_helper(wait_cmd: bool, f: impl FnOnce(String) -> io::Result<i32>) -> io:
         // SAFETY: leave without running the agent's destructors or atexit.
         unsafe { libc::_exit(0) };
     }
-    crate::debug(&format!("helper forked in {:?}", t.elapsed()));
+    crate::log::debug(&format!("helper forked in {:?}", t.elapsed()));
     drop((in_r, out_w, err_w, rep_w, cmd_r));
     Ok(Helper {
         pid: helper,
@@ -121,7 +121,7 @@ impl Helper {
         let mut msg = String::new();
         let read = io::BufReader::new(&mut self.report).read_line(&mut msg);
         let msg = msg.trim_end().to_owned();
-        crate::debug(&format!("helper reported after {:?}", t.elapsed()));
+        crate::log::debug(&format!("helper reported after {:?}", t.elapsed()));
         // The agent's reaper may collect the helper first; either way it is gone.
         // SAFETY: waitpid on our own child; ECHILD is fine.
         unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
@@ -350,32 +350,13 @@ impl RtContainer {
 /// (SCM_RIGHTS), waiting at most 10 s.
 fn recv_master(sock: &UnixStream) -> io::Result<File> {
     sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut buf = [0u8; 256];
-    let mut cmsg = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: recvmsg into local buffers that outlive the call; the header
-    // is zero-initialised and points at them.
-    let fd = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len();
-        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Err(io::Error::other("console socket: no pty master received"));
-        }
-        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())
-    };
-    // SAFETY: the descriptor was just received and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let fd = skiff_sys::fdpass::recv_fd(sock.as_raw_fd()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("console socket: no pty master received: {e}"),
+        )
+    })?;
+    Ok(File::from(fd))
 }
 
 /// A terminal needs the container's own devpts (`/dev/ptmx` is a link to
@@ -418,7 +399,7 @@ pub fn warm_up() -> io::Result<()> {
         fs::create_dir_all(format!("{rootfs}/{d}"))?;
     }
     File::create(format!("{rootfs}/init"))?;
-    crate::mount("/init", &format!("{rootfs}/init"), "", libc::MS_BIND, "")?;
+    crate::boot::mount("/init", &format!("{rootfs}/init"), "", libc::MS_BIND, "")?;
     let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
@@ -450,9 +431,11 @@ pub fn warm_up() -> io::Result<()> {
         c.rt.load(id)
             .and_then(|k| k.delete(&c.rt, true))
             .map_err(rt_err);
-    // SAFETY: umount2 of the bind mount made above.
     let target = std::ffi::CString::new(format!("{rootfs}/init")).unwrap_or_default();
+    // SAFETY: umount2 of the bind mount made above, with a valid C string.
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    // The warm-up runs once, in the guest a template is saved from: a
+    // scratch directory left behind only costs a little tmpfs space.
     let _ = fs::remove_dir_all(root);
     r
 }

@@ -24,19 +24,37 @@ use crate::Error;
 
 const FIELD: &str = "linux.resources.devices";
 
+/// A device cgroup rule: `allow` (or deny) `access` (`r`, `w`, `m`) to
+/// devices of type `typ` (`None`: all) with `major`/`minor` (`None`: any).
+pub fn device_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(allow);
+    d.set_typ(typ);
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_access(Some(access.to_owned()));
+    d
+}
+
+/// The rule that denies every device (`a *:* rwm`), where a container's
+/// rules start when its spec has none.
+pub fn deny_all_rule() -> LinuxDeviceCgroup {
+    device_rule(false, None, None, None, "rwm")
+}
+
 /// The device rules runc grants every container (after a deny-all):
 /// `mknod` of any device, and read/write/mknod of `/dev/null`, `zero`,
 /// `full`, `random`, `urandom`, `tty`, `console`, `ptmx`, the pty slaves and
 /// `net/tun`. A runtime that follows runc appends these to the spec's rules.
 pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     let rule = |t: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(true);
-        d.set_typ(Some(t));
-        d.set_major(major);
-        d.set_minor(minor);
-        d.set_access(Some(access.to_owned()));
-        d
+        device_rule(true, Some(t), major, minor, access)
     };
     use LinuxDeviceType::{B, C};
     vec![

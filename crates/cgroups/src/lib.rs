@@ -34,10 +34,12 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use devices::{attached_device_filters, default_device_rules};
+pub use devices::{attached_device_filters, default_device_rules, deny_all_rule, device_rule};
 pub use error::Error;
-pub use mounts::{unescape_mountinfo, CgroupMount, MountTable};
+pub use mounts::{CgroupMount, MountTable};
 pub use oci_spec::runtime::LinuxResources;
+/// Undoes mountinfo's octal escapes (kept here for the runtime's callers).
+pub use skiff_sys::mountinfo::unescape as unescape_mountinfo;
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, PsiData,
     PsiStats, Stats, Throttling,

@@ -183,32 +183,7 @@ impl MountTable {
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
 fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_owned();
-    }
-    unescape_mountinfo(s).to_string_lossy().into_owned()
-}
-
-/// Undoes the octal escapes (`\040` for a space, ...) of a field of
-/// `/proc/<pid>/mountinfo`, byte for byte (paths need not be UTF-8).
-pub fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
-    use std::os::unix::ffi::OsStringExt as _;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    std::ffi::OsString::from_vec(out)
+    skiff_sys::mountinfo::unescape_lossy(s)
 }
 
 #[cfg(test)]

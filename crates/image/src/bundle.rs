@@ -92,24 +92,15 @@ impl Volume {
 
 /// Parses a memory size: bytes, or with a `k`, `m`, `g` suffix (binary units).
 pub fn parse_memory(s: &str) -> Result<i64, BundleError> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m")))?;
-    if n <= 0.0 {
+    let n = skiff_sys::size::parse_size(s).ok_or_else(|| {
+        BundleError::Invalid(format!("--memory {s:?}: expected a size like 512m"))
+    })?;
+    if n <= 0 {
         return Err(BundleError::Invalid(format!(
             "--memory {s:?}: must be positive"
         )));
     }
-    Ok((n * mul as f64) as i64)
+    Ok(n)
 }
 
 /// The user's changes to the image defaults.
@@ -135,6 +126,22 @@ pub struct Overrides {
     pub hostname: Option<String>,
     /// Read-only rootfs.
     pub readonly: bool,
+    /// The network namespace.
+    pub network: NetworkNs,
+    /// Seccomp, capabilities, privileged, no-new-privileges.
+    pub security: crate::security::Security,
+}
+
+/// Which network namespace the container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NetworkNs {
+    /// A new, empty one (loopback only, down).
+    #[default]
+    New,
+    /// The host's (no network namespace in the config).
+    Host,
+    /// Join this pinned namespace (set up beforehand, e.g. by CNI).
+    Path(PathBuf),
 }
 
 /// A resolved user.
@@ -289,7 +296,7 @@ pub fn default_spec() -> Value {
             "cwd": "/",
             "capabilities": {"bounding": caps(), "effective": caps(), "permitted": caps()},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
+            "noNewPrivileges": false
         },
         "root": {"path": "rootfs", "readonly": false},
         "hostname": "skiff",
@@ -457,6 +464,8 @@ pub fn generate_config(
     if let Some(m) = ov.memory {
         spec["linux"]["resources"]["memory"] = json!({"limit": m});
     }
+    set_network(&mut spec, &ov.network);
+    crate::security::apply(&mut spec, &ov.security)?;
     // Validate against the runtime-spec types.
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
         BundleError::Invalid(format!(
@@ -464,6 +473,21 @@ pub fn generate_config(
         ))
     })?;
     Ok(spec)
+}
+
+fn set_network(spec: &mut Value, net: &NetworkNs) {
+    let Some(ns) = spec["linux"]["namespaces"].as_array_mut() else {
+        return;
+    };
+    match net {
+        NetworkNs::New => {}
+        NetworkNs::Host => ns.retain(|n| n["type"] != "network"),
+        NetworkNs::Path(p) => {
+            for n in ns.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = json!(p);
+            }
+        }
+    }
 }
 
 /// How a container's rootfs was prepared.
@@ -638,6 +662,31 @@ mod tests {
         );
         assert_eq!(s["annotations"]["l"], "v");
         assert_eq!(s["linux"]["resources"]["memory"]["limit"], 1 << 20);
+        let netns = |s: &Value| {
+            s["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+        };
+        assert_eq!(netns(&s), Some(json!({"type": "network"})));
+        let host = Overrides {
+            network: NetworkNs::Host,
+            ..ov.clone()
+        };
+        assert_eq!(
+            netns(&generate_config(&cfg, dir.path(), &host).unwrap()),
+            None
+        );
+        let pinned = Overrides {
+            network: NetworkNs::Path("/run/n/x".into()),
+            ..ov.clone()
+        };
+        assert_eq!(
+            netns(&generate_config(&cfg, dir.path(), &pinned).unwrap()),
+            Some(json!({"type": "network", "path": "/run/n/x"}))
+        );
         let m = s["mounts"]
             .as_array()
             .unwrap()

@@ -17,5 +17,6 @@ pub mod default_image;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
+pub mod security;
 pub mod store;
 pub mod unpack;

@@ -442,23 +442,29 @@ struct Unpacker<'a> {
 
 type Done = Option<(Vec<OsString>, bool, u64)>;
 
-impl Unpacker<'_> {
-    fn entry<R: Read>(
-        self,
+/// An entry's metadata: the header's, overridden by its PAX records.
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl Meta {
+    fn read<R: Read>(
         entry: &mut tar::Entry<'_, R>,
-        created: &[Vec<OsString>],
-    ) -> Result<Done, UnpackError> {
-        let raw = entry.path_bytes().into_owned();
-        let comps = clean_path(&raw)?;
-        let header = entry.header().clone();
-        let kind = header.entry_type();
-        let mut mode = header
-            .mode()
-            .map_err(|e| io_err(&comps, "header mode", e))?;
-        let mut uid = header.uid().unwrap_or(0);
-        let mut gid = header.gid().unwrap_or(0);
-        let mut mtime = header.mtime().unwrap_or(0);
-        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+        header: &tar::Header,
+        comps: &[OsString],
+    ) -> Result<Self, UnpackError> {
+        let mode = header.mode().map_err(|e| io_err(comps, "header mode", e))?;
+        let mut m = Meta {
+            mode: mode & 0o7777,
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            mtime: header.mtime().unwrap_or(0),
+            xattrs: Vec::new(),
+        };
         if let Ok(Some(pax)) = entry.pax_extensions() {
             for ext in pax.flatten() {
                 let Ok(key) = ext.key() else { continue };
@@ -469,81 +475,42 @@ impl Unpacker<'_> {
                         .and_then(|s| s.split('.').next()?.parse::<u64>().ok())
                 };
                 match key {
-                    "uid" => uid = num().unwrap_or(uid),
-                    "gid" => gid = num().unwrap_or(gid),
-                    "mtime" => mtime = num().unwrap_or(mtime),
-                    k if k.starts_with("SCHILY.xattr.") => {
-                        xattrs.push((k["SCHILY.xattr.".len()..].to_string(), val.to_vec()))
-                    }
+                    "uid" => m.uid = num().unwrap_or(m.uid),
+                    "gid" => m.gid = num().unwrap_or(m.gid),
+                    "mtime" => m.mtime = num().unwrap_or(m.mtime),
+                    k if k.starts_with("SCHILY.xattr.") => m
+                        .xattrs
+                        .push((k["SCHILY.xattr.".len()..].to_string(), val.to_vec())),
                     _ => {}
                 }
             }
         }
-        mode &= 0o7777;
+        Ok(m)
+    }
+}
+
+impl Unpacker<'_> {
+    /// Unpacks one entry; `created` are the paths this layer made so far
+    /// (an opaque whiteout keeps them).
+    fn entry<R: Read>(
+        mut self,
+        entry: &mut tar::Entry<'_, R>,
+        created: &[Vec<OsString>],
+    ) -> Result<Done, UnpackError> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = clean_path(&raw)?;
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let meta = Meta::read(entry, &header, &comps)?;
         let Some((name, parents)) = comps.split_last() else {
             // The root itself ("./"): only directory metadata applies.
             if kind.is_dir() {
-                self.meta_fd(self.root, &comps, uid, gid, mode, &xattrs)?;
+                self.meta_fd(self.root, &comps, &meta)?;
             }
             return Ok(None);
         };
-        let name_b = name.as_bytes();
-        // Whiteouts.
-        if let Some(hidden) = name_b.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            let parent = open_dir_in_root(self.root, parents, "open parent")?;
-            if name_b == OPAQUE.as_bytes() {
-                match self.opts.whiteouts {
-                    WhiteoutMode::Overlay => {
-                        rustix::fs::lsetxattr(
-                            proc_path(parent.as_fd(), OsStr::new(".")).as_path(),
-                            "trusted.overlay.opaque",
-                            b"y",
-                            rustix::fs::XattrFlags::empty(),
-                        )
-                        .map_err(|e| io_err(&comps, "set opaque xattr", e))?;
-                    }
-                    WhiteoutMode::Apply => {
-                        let d = rustix::fs::openat2(
-                            self.root,
-                            path_of(parents),
-                            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                            Mode::empty(),
-                            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                        )
-                        .map_err(|e| io_err(&comps, "open opaque dir", e))?;
-                        let keep: Vec<OsString> = created
-                            .iter()
-                            .filter(|c| c.len() == parents.len() + 1 && c.starts_with(parents))
-                            .map(|c| c[c.len() - 1].clone())
-                            .collect();
-                        clear_dir(d.as_fd(), &keep)
-                            .map_err(|e| io_err(&comps, "opaque clear", e))?;
-                    }
-                }
-                return Ok(None);
-            }
-            if hidden.is_empty()
-                || hidden == b"."
-                || hidden == b".."
-                || hidden.starts_with(WHITEOUT_PREFIX.as_bytes())
-            {
-                return Err(UnpackError::Refused {
-                    path: display(&comps),
-                    reason: "invalid whiteout target".into(),
-                });
-            }
-            let hidden = OsStr::from_bytes(hidden);
-            remove_at(parent.as_fd(), hidden).map_err(|e| io_err(&comps, "whiteout remove", e))?;
-            if self.opts.whiteouts == WhiteoutMode::Overlay {
-                rustix::fs::mknodat(
-                    parent.as_fd(),
-                    hidden,
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    0,
-                )
-                .map_err(|e| io_err(&comps, "mknod whiteout", e))?;
-            }
+        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            self.whiteout(&comps, parents, name, hidden, created)?;
             return Ok(None);
         }
         let parent = open_dir_in_root(self.root, parents, "open parent")?;
@@ -557,7 +524,7 @@ impl Unpacker<'_> {
         if existing.is_some() && !(kind.is_dir() && existing == Some(FileType::Directory)) {
             remove_at(pfd, name).map_err(|e| io_err(&comps, "replace", e))?;
         }
-        let perm = Mode::from_raw_mode(mode);
+        let mtime = meta.mtime;
         match kind {
             tar::EntryType::Directory => {
                 if existing != Some(FileType::Directory) {
@@ -571,39 +538,11 @@ impl Unpacker<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| io_err(&comps, "open dir", e))?;
-                self.meta_fd(fd.as_fd(), &comps, uid, gid, mode, &xattrs)?;
+                self.meta_fd(fd.as_fd(), &comps, &meta)?;
                 return Ok(Some((comps.clone(), true, mtime)));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = rustix::fs::openat(
-                    pfd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| io_err(&comps, "create", e))?;
-                let mut f = std::fs::File::from(fd);
-                copy_big(entry, &mut f, self.buf).map_err(|e| match map_read(e) {
-                    UnpackError::Read(e) => io_err(&comps, "write", e),
-                    other => other,
-                })?;
-                self.meta_fd(f.as_fd(), &comps, uid, gid, mode, &xattrs)?;
-                let t = Timespec {
-                    tv_sec: mtime as i64,
-                    tv_nsec: 0,
-                };
-                rustix::fs::futimens(
-                    &f,
-                    &Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                )
-                .map_err(|e| io_err(&comps, "futimens", e))?;
+                self.regular(entry, pfd, name, &comps, &meta)?;
                 return Ok(Some((comps.clone(), false, mtime)));
             }
             tar::EntryType::Symlink => {
@@ -617,60 +556,14 @@ impl Unpacker<'_> {
                     .map_err(|e| io_err(&comps, "symlink", e))?;
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| UnpackError::Refused {
-                        path: display(&comps),
-                        reason: "hardlink without target".into(),
-                    })?;
-                let tcomps = clean_path(&target)?;
-                let Some((tname, tparents)) = tcomps.split_last() else {
-                    return Err(UnpackError::Refused {
-                        path: display(&comps),
-                        reason: "hardlink to the root".into(),
-                    });
-                };
-                let tparent = open_dir_in_root(self.root, tparents, "open link source parent")?;
-                let st = rustix::fs::statat(tparent.as_fd(), tname, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| io_err(&comps, "stat link source", e))?;
-                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    return Err(UnpackError::Refused {
-                        path: display(&comps),
-                        reason: "hardlink to a directory".into(),
-                    });
-                }
-                rustix::fs::linkat(tparent.as_fd(), tname, pfd, name, AtFlags::empty())
-                    .map_err(|e| io_err(&comps, "link", e))?;
+                self.hardlink(entry, pfd, name, &comps)?;
                 // A hard link shares the inode: its metadata comes from the source.
                 return Ok(Some((comps.clone(), false, mtime)));
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let ft = match kind {
-                    tar::EntryType::Char => FileType::CharacterDevice,
-                    tar::EntryType::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                if ft != FileType::Fifo && !self.opts.devices {
-                    self.stats.skipped_devices += 1;
+                if !self.special(&header, pfd, name, &comps, &meta)? {
                     return Ok(None);
                 }
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let dev = rustix::fs::makedev(major, minor);
-                rustix::fs::mknodat(pfd, name, ft, perm, dev)
-                    .map_err(|e| io_err(&comps, "mknod", e))?;
-                if self.opts.owners {
-                    rustix::fs::chownat(
-                        pfd,
-                        name,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io_err(&comps, "chown", e))?;
-                }
-                rustix::fs::chmodat(pfd, name, perm, AtFlags::empty())
-                    .map_err(|e| io_err(&comps, "chmod", e))?;
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
@@ -690,13 +583,13 @@ impl Unpacker<'_> {
             rustix::fs::chownat(
                 pfd,
                 name,
-                Some(uid_of(uid)),
-                Some(gid_of(gid)),
+                Some(uid_of(meta.uid)),
+                Some(gid_of(meta.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| io_err(&comps, "lchown", e))?;
         }
-        for (k, v) in &xattrs {
+        for (k, v) in &meta.xattrs {
             if skip_xattr(k) {
                 continue;
             }
@@ -712,23 +605,209 @@ impl Unpacker<'_> {
         Ok(Some((comps.clone(), false, mtime)))
     }
 
+    /// A whiteout entry `.wh.<hidden>` in `parents`: removes `hidden`
+    /// (and, for overlay output, leaves a whiteout device), or for the
+    /// opaque marker hides everything the lower layers put in the directory.
+    fn whiteout(
+        &self,
+        comps: &[OsString],
+        parents: &[OsString],
+        name: &OsStr,
+        hidden: &[u8],
+        created: &[Vec<OsString>],
+    ) -> Result<(), UnpackError> {
+        let parent = open_dir_in_root(self.root, parents, "open parent")?;
+        if name.as_bytes() == OPAQUE.as_bytes() {
+            return self.opaque(comps, parents, parent.as_fd(), created);
+        }
+        if hidden.is_empty()
+            || hidden == b"."
+            || hidden == b".."
+            || hidden.starts_with(WHITEOUT_PREFIX.as_bytes())
+        {
+            return Err(UnpackError::Refused {
+                path: display(comps),
+                reason: "invalid whiteout target".into(),
+            });
+        }
+        let hidden = OsStr::from_bytes(hidden);
+        remove_at(parent.as_fd(), hidden).map_err(|e| io_err(comps, "whiteout remove", e))?;
+        if self.opts.whiteouts == WhiteoutMode::Overlay {
+            rustix::fs::mknodat(
+                parent.as_fd(),
+                hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                0,
+            )
+            .map_err(|e| io_err(comps, "mknod whiteout", e))?;
+        }
+        Ok(())
+    }
+
+    /// The opaque whiteout of directory `parents` (open as `parent`).
+    fn opaque(
+        &self,
+        comps: &[OsString],
+        parents: &[OsString],
+        parent: BorrowedFd<'_>,
+        created: &[Vec<OsString>],
+    ) -> Result<(), UnpackError> {
+        match self.opts.whiteouts {
+            WhiteoutMode::Overlay => {
+                rustix::fs::lsetxattr(
+                    proc_path(parent, OsStr::new(".")).as_path(),
+                    "trusted.overlay.opaque",
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| io_err(comps, "set opaque xattr", e))?;
+            }
+            WhiteoutMode::Apply => {
+                let d = rustix::fs::openat2(
+                    self.root,
+                    path_of(parents),
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                )
+                .map_err(|e| io_err(comps, "open opaque dir", e))?;
+                let keep: Vec<OsString> = created
+                    .iter()
+                    .filter(|c| c.len() == parents.len() + 1 && c.starts_with(parents))
+                    .map(|c| c[c.len() - 1].clone())
+                    .collect();
+                clear_dir(d.as_fd(), &keep).map_err(|e| io_err(comps, "opaque clear", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A regular file: created exclusively (no following of anything
+    /// there), filled, then its metadata and mtime.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        let fd = rustix::fs::openat(
+            pfd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_err(comps, "create", e))?;
+        let mut f = std::fs::File::from(fd);
+        copy_big(entry, &mut f, self.buf).map_err(|e| match map_read(e) {
+            UnpackError::Read(e) => io_err(comps, "write", e),
+            other => other,
+        })?;
+        self.meta_fd(f.as_fd(), comps, meta)?;
+        let t = Timespec {
+            tv_sec: meta.mtime as i64,
+            tv_nsec: 0,
+        };
+        rustix::fs::futimens(
+            &f,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )
+        .map_err(|e| io_err(comps, "futimens", e))
+    }
+
+    /// A hard link to an earlier entry (never to a directory, never out of
+    /// the root).
+    fn hardlink<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+    ) -> Result<(), UnpackError> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| UnpackError::Refused {
+                path: display(comps),
+                reason: "hardlink without target".into(),
+            })?;
+        let tcomps = clean_path(&target)?;
+        let Some((tname, tparents)) = tcomps.split_last() else {
+            return Err(UnpackError::Refused {
+                path: display(comps),
+                reason: "hardlink to the root".into(),
+            });
+        };
+        let tparent = open_dir_in_root(self.root, tparents, "open link source parent")?;
+        let st = rustix::fs::statat(tparent.as_fd(), tname, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(comps, "stat link source", e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(UnpackError::Refused {
+                path: display(comps),
+                reason: "hardlink to a directory".into(),
+            });
+        }
+        rustix::fs::linkat(tparent.as_fd(), tname, pfd, name, AtFlags::empty())
+            .map_err(|e| io_err(comps, "link", e))
+    }
+
+    /// A device node or fifo; `false` when a device is skipped (devices
+    /// off in the options).
+    fn special(
+        &mut self,
+        header: &tar::Header,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+        meta: &Meta,
+    ) -> Result<bool, UnpackError> {
+        let ft = match header.entry_type() {
+            tar::EntryType::Char => FileType::CharacterDevice,
+            tar::EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        if ft != FileType::Fifo && !self.opts.devices {
+            self.stats.skipped_devices += 1;
+            return Ok(false);
+        }
+        let major = header.device_major().ok().flatten().unwrap_or(0);
+        let minor = header.device_minor().ok().flatten().unwrap_or(0);
+        let dev = rustix::fs::makedev(major, minor);
+        let perm = Mode::from_raw_mode(meta.mode);
+        rustix::fs::mknodat(pfd, name, ft, perm, dev).map_err(|e| io_err(comps, "mknod", e))?;
+        if self.opts.owners {
+            rustix::fs::chownat(
+                pfd,
+                name,
+                Some(uid_of(meta.uid)),
+                Some(gid_of(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err(comps, "chown", e))?;
+        }
+        rustix::fs::chmodat(pfd, name, perm, AtFlags::empty())
+            .map_err(|e| io_err(comps, "chmod", e))?;
+        Ok(true)
+    }
+
     fn meta_fd(
         &self,
         fd: BorrowedFd<'_>,
         comps: &[OsString],
-        uid: u64,
-        gid: u64,
-        mode: u32,
-        xattrs: &[(String, Vec<u8>)],
+        meta: &Meta,
     ) -> Result<(), UnpackError> {
         if self.opts.owners {
-            rustix::fs::fchown(fd, Some(uid_of(uid)), Some(gid_of(gid)))
+            rustix::fs::fchown(fd, Some(uid_of(meta.uid)), Some(gid_of(meta.gid)))
                 .map_err(|e| io_err(comps, "fchown", e))?;
         }
         // After chown, which clears set-id bits.
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
             .map_err(|e| io_err(comps, "fchmod", e))?;
-        for (k, v) in xattrs {
+        for (k, v) in &meta.xattrs {
             if skip_xattr(k) {
                 continue;
             }

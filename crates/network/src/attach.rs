@@ -98,6 +98,9 @@ pub struct Attachment {
     pub hosts: PathBuf,
     /// The generated `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
+    /// The network directory the attachment was made in (its teardown
+    /// runs as a hook, without our environment).
+    pub network_dir: PathBuf,
 }
 
 /// A container on a user network, as its peers see it.
@@ -194,6 +197,7 @@ pub fn attach(nets: &Networks, dir: &Path, req: &Request) -> Result<Attachment> 
         result: None,
         hosts: dir.join("hosts"),
         resolv_conf: dir.join("resolv.conf"),
+        network_dir: nets.dir().to_path_buf(),
     };
     match setup(nets, dir, req, &mut att) {
         Ok(()) => Ok(att),
@@ -221,16 +225,6 @@ fn setup(nets: &Networks, dir: &Path, req: &Request, att: &mut Attachment) -> Re
     netns::create(&ns)?;
     att.netns = Some(ns.clone());
     write_state(dir, att)?;
-    let lo = json!({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"});
-    cni::exec(
-        "ADD",
-        &Target {
-            container_id: &att.cni_id,
-            netns: &ns,
-            ifname: "lo",
-        },
-        &lo,
-    )?;
     let names = own_names(&req.hostname, &req.name);
     let Mode::Network(name) = &req.mode else {
         files::rewrite_in_place(&att.hosts, &files::hosts(None, &req.add_hosts))?;
@@ -245,6 +239,7 @@ fn setup(nets: &Networks, dir: &Path, req: &Request, att: &mut Attachment) -> Re
         }
     }
     let _lock = nets.lock(&def.name)?;
+    crate::rules::ensure(&def)?;
     att.conflist = Some(list.clone());
     write_state(dir, att)?;
     let target = Target {
@@ -309,15 +304,17 @@ pub fn load(dir: &Path) -> Result<Option<Attachment>> {
 }
 
 /// Takes down the network recorded in `dir` (CNI `DEL`, member record,
-/// peers' hosts, netns) and deletes `dir`. Idempotent: no `dir`, nothing to do.
-pub fn detach(nets: &Networks, dir: &Path) -> Result<()> {
+/// peers' hosts, netns) and deletes `dir`. Idempotent: no `dir`, nothing to
+/// do. The network directory is the one recorded at [`attach`].
+pub fn detach(dir: &Path) -> Result<()> {
     let att = match load(dir) {
         Ok(Some(a)) => a,
         Ok(None) if !dir.exists() => return Ok(()),
         Ok(None) => return std::fs::remove_dir_all(dir).map_err(io_at(dir)),
         Err(e) => return Err(e),
     };
-    let r = teardown(nets, &att);
+    let nets = Networks::open(&att.network_dir)?;
+    let r = teardown(&nets, &att);
     std::fs::remove_dir_all(dir).map_err(io_at(dir))?;
     r
 }
@@ -345,4 +342,32 @@ fn teardown(nets: &Networks, att: &Attachment) -> Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(
+            Mode::parse("bridge").unwrap(),
+            Mode::Network(DEFAULT_NAME.into())
+        );
+        assert_eq!(Mode::parse("host").unwrap(), Mode::Host);
+        assert_eq!(Mode::parse("none").unwrap().name(), "none");
+        assert_eq!(
+            Mode::parse("app-net").unwrap(),
+            Mode::Network("app-net".into())
+        );
+        assert!(Mode::parse("").is_err());
+        assert!(Mode::parse("a/b").is_err());
+    }
+
+    #[test]
+    fn first_ip_of_a_cni_result() {
+        let r = json!({"ips": [{"address": "10.217.0.5/24", "gateway": "10.217.0.1"}]});
+        assert_eq!(first_ip(&r).as_deref(), Some("10.217.0.5"));
+        assert_eq!(first_ip(&json!({})), None);
+    }
 }

@@ -3,8 +3,9 @@
 //! Containers get their network the way podman 4 (CNI era) and containerd
 //! give it: a persistent network namespace ([`netns`]) that the runtime
 //! joins by path, set up by the standard CNI plugins of Debian's
-//! `containernetworking-plugins` (`bridge` + `host-local`, `portmap`,
-//! `firewall`, `loopback`) run by a small CNI client ([`cni`]). Networks are
+//! `containernetworking-plugins` (`bridge` + `host-local`, `portmap`) run
+//! by a small CNI client ([`cni`]), with NAT and forwarding rules per
+//! network ([`rules`]) rather than per container. Networks are
 //! host resources, defined once per host ([`networks`]); what one container
 //! got (the CNI result, its netns, its `/etc/hosts`) is kept next to its
 //! bundle in the image store so that removing the container runs CNI `DEL`
@@ -19,6 +20,7 @@ pub mod files;
 pub mod netns;
 pub mod networks;
 pub mod ports;
+pub mod rules;
 
 pub use attach::{Attachment, Mode};
 pub use networks::{NetworkDef, Networks};

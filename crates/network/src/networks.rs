@@ -1,7 +1,7 @@
 //! Network definitions: one JSON file per network under the host-wide
 //! network directory (`SKIFF_NETWORK_DIR`, default `/var/lib/skiff-network`),
-//! turned into a CNI configuration list (bridge + host-local IPAM, portmap,
-//! firewall). The default network `skiff` (bridge `skiff0`, 10.217.0.0/24)
+//! turned into a CNI configuration list (bridge + host-local IPAM, portmap
+//! when ports are published) plus per-network iptables rules (`rules`). The default network `skiff` (bridge `skiff0`, 10.217.0.0/24)
 //! is created on first use. Networks are host resources like the bridges
 //! and iptables chains behind them, so every image store shares them.
 
@@ -328,6 +328,7 @@ impl Networks {
         std::fs::remove_file(&p).map_err(io_at(&p))?;
         let _ = std::fs::remove_dir_all(self.members_dir(name));
         let _ = std::fs::remove_dir_all(self.ipam_dir().join(name));
+        crate::rules::remove(&def);
         if Path::new("/sys/class/net").join(&def.bridge).exists() {
             let _ = std::process::Command::new("ip")
                 .args(["link", "delete", &def.bridge, "type", "bridge"])
@@ -347,7 +348,8 @@ impl Networks {
                     "type": "bridge",
                     "bridge": def.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    // NAT and forwarding: per network (`rules`), not per container.
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -356,8 +358,7 @@ impl Networks {
                         "routes": [{"dst": "0.0.0.0/0"}]
                     }
                 },
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "firewall", "backend": "iptables"}
+                {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         })
     }

@@ -383,24 +383,7 @@ pub fn verify_jwt(secret: &[u8], token: &str, audience: &str) -> Option<serde_js
 }
 
 fn iso8601(secs: u64) -> String {
-    // Civil-from-days (Howard Hinnant), enough for an `issued_at` field.
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    skiff_sys::time::rfc3339_secs(secs as i64)
 }
 
 #[cfg(test)]

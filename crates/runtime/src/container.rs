@@ -1368,9 +1368,10 @@ impl Container {
 
     /// Lifecycle step 9 as the config's ociVersion states it: from
     /// runtime-spec 1.3 a failing poststart hook is an error, the container
-    /// is stopped and destroyed (step 12, which runs the poststop hooks)
-    /// and `start` fails with the hook's error; up to 1.2 it is a warning
-    /// and the lifecycle continues.
+    /// is stopped and `start` fails with [`Error::Poststart`], on which the
+    /// caller destroys it (step 12, `delete --force`, which runs the
+    /// poststop hooks); up to 1.2 it is a warning and the lifecycle
+    /// continues.
     fn poststart(&self, rt: &Runtime) -> Result<()> {
         let Some(h) = self.saved.spec.hooks() else {
             return Ok(());
@@ -1385,12 +1386,14 @@ impl Container {
         let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &st) else {
             return Ok(());
         };
-        // `self` holds the container's lock: a second `load` would wait for
-        // it forever; the unlocked copy deletes under our lock.
-        if let Ok(c) = rt.peek(self.id()) {
-            let _ = c.delete(rt, true);
+        // Stopped here; destroyed by the caller, which holds no lock then
+        // (`Error::Poststart`).
+        if let Ok(cg) = self.cgroup(rt) {
+            let _ = cg.kill_all(libc::SIGKILL);
         }
-        Err(e)
+        // SAFETY: kill of the verified init pid (alive: we just started it).
+        unsafe { libc::kill(self.saved.pid, libc::SIGKILL) };
+        Err(Error::Poststart(e.to_string()))
     }
 
     /// `kill`: sends `sig` to the init (or every process with `all`).

@@ -41,6 +41,10 @@ pub enum Error {
     /// A hook failed.
     #[error("{0}")]
     Hook(String),
+    /// A poststart hook failed (runtime-spec 1.3): the container was
+    /// stopped and must now be destroyed as `delete --force` does.
+    #[error("{0}")]
+    Poststart(String),
     /// A cgroup operation failed.
     #[error("cgroups: {0}")]
     Cgroup(#[from] skiff_cgroups::Error),

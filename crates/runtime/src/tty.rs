@@ -50,6 +50,7 @@ impl Proxy {
 
     /// Copies our terminal's window size to the pty.
     pub fn resize(&self) {
+        // SAFETY: an all-zero winsize is a valid value.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize struct.
         unsafe {

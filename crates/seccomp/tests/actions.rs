@@ -113,8 +113,8 @@ fn enosys_for_syscalls_newer_than_the_profile() {
         "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": libc::ENOSYS,
         "syscalls": [{"names": EXIT, "action": "SCMP_ACT_ALLOW"}]
     }));
-    // SAFETY: raw syscall.
     assert_eq!(
+        // SAFETY: getppid takes no arguments and cannot fault.
         exit_code(&f, || unsafe { rc(libc::syscall(libc::SYS_getppid)) }),
         libc::ENOSYS
     );

@@ -79,7 +79,7 @@ pub fn wants_tools(argv: &[OsString]) -> bool {
         return false;
     };
     match argv[i].as_encoded_bytes() {
-        b"image" | b"registry" | b"check" | b"completion" | b"man" => true,
+        b"image" | b"registry" | b"network" | b"check" | b"completion" | b"man" => true,
         b"run" => argv[i + 1..]
             .iter()
             .map(|a| a.as_encoded_bytes())
@@ -191,6 +191,7 @@ mod tests {
         assert!(wants_tools(&argv("image pull busybox")));
         assert!(wants_tools(&argv("--root /x --store /s image ls")));
         assert!(wants_tools(&argv("--debug registry serve")));
+        assert!(wants_tools(&argv("network ls")));
         assert!(wants_tools(&argv("run --image busybox --rm n -- sh")));
         assert!(wants_tools(&argv("run -d --image=busybox")));
         assert!(wants_tools(&argv("completion bash")));

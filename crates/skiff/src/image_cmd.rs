@@ -1,6 +1,6 @@
 //! `skiff image ...` and `skiff run --image ...`: thin CLI over `skiff-image`.
 //!
-//! Owned by the images work (issue 5). `main.rs` only dispatches here.
+//! `main.rs` only dispatches here.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use skiff_image::bundle::{self, Overrides, Volume};
 use skiff_image::client::{Client, ClientOptions};
 use skiff_image::manifest::Platform;
 use skiff_image::reference::Reference;
+use skiff_image::security::{Seccomp, Security};
 use skiff_image::store::Store;
 use skiff_image::{archive, auth, container};
 
@@ -188,11 +189,46 @@ pub fn run_image(
         _ => container::ensure_image(&store, image, opts)?,
     };
     let id = name.unwrap_or_else(random_name);
-    let volumes = args
+    let hostname = args.hostname.clone().unwrap_or_else(|| id.clone());
+    let net = crate::network_cmd::attach_for_run(global, store.root(), &id, &hostname, &args.net)?;
+    let result = run_prepared(
+        global, &store, &entry, &id, hostname, cmd, detach, args, &net,
+    );
+    if result.is_err() {
+        if let Some(dir) = &net.dir {
+            if let Err(e) = crate::network_cmd::detach_dir(dir) {
+                eprintln!("skiff: warning: {e:#}");
+            }
+        }
+    }
+    result
+}
+
+/// [`run_image`] once the network is set up: the bundle, then the container.
+#[allow(clippy::too_many_arguments)]
+fn run_prepared(
+    global: &Global,
+    store: &Store,
+    entry: &skiff_image::store::ImageEntry,
+    id: &str,
+    hostname: String,
+    cmd: Vec<String>,
+    detach: bool,
+    args: ImageRunArgs,
+    net: &crate::network_cmd::RunNetwork,
+) -> anyhow::Result<i32> {
+    let id = id.to_string();
+    let mut volumes = args
         .volume
         .iter()
         .map(|v| Volume::parse(v))
         .collect::<Result<Vec<_>, _>>()?;
+    for v in &net.volumes {
+        // The user's own -v of /etc/hosts or /etc/resolv.conf wins.
+        if !volumes.iter().any(|u| u.destination == v.destination) {
+            volumes.push(v.clone());
+        }
+    }
     let memory = args
         .memory
         .as_deref()
@@ -209,8 +245,10 @@ pub fn run_image(
         tty: args.tty,
         user: args.user,
         workdir: args.workdir,
-        hostname: Some(args.hostname.unwrap_or_else(|| id.clone())),
+        hostname: Some(hostname),
         readonly: args.read_only,
+        network: net.ns.clone(),
+        security: security_from_flags(&args.security)?,
     };
     // The bundle lives exactly as long as the runtime's container: its
     // poststop hook removes it when the runtime deletes the container
@@ -221,7 +259,7 @@ pub fn run_image(
         std::env::current_exe()
             .context("locating this executable for the bundle's cleanup hook (poststop)")?,
     );
-    let prepared = container::prepare_bundle(&store, &entry, &id, &ov, hook.as_deref())?;
+    let prepared = container::prepare_bundle(store, entry, &id, &ov, hook.as_deref())?;
     if global.debug {
         eprintln!(
             "skiff: bundle {} ({:?} rootfs)",
@@ -234,11 +272,62 @@ pub fn run_image(
     // --rm after a foreground run (the poststop hook has normally done it
     // already: this finds it gone); always when the runtime failed to start it.
     if (args.rm && !detach) || result.is_err() {
-        if let Err(e) = container::remove_bundle(&store, &prepared.bundle) {
+        if let Err(e) = container::remove_bundle(store, &prepared.bundle) {
             eprintln!("skiff: warning: removing the bundle: {e}");
         }
+        if let Some(dir) = &net.dir {
+            if let Err(e) = crate::network_cmd::detach_dir(dir) {
+                eprintln!("skiff: warning: {e:#}");
+            }
+        }
+    }
+    if detach && result.is_ok() {
+        println!("{id}");
     }
     result
+}
+
+/// The bundle's security settings from `--privileged`, `--cap-add`,
+/// `--cap-drop` and `--security-opt` (docker's syntax).
+fn security_from_flags(f: &crate::run_flags::SecurityFlags) -> anyhow::Result<Security> {
+    let mut sec = Security {
+        privileged: f.privileged,
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        ..Default::default()
+    };
+    for opt in &f.security_opt {
+        let (k, v) = opt
+            .split_once(['=', ':'])
+            .map_or((opt.as_str(), None), |(k, v)| (k, Some(v)));
+        match (k, v) {
+            ("no-new-privileges", None | Some("true")) => sec.no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => sec.no_new_privileges = false,
+            ("seccomp", Some("unconfined")) => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", Some(file)) if !file.is_empty() => {
+                sec.seccomp = Seccomp::File(std::path::absolute(file)?)
+            }
+            _ => bail!(
+                "--security-opt {opt:?}: expected no-new-privileges[:true|false] or seccomp=unconfined|PROFILE.json"
+            ),
+        }
+    }
+    if sec.seccomp == Seccomp::Default && !sec.privileged {
+        let p = skiff_image::security::default_profile();
+        if !p.exists() {
+            eprintln!(
+                "skiff: warning: no default seccomp profile at {} (apt-get install containers-common): running without one",
+                p.display()
+            );
+        }
+    }
+    Ok(sec)
+}
+
+/// Whether `bundle` is a direct child of the store's `containers/`.
+fn is_store_bundle(store: &std::path::Path, bundle: &std::path::Path) -> bool {
+    let containers = std::fs::canonicalize(store.join("containers")).ok();
+    containers.is_some() && bundle.parent() == containers.as_deref()
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -248,8 +337,15 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 /// Runs `skiff image ...`; returns the process exit code.
 pub fn main(global: &Global, args: ImageArgs) -> anyhow::Result<i32> {
     if let ImageCommand::CleanupBundle { bundle } = &args.command {
-        // Never creates a store: `--store` must already be one.
+        // Never creates a store: `--store` must already be one. The
+        // network goes first (CNI DEL needs nothing from the bundle).
+        let net = if is_store_bundle(&global.store, bundle) {
+            crate::network_cmd::detach_for_bundle(&global.store, bundle)
+        } else {
+            Ok(())
+        };
         let done = container::cleanup_bundle(&global.store, bundle)?;
+        net?;
         if global.debug {
             eprintln!("skiff: {}: {done:?}", bundle.display());
         }

@@ -21,7 +21,10 @@ pub mod host_cmd;
 #[cfg(feature = "tools")]
 pub mod image_cmd;
 #[cfg(feature = "tools")]
+pub mod network_cmd;
+#[cfg(feature = "tools")]
 pub mod registry_cmd;
+pub mod run_flags;
 pub mod runtime_cmd;
 
 use std::path::PathBuf;

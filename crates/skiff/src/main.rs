@@ -36,6 +36,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Manage container networks: create, ls, rm, inspect.
+    #[command(disable_help_flag = true)]
+    Network {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Report what this host supports: cgroups, namespaces, seccomp, KVM, QEMU, kernel, agent.
     #[command(disable_help_flag = true)]
     Check {
@@ -60,6 +66,7 @@ fn main() {
         }
         Command::Image { .. }
         | Command::Registry { .. }
+        | Command::Network { .. }
         | Command::Completion { .. }
         | Command::Check { .. } => dispatch::exec_tools(),
     };

@@ -294,28 +294,40 @@ pub struct UpdateArgs {
     /// Read linux.resources JSON from a file ("-" for stdin).
     #[arg(short = 'r', long)]
     pub resources: Option<String>,
+    /// Block IO weight, 10-1000 (linux.resources.blockIO.weight).
     #[arg(long)]
     pub blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds.
     #[arg(long)]
     pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds per period (-1: no limit).
     #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight against other cgroups).
     #[arg(long)]
     pub cpu_share: Option<u64>,
+    /// Real-time scheduling period in microseconds.
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
+    /// Real-time runtime in microseconds per period.
     #[arg(long, allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use ("0-3,6").
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use ("0-1").
     #[arg(long)]
     pub cpuset_mems: Option<String>,
+    /// Memory limit in bytes, with an optional k/m/g suffix (-1: no limit).
     #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
+    /// Memory soft limit in bytes, with an optional k/m/g suffix.
     #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
+    /// Memory plus swap limit in bytes, with an optional k/m/g suffix (-1: unlimited swap).
     #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
+    /// Maximum number of processes (-1 or 0: no limit).
     #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     #[arg(long, hide = true)]
@@ -365,7 +377,16 @@ pub fn main(g: &Global, cmd: RuntimeCommand, run_image: RunImage) -> anyhow::Res
         }
         RuntimeCommand::Start(IdArg { id }) => {
             let mut c = rt.load(&id)?;
-            c.start(&rt)?;
+            if let Err(e) = c.start(&rt) {
+                if matches!(e, skiff_runtime::Error::Poststart(_)) {
+                    // Lifecycle step 12: destroy, with the lock released.
+                    drop(c);
+                    if let Ok(c) = rt.load(&id) {
+                        let _ = c.delete(&rt, true);
+                    }
+                }
+                return Err(e.into());
+            }
             Ok(0)
         }
         RuntimeCommand::Run(RunCmd {
@@ -697,8 +718,18 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 
 fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     let c = rt.load(&a.id)?;
-    if !a.ignore_paused && c.status(rt) == skiff_runtime::state::Status::Paused {
-        bail!("cannot exec in a paused container (use --ignore-paused to override)");
+    if c.status(rt) == skiff_runtime::state::Status::Paused {
+        // runc's --ignore-paused lets the process wait in the frozen cgroup
+        // until `resume`; here `exec` holds the container's lock until the
+        // process is set up, so `resume` would wait for it: refuse instead.
+        bail!(
+            "cannot exec in a paused container: resume it first{}",
+            if a.ignore_paused {
+                " (--ignore-paused is not supported)"
+            } else {
+                ""
+            }
+        );
     }
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
@@ -1024,14 +1055,22 @@ fn error_chain(err: &anyhow::Error) -> String {
 /// Reports an error the way runc does: to `--log` (text or JSON lines) and stderr.
 pub fn log_error(g: &Global, err: &anyhow::Error) {
     let msg = error_chain(err);
+    let json = || {
+        serde_json::json!({
+            "level": "error",
+            "msg": msg,
+            "time": skiff_runtime::state::now_rfc3339(),
+        })
+        .to_string()
+    };
+    if g.log.is_none() && g.log_format == "json" {
+        // runc: without --log the log goes to stderr, in the log format.
+        eprintln!("{}", json());
+        return;
+    }
     if let Some(path) = &g.log {
         let line = if g.log_format == "json" {
-            serde_json::json!({
-                "level": "error",
-                "msg": msg,
-                "time": skiff_runtime::state::now_rfc3339(),
-            })
-            .to_string()
+            json()
         } else {
             format!(
                 "time=\"{}\" level=error msg={:?}",
@@ -1095,6 +1134,10 @@ pub struct ImageRunArgs {
     /// Pull policy: missing (default), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
+    #[command(flatten)]
+    pub net: Box<crate::run_flags::NetFlags>,
+    #[command(flatten)]
+    pub security: Box<crate::run_flags::SecurityFlags>,
 }
 
 #[cfg(test)]

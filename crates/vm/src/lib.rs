@@ -28,11 +28,19 @@
 pub mod channel;
 pub mod initramfs;
 pub mod kernel;
-pub mod proto;
+pub use skiff_vm_proto as proto;
 pub mod qemu;
 mod qmp;
+mod seccomp;
+mod shares;
 mod shim;
 pub mod template;
+
+#[cfg(test)]
+use seccomp::precompile_seccomp_in;
+pub use seccomp::{precompile_seccomp, valid_seccomp_entry_name, SECCOMP_BPF_KEY};
+pub(crate) use shares::unshare_files;
+pub use shares::{share_binds, FILE_SHARE_DIR};
 
 use oci_spec::runtime::{Process, Spec};
 use std::fs;
@@ -316,14 +324,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         field: "root".into(),
         message: "missing".into(),
     })?;
-    let rootfs = if root.path().is_absolute() {
-        root.path().clone()
-    } else {
-        opts.bundle.join(root.path())
-    };
-    let rootfs = rootfs
-        .canonicalize()
-        .map_err(|e| io_err(&format!("root.path {}", rootfs.display()), e))?;
+    let rootfs = resolve_rootfs(root.path(), opts.bundle)?;
     let terminal = spec
         .process()
         .as_ref()
@@ -359,29 +360,15 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
         accel,
         rootfs,
         virtiofs: None,
-        channel: sock_path(opts.state_dir, "agent.sock"),
-        console_log: opts.state_dir.join("console.log"),
+        channel: shim::StateDir::new(opts.state_dir).agent_socket(),
+        console_log: shim::StateDir::new(opts.state_dir).console_log(),
         debug: opts.debug,
         cmdline_devices: kernel.cmdline_devices,
         shares: Vec::new(),
         template: false,
     };
     if opts.debug {
-        eprintln!(
-            "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs={}",
-            accel.name(),
-            cfg.kernel.display(),
-            kernel.release.as_deref().unwrap_or("?"),
-            if kernel.cmdline_devices {
-                "cmdline virtio devices, acpi=off"
-            } else {
-                "acpi=on"
-            },
-            cfg.initrd.display(),
-            cfg.memory_mib,
-            cfg.vcpus,
-            cfg.rootfs.display()
-        );
+        print_config(&cfg, kernel.release.as_deref());
     }
     let mut spec_json = serde_json::to_value(spec).map_err(|e| Error::Spec {
         field: "(config.json)".into(),
@@ -390,10 +377,70 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
     let shares = share_binds(&mut spec_json, opts.bundle, opts.state_dir)?;
     let mut cfg = cfg;
     cfg.shares = shares;
-    let rootfs_kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
+    let (rootfs_kind, virtiofsd) = rootfs_share(spec, opts.state_dir, &mut cfg)?;
+    let template_key = template_key_for(spec, &cfg, &rootfs_kind, opts.debug)?;
+    if let Some((file, prog)) = precompile_seccomp(spec) {
+        spec_json[SECCOMP_BPF_KEY] = serde_json::json!({"file": file, "data": hex::encode(prog)});
+    }
+    shim::launch(shim::Plan {
+        vm: cfg,
+        container_id: opts.id.to_owned(),
+        spec: spec_json,
+        state_dir: shim::StateDir::new(opts.state_dir),
+        boot_timeout: Duration::from_secs(boot_secs),
+        request_timeout: Duration::from_secs(60),
+        console_socket: opts.console_socket.map(Path::to_path_buf),
+        terminal,
+        debug: opts.debug,
+        template_key,
+        virtiofsd,
+    })
+}
+
+/// The rootfs directory: `root.path`, relative to the bundle unless
+/// absolute, canonicalised.
+fn resolve_rootfs(path: &Path, bundle: &Path) -> Result<PathBuf, Error> {
+    let rootfs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        bundle.join(path)
+    };
+    rootfs
+        .canonicalize()
+        .map_err(|e| io_err(&format!("root.path {}", rootfs.display()), e))
+}
+
+/// `--debug`: the VM about to start.
+fn print_config(cfg: &qemu::VmConfig, release: Option<&str>) {
+    eprintln!(
+        "skiff-vm: accel={} kernel={} ({}, {}) initramfs={} memory={}M vcpus={} rootfs={}",
+        cfg.accel.name(),
+        cfg.kernel.display(),
+        release.unwrap_or("?"),
+        if cfg.cmdline_devices {
+            "cmdline virtio devices, acpi=off"
+        } else {
+            "acpi=on"
+        },
+        cfg.initrd.display(),
+        cfg.memory_mib,
+        cfg.vcpus,
+        cfg.rootfs.display()
+    );
+}
+
+/// How the rootfs is shared (annotation `run.skiff.vm.rootfs` or
+/// `$SKIFF_VM_ROOTFS`: `9p`, the default, or `virtiofs`); for virtio-fs
+/// the virtiofsd binary, with its socket set in `cfg`.
+fn rootfs_share(
+    spec: &Spec,
+    state_dir: &Path,
+    cfg: &mut qemu::VmConfig,
+) -> Result<(String, Option<PathBuf>), Error> {
+    let kind = annotation::<String>(spec, ROOTFS_ANNOTATION)?
         .or_else(|| std::env::var("SKIFF_VM_ROOTFS").ok())
         .unwrap_or_else(|| "9p".into());
-    let virtiofsd = match rootfs_kind.as_str() {
+    let virtiofsd = match kind.as_str() {
         "9p" => None,
         "virtiofs" => {
             let bin = std::env::var("SKIFF_VIRTIOFSD")
@@ -411,7 +458,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
                             .into(),
                     )
                 })?;
-            cfg.virtiofs = Some(sock_path(opts.state_dir, "virtiofs.sock"));
+            cfg.virtiofs = Some(shim::StateDir::new(state_dir).virtiofs_socket());
             Some(bin)
         }
         other => {
@@ -421,13 +468,25 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
             })
         }
     };
+    Ok((kind, virtiofsd))
+}
+
+/// The VM template this container may use: none when templates are off
+/// (annotation `run.skiff.vm.template=false`, `$SKIFF_VM_TEMPLATE=0`) or
+/// the machine cannot be saved and restored.
+fn template_key_for(
+    spec: &Spec,
+    cfg: &qemu::VmConfig,
+    rootfs_kind: &str,
+    debug: bool,
+) -> Result<Option<String>, Error> {
     let templates_on = annotation::<bool>(spec, TEMPLATE_ANNOTATION)?.unwrap_or(true)
         && !matches!(
             std::env::var("SKIFF_VM_TEMPLATE").as_deref(),
             Ok("0" | "off" | "false")
         );
-    let template_key = templates_on.then(|| template::key(&cfg)).flatten();
-    if opts.debug {
+    let template_key = templates_on.then(|| template::key(cfg)).flatten();
+    if debug {
         eprintln!(
             "skiff-vm: rootfs share {rootfs_kind}; template key {}",
             template_key
@@ -441,22 +500,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32, Error> {
                 })
         );
     }
-    if let Some((file, prog)) = precompile_seccomp(spec) {
-        spec_json[SECCOMP_BPF_KEY] = serde_json::json!({"file": file, "data": hex::encode(prog)});
-    }
-    shim::launch(shim::Plan {
-        vm: cfg,
-        container_id: opts.id.to_owned(),
-        spec: spec_json,
-        state_dir: opts.state_dir.to_path_buf(),
-        boot_timeout: Duration::from_secs(boot_secs),
-        request_timeout: Duration::from_secs(60),
-        console_socket: opts.console_socket.map(Path::to_path_buf),
-        terminal,
-        debug: opts.debug,
-        template_key,
-        virtiofsd,
-    })
+    Ok(template_key)
 }
 
 /// [`initramfs::build`] memoised by the identity (device, inode, size,
@@ -534,235 +578,6 @@ fn agent_initramfs_in(
     Ok(built)
 }
 
-/// Top-level key of the spec sent to the agent that carries the
-/// container's seccomp program compiled on the host: `{"file": <name of
-/// skiff-seccomp's cache entry>, "data": <its bytes, hex>}`. The agent puts
-/// it into the runtime's seccomp cache in the guest and removes the key.
-pub const SECCOMP_BPF_KEY: &str = "x-skiff-seccomp-bpf";
-
-/// Compiles `linux.seccomp` on the host and returns skiff-seccomp's cache
-/// entry for it (file name and content), or None (no profile, or it does
-/// not compile here: the guest then compiles it and reports the error).
-///
-/// libseccomp in the guest runs under emulation with a cold translation
-/// cache after a template restore: 360-470 ms for a docker-sized profile
-/// (about 400 syscalls) on this host, more than everything else of the
-/// container's `create`. Natively it takes milliseconds, and the entry is
-/// memoised under `<cache>/seccomp/` by a hash of the profile. The cache
-/// key of skiff-seccomp covers its version, libseccomp's version and the
-/// architecture, which host and guest share (one build, the same
-/// libseccomp); if they ever differ the guest misses the entry and
-/// compiles. Flags (TSYNC, log, spec_allow, ...) are still checked in the
-/// guest, which only takes the program from the cache.
-pub fn precompile_seccomp(spec: &Spec) -> Option<(String, Vec<u8>)> {
-    let profile = spec.linux().as_ref()?.seccomp().as_ref()?;
-    precompile_seccomp_in(profile, &cache_dir().ok()?.join("seccomp"))
-}
-
-fn precompile_seccomp_in(
-    profile: &oci_spec::runtime::LinuxSeccomp,
-    dir: &Path,
-) -> Option<(String, Vec<u8>)> {
-    use sha2::Digest;
-    use std::os::unix::fs::PermissionsExt;
-    let json = serde_json::to_vec(profile).ok()?;
-    let id = hex::encode(&sha2::Sha256::digest(&json)[..16]);
-    fs::create_dir_all(dir).ok()?;
-    // Whoever can write these could weaken every VM container's filter.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok()?;
-    let memo = dir.join(format!("{id}.entry"));
-    let parse = |b: &[u8]| -> Option<(String, Vec<u8>)> {
-        let nl = b.iter().position(|&c| c == b'\n')?;
-        let name = std::str::from_utf8(&b[..nl]).ok()?;
-        valid_seccomp_entry_name(name).then(|| (name.to_owned(), b[nl + 1..].to_vec()))
-    };
-    if let Some(e) = fs::read(&memo).ok().and_then(|b| parse(&b)) {
-        return Some(e);
-    }
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let tmp = dir.join(format!(
-        ".tmp{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&tmp);
-    let entry = (|| {
-        skiff_seccomp::compile_cached(profile, &tmp).ok()?;
-        let mut files = fs::read_dir(&tmp).ok()?.flatten();
-        let f = files.next()?;
-        if files.next().is_some() {
-            return None;
-        }
-        let name = f.file_name().into_string().ok()?;
-        let data = fs::read(f.path()).ok()?;
-        valid_seccomp_entry_name(&name).then_some((name, data))
-    })();
-    let _ = fs::remove_dir_all(&tmp);
-    let (name, data) = entry?;
-    let mut body = format!("{name}\n").into_bytes();
-    body.extend_from_slice(&data);
-    let part = dir.join(format!(".{id}.{}", std::process::id()));
-    if fs::write(&part, &body).is_ok() && fs::rename(&part, &memo).is_err() {
-        let _ = fs::remove_file(&part);
-    }
-    Some((name, data))
-}
-
-/// A cache entry name as skiff-seccomp writes them: `<hex>.bpf` (checked by
-/// the agent too, before it writes the file).
-pub fn valid_seccomp_entry_name(name: &str) -> bool {
-    name.strip_suffix(".bpf").is_some_and(|h| {
-        !h.is_empty() && h.len() <= 128 && h.bytes().all(|c| c.is_ascii_hexdigit())
-    })
-}
-
-/// Most virtio-mmio transports a microvm has (8) minus the console port and
-/// the rootfs share.
-const MAX_BIND_SHARES: usize = 6;
-/// Directory of the state dir whose entries are host bind mounts of the
-/// container's file bind-mount sources, shared into the guest as one 9p
-/// share ([`share_binds`]); unmounted and removed by [`delete`].
-pub const FILE_SHARE_DIR: &str = "files";
-
-/// Makes the bind mounts of `spec` (config.json as JSON) reachable in the
-/// guest: a directory source becomes a 9p share (`bindN`, marked on the
-/// mount as `x-skiff-share`, read-only when the mount is); regular files
-/// (/etc/hosts, resolv.conf and the like, of any size) are bind-mounted
-/// (read-only when the mount is) onto entries of `<state_dir>/files`, which
-/// is one more share, and marked with `x-skiff-share` plus
-/// `x-skiff-share-file` (the entry's name): both sides see each other's
-/// writes. Sources under /dev, /proc and /sys are the guest's own. Returns
-/// the shares (tag, host directory). Only the sources themselves are
-/// shared, never their parents.
-pub fn share_binds(
-    spec: &mut serde_json::Value,
-    bundle: &Path,
-    state_dir: &Path,
-) -> Result<Vec<qemu::Share>, Error> {
-    let mut shares: Vec<qemu::Share> = Vec::new();
-    let Some(mounts) = spec["mounts"].as_array_mut() else {
-        return Ok(shares);
-    };
-    let mut files: Vec<(usize, PathBuf, bool)> = Vec::new();
-    for (i, m) in mounts.iter_mut().enumerate() {
-        let opts: Vec<&str> = m["options"]
-            .as_array()
-            .map(|o| o.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        let is_bind = m["type"].as_str() == Some("bind")
-            || opts.iter().any(|o| *o == "bind" || *o == "rbind");
-        let Some(src) = m["source"].as_str().filter(|_| is_bind) else {
-            continue;
-        };
-        let readonly = opts.contains(&"ro");
-        let path = bundle.join(src);
-        if ["/dev", "/proc", "/sys"]
-            .iter()
-            .any(|p| path.starts_with(p))
-        {
-            continue;
-        }
-        let Ok(meta) = fs::metadata(&path) else {
-            continue; // the guest reports the missing source
-        };
-        if meta.is_dir() {
-            if shares.len() >= MAX_BIND_SHARES {
-                return Err(Error::Spec {
-                    field: format!("mounts[{i}]"),
-                    message: format!(
-                        "more than {MAX_BIND_SHARES} directory bind mounts cannot be shared into a VM"
-                    ),
-                });
-            }
-            let tag = format!("bind{}", shares.len());
-            m["x-skiff-share"] = serde_json::Value::String(tag.clone());
-            shares.push(qemu::Share {
-                tag,
-                path: path
-                    .canonicalize()
-                    .map_err(|e| io_err(&format!("mounts[{i}].source {}", path.display()), e))?,
-                readonly,
-            });
-        } else if meta.is_file() {
-            files.push((i, path, readonly));
-        }
-    }
-    if files.is_empty() {
-        return Ok(shares);
-    }
-    if shares.len() >= MAX_BIND_SHARES {
-        return Err(Error::Spec {
-            field: format!("mounts[{}]", files[0].0),
-            message: format!(
-                "file bind mounts need one more share, beyond the {MAX_BIND_SHARES} a VM has"
-            ),
-        });
-    }
-    let dir = state_dir.join(FILE_SHARE_DIR);
-    fs::create_dir_all(&dir).map_err(|e| io_err(&dir.display().to_string(), e))?;
-    let tag = format!("bind{}", shares.len());
-    let mut shared = 0;
-    for (i, src, readonly) in files {
-        let name = format!("f{i}");
-        let target = dir.join(&name);
-        let what = format!("mounts[{i}].source {}", src.display());
-        fs::File::create(&target).map_err(|e| io_err(&what, e))?;
-        let bind = |flags: nix::mount::MsFlags| {
-            nix::mount::mount(
-                Some(&src),
-                &target,
-                None::<&str>,
-                nix::mount::MsFlags::MS_BIND | flags,
-                None::<&str>,
-            )
-        };
-        match bind(nix::mount::MsFlags::empty()) {
-            Ok(()) => {}
-            // Unprivileged: no host mounts; a small file is copied instead
-            // (the guest's writes then stay in the guest).
-            Err(nix::errno::Errno::EPERM)
-                if fs::metadata(&src).is_ok_and(|m| m.len() <= 1 << 20) =>
-            {
-                let _ = fs::remove_file(&target);
-                let data = fs::read(&src).map_err(|e| io_err(&what, e))?;
-                mounts[i]["x-skiff-content"] = serde_json::Value::String(hex::encode(data));
-                continue;
-            }
-            Err(e) => return Err(io_err(&what, e.into())),
-        }
-        if readonly {
-            bind(nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY)
-                .map_err(|e| io_err(&what, e.into()))?;
-        }
-        mounts[i]["x-skiff-share"] = serde_json::Value::String(tag.clone());
-        mounts[i]["x-skiff-share-file"] = serde_json::Value::String(name);
-        shared += 1;
-    }
-    if shared == 0 {
-        let _ = fs::remove_dir(&dir);
-        return Ok(shares);
-    }
-    shares.push(qemu::Share {
-        tag,
-        path: dir,
-        readonly: false,
-    });
-    Ok(shares)
-}
-
-/// Unmounts and removes what [`share_binds`] made under `state_dir`.
-pub(crate) fn unshare_files(state_dir: &Path) {
-    let dir = state_dir.join(FILE_SHARE_DIR);
-    let Ok(rd) = fs::read_dir(&dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
-        let _ = fs::remove_file(e.path());
-    }
-    let _ = fs::remove_dir(&dir);
-}
-
 /// Lets the container's process run (the user program is exec'd in the guest).
 pub fn start(state_dir: &Path) -> Result<(), Error> {
     shim::control(state_dir, proto::Request::Start).map(|_| ())
@@ -809,7 +624,7 @@ pub fn delete(state_dir: &Path) -> Result<(), Error> {
 
 /// Path of the guest console log of a VM container.
 pub fn console_log(state_dir: &Path) -> PathBuf {
-    state_dir.join("console.log")
+    shim::StateDir::new(state_dir).console_log()
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ fn selinuxfs_mount_points(mountinfo: &str) -> Vec<String> {
             continue;
         }
         if let Some(mp) = left.split(' ').nth(4) {
-            out.push(mp.replace("\\040", " "));
+            out.push(skiff_sys::mountinfo::unescape_lossy(mp));
         }
     }
     out
@@ -252,7 +252,7 @@ pub fn mount_label(spec: &Spec) -> Option<&str> {
 /// An empty value is ignored; `selinuxLabel` without SELinux is refused
 /// (runc: "selinux label is specified in config, but selinux is disabled or
 /// not supported"); `apparmorProfile` without AppArmor is refused, except
-/// `unconfined`, which is what the process is there anyway (the issue's
+/// `unconfined`, which is what the process is there anyway (skiff's
 /// rule; runc 1.1.5 writes `exec unconfined` regardless and fails with
 /// EINVAL in its init).
 pub fn check_process(process: &Process, host: Lsms) -> Result<(), LsmError> {

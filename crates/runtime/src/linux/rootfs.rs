@@ -157,8 +157,18 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
 
 /// In the container's own mount namespace: nothing propagates back to the
 /// host, and the rootfs becomes a mount point (pivot_root needs one).
+/// As runc: `/` gets the configured propagation (rslave by default), so
+/// that with `rshared` the host's shared mounts stay peers and an `rshared`
+/// bind propagates both ways; the mount holding the rootfs is made private
+/// first so the rootfs bind itself does not reach the host.
 fn prepare_root(rootfs: &str, prop: libc::c_ulong) -> R<()> {
-    do_mount(None, "/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e("making / rslave"))?;
+    do_mount(None, "/", None, prop, None).map_err(e("applying rootfsPropagation to /"))?;
+    if prop & libc::MS_SHARED != 0 {
+        let parent = mount_point_of(Path::new(rootfs))?;
+        do_mount(None, &parent, None, libc::MS_PRIVATE, None).map_err(e(format_args!(
+            "making {parent} (holding the rootfs) private"
+        )))?;
+    }
     do_mount(
         Some(rootfs),
         rootfs,
@@ -172,6 +182,19 @@ fn prepare_root(rootfs: &str, prop: libc::c_ulong) -> R<()> {
         do_mount(None, rootfs, None, libc::MS_PRIVATE, None).map_err(e("rootfs propagation"))?;
     }
     Ok(())
+}
+
+/// The mount point of the mount that holds `path` (the longest mount point
+/// in mountinfo that is an ancestor of it).
+fn mount_point_of(path: &Path) -> R<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(e("reading mountinfo"))?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(skiff_cgroups::unescape_mountinfo)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.len())
+        .map(|mp| mp.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("no mount holds {}", path.display()))
 }
 
 /// `mounts` in order, then devices, /dev symlinks, /dev/console and cwd.

@@ -3,7 +3,7 @@
 //! it also accepts every runtime command itself.
 
 use clap::{CommandFactory as _, Subcommand};
-use skiff::{dispatch, host_cmd, image_cmd, registry_cmd, runtime_cmd, Cli};
+use skiff::{dispatch, host_cmd, image_cmd, network_cmd, registry_cmd, runtime_cmd, Cli};
 
 // Parsed once per process; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -22,6 +22,8 @@ enum Command {
     /// Write the man pages (one per subcommand) into a directory.
     #[command(hide = true)]
     Man(host_cmd::ManArgs),
+    /// Manage container networks: create, ls, rm, inspect.
+    Network(network_cmd::NetworkArgs),
 }
 
 fn main() {
@@ -35,6 +37,7 @@ fn main() {
         Command::Completion(args) => host_cmd::completion(Cli::<Command>::command(), &args),
         Command::Check(args) => host_cmd::check_host(&args),
         Command::Man(args) => host_cmd::man(Cli::<Command>::command(), &args),
+        Command::Network(args) => network_cmd::main(&global, args),
     };
     skiff::exit(&global, result)
 }

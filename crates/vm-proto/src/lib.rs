@@ -1,8 +1,8 @@
 //! Wire protocol between the host (`skiff-vm`) and the guest agent (`skiff-agent`).
 //!
-//! This file is compiled into both crates (the agent includes it with
-//! `#[path]`), so it depends only on `serde`/`serde_json` and `std`: the agent
-//! must not depend on `skiff-vm`, and neither side may drift from the other.
+//! Both sides depend on this crate, so neither may drift from the other. It
+//! depends only on `serde`/`serde_json` and `std`: the agent (a static guest
+//! binary) must not pull in `skiff-vm`.
 //!
 //! A frame is `[u32 BE header length][u32 BE payload length][header][payload]`.
 //! The header is a JSON-encoded [`Msg`]; the payload carries raw bytes
