@@ -880,7 +880,7 @@ fn preserve_fds_passes_only_those() {
     let pid = c.state()["pid"].as_i64().unwrap();
     // the init has exec'd sleep once its command line is sleep's
     let start = std::time::Instant::now();
-    while fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\0600\0" {
+    while fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\x00600\x00" {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "pid {pid} never exec'd sleep"
