@@ -859,33 +859,49 @@ fn preserve_fds_needs_the_fds() {
 
 #[test]
 fn preserve_fds_passes_only_those() {
-    // the container's init holds 0-2 and the 10 passed fds, nothing else
+    // the container's process holds 0-2 and the 10 passed fds, nothing
+    // else (listed from the host once it runs `sleep`: a shell would show
+    // its own pipeline fds)
     if !need_root() {
         return;
     }
     let mut c = Container::new("preserve-ten");
-    // pid 1 (the shell) lists its fds through a child while it waits: no
-    // pipeline (the shell would hold pipe fds while forking its stages)
-    // and not its last command (which it would exec, as pid 1 itself).
-    c.sh("ls /proc/1/fd; true");
+    c.config["process"]["args"] = json!(["sleep", "600"]);
     c.save();
     let files = files_to_pass(&c.scratch(), 10);
     let mut cmd = c.cmd();
-    cmd.args(["run", "--preserve-fds", "10", "--bundle"])
+    cmd.args(["run", "--detach", "--preserve-fds", "10", "--bundle"])
         .arg(&c.bundle)
         .arg(&c.id);
     for (i, f) in files.iter().enumerate() {
         pass_fd(&mut cmd, raw(f), 3 + i as i32);
     }
-    let out = output_timeout(&mut cmd, TIMEOUT);
-    out.assert_ok("run --preserve-fds 10");
-    let mut fds: Vec<i32> = out
-        .stdout
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
+    output_timeout(&mut cmd, TIMEOUT).assert_ok("run --detach --preserve-fds 10");
+    let pid = c.state()["pid"].as_i64().unwrap();
+    // the init has exec'd sleep once its command line is sleep's
+    let start = std::time::Instant::now();
+    while fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\x00600\x00" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pid {pid} never exec'd sleep"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut fds: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     fds.sort_unstable();
-    assert_eq!(fds, (0..13).collect::<Vec<_>>(), "{out:?}");
+    assert_eq!(fds, (0..13).collect::<Vec<_>>());
+    for fd in 3..13 {
+        let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert!(
+            target.to_string_lossy().contains("passed-"),
+            "fd {fd} is {}",
+            target.display()
+        );
+    }
     c.finish();
 }
 

@@ -129,10 +129,7 @@ impl Isolator for Namespace {
 
     fn delete(&self, rt: &Runtime, c: &Container) -> Result<()> {
         if let Ok(cg) = c.cgroup(rt) {
-            if cg.pids().map(|p| !p.is_empty()).unwrap_or(false) {
-                let _ = cg.kill_all(libc::SIGKILL);
-            }
-            cg.destroy()?;
+            destroy_cgroup(cg.as_ref(), std::time::Duration::from_secs(20))?;
         }
         if !create::has_mount_ns(&c.saved.spec) {
             unmount_under(&c.saved.rootfs);
@@ -171,5 +168,27 @@ impl Isolator for Namespace {
         o: &ExecOptions,
     ) -> Result<Exec> {
         container::exec::exec(c, rt, process, o).map(Exec::Spawned)
+    }
+}
+
+/// Kills what is left in the container's cgroups and removes them. A
+/// killed process stays in its cgroup until its exit is done, which can
+/// take seconds under load (tearing down a mount namespace waits for an
+/// RCU grace period): busy cgroups are retried for up to `limit`.
+fn destroy_cgroup(cg: &dyn skiff_cgroups::Manager, limit: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cg.pids().is_ok_and(|p| !p.is_empty()) {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+        match cg.destroy() {
+            Err(skiff_cgroups::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ResourceBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return Ok(r?),
+        }
     }
 }
