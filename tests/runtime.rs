@@ -1074,7 +1074,11 @@ fn rootfs_propagation_private_and_slave() {
     if !need_root() {
         return;
     }
-    for (prop, check) in [("private", "none"), ("rslave", "no-shared")] {
+    for (prop, check) in [
+        ("private", "none"),
+        ("rslave", "no-shared"),
+        ("runbindable", "unbindable"),
+    ] {
         let mut c = Container::new("rootprop");
         c.config["linux"]["rootfsPropagation"] = json!(prop);
         c.config["process"]["args"] = json!(["cat", "/proc/self/mountinfo"]);
@@ -1084,6 +1088,10 @@ fn rootfs_propagation_private_and_slave() {
         let root = find_mount(&m, "/");
         match check {
             "none" => assert!(root.optional.is_empty(), "{prop}: {root:?}"),
+            "unbindable" => assert!(
+                root.optional.iter().any(|o| o == "unbindable"),
+                "{prop}: {root:?}"
+            ),
             _ => assert!(
                 !root.optional.iter().any(|o| o.starts_with("shared:")),
                 "{prop}: {root:?}"

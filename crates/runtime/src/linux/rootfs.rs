@@ -163,7 +163,14 @@ pub fn prepare(p: &RootfsPlan, before_cgroup: &dyn Fn() -> R<()>) -> R<OwnedFd> 
 /// bind propagates both ways; the mount holding the rootfs is made private
 /// first so the rootfs bind itself does not reach the host.
 fn prepare_root(rootfs: &str, prop: libc::c_ulong) -> R<()> {
-    do_mount(None, "/", None, prop, None).map_err(e("applying rootfsPropagation to /"))?;
+    // Only sharing must happen before the binds; the others (unbindable
+    // would refuse the rootfs bind) are applied after pivot_root.
+    let early = if prop & libc::MS_SHARED != 0 {
+        prop
+    } else {
+        libc::MS_SLAVE | libc::MS_REC
+    };
+    do_mount(None, "/", None, early, None).map_err(e("applying rootfsPropagation to /"))?;
     if prop & libc::MS_SHARED != 0 {
         let parent = mount_point_of(Path::new(rootfs))?;
         do_mount(None, &parent, None, libc::MS_PRIVATE, None).map_err(e(format_args!(
