@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxNamespaceType, LinuxResources, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 
 use super::ns::{host_root_ids, idmap_trees, ns_setup, with_parent_ns, write_id_maps, NsSetup};
 use super::{state_json, write_pid_file, Container, CreateOptions, Runtime};
@@ -201,31 +201,6 @@ pub(super) fn c_strings(
     Ok((argv, envp))
 }
 
-/// Default device cgroup rules (runc's): the devices every container gets.
-fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule =
-        |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| -> LinuxDeviceCgroup {
-            serde_json::from_value(serde_json::json!({
-                "allow": true, "type": typ, "major": major, "minor": minor, "access": access
-            }))
-            .expect("static device rule")
-        };
-    vec![
-        rule("c", None, None, "m"),
-        rule("b", None, None, "m"),
-        rule("c", Some(1), Some(3), "rwm"),
-        rule("c", Some(1), Some(5), "rwm"),
-        rule("c", Some(1), Some(7), "rwm"),
-        rule("c", Some(1), Some(8), "rwm"),
-        rule("c", Some(1), Some(9), "rwm"),
-        rule("c", Some(5), Some(0), "rwm"),
-        rule("c", Some(5), Some(1), "rwm"),
-        rule("c", Some(5), Some(2), "rwm"),
-        rule("c", Some(136), None, "rwm"),
-        rule("c", Some(10), Some(200), "rwm"),
-    ]
-}
-
 /// The resources to apply: the config's, with device rules completed as runc
 /// does (config rules first, then the default devices and linux.devices).
 /// A `linux.devices` entry that a config rule names explicitly (same type,
@@ -237,10 +212,7 @@ fn effective_resources(spec: &Spec) -> LinuxResources {
         .unwrap_or_default();
     let mut rules = res.devices().clone().unwrap_or_default();
     if rules.is_empty() {
-        rules.push(
-            serde_json::from_value(serde_json::json!({"allow": false, "access": "rwm"}))
-                .expect("static"),
-        );
+        rules.push(skiff_cgroups::deny_all_rule());
     }
     let named = |d: &oci_spec::runtime::LinuxDevice| {
         rules.iter().any(|r| {
@@ -258,18 +230,16 @@ fn effective_resources(spec: &Spec) -> LinuxResources {
         .iter()
         .map(named)
         .collect();
-    rules.extend(default_device_rules());
+    rules.extend(skiff_cgroups::default_device_rules());
     let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
     for (d, _) in devs.iter().zip(explicit).filter(|(_, e)| !e) {
-        let typ = serde_json::to_value(d.typ())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or("c".into());
-        if let Ok(r) = serde_json::from_value(serde_json::json!({
-            "allow": true, "type": typ, "major": d.major(), "minor": d.minor(), "access": "rwm"
-        })) {
-            rules.push(r);
-        }
+        rules.push(skiff_cgroups::device_rule(
+            true,
+            Some(d.typ()),
+            Some(d.major()),
+            Some(d.minor()),
+            "rwm",
+        ));
     }
     res.set_devices(Some(rules));
     res
