@@ -11,15 +11,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
-use std::collections::HashMap;
+use oci_spec::runtime::LinuxResources;
 
-use crate::fsutil::{self, exists, field as f, keyed, Num};
+use crate::fsutil::{self, exists, keyed, Num};
 use crate::mounts::CgroupMount;
-use crate::v1::{blkio_v1, cpu_v1, memory_v1};
-use crate::v2::{cpu_v2, io_v2, memory_v2, swap_v2};
-use crate::validate::{subset_of, validate_pure};
-use crate::{devices, stats, Config, Error, Hierarchy, Layout, Manager, MountTable, Stats};
+use crate::{stats, Config, Error, Hierarchy, Layout, Manager, MountTable, Stats};
+
+mod apply;
+mod preflight;
+
+use apply::{blkio_set, cpu_set, memory_set};
 
 /// Controllers the manager routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,229 +349,6 @@ impl FsManager {
             .find_map(|c| self.dir(c).map(|(d, _)| d))
             .or_else(|| self.hs.first().map(|h| h.path.as_path()))
     }
-
-    /// Everything `apply` can find out before writing: controllers present,
-    /// host files present for the fields that are set, values that depend on
-    /// the parent (cpuset). So a refused `apply` changes nothing.
-    fn preflight(&self, r: &LinuxResources) -> Result<(), Error> {
-        if let Some(c) = r.cpu() {
-            self.preflight_cpu(c)?;
-        }
-        if let Some(m) = r.memory().as_ref().filter(|m| memory_set(m)) {
-            self.preflight_memory(m)?;
-        }
-        if r.pids().is_some() {
-            self.need(C::Pids, "pids.limit")?;
-        }
-        if let Some(b) = r.block_io().as_ref().filter(|b| blkio_set(b)) {
-            self.preflight_blkio(b)?;
-        }
-        if let Some(limits) = r.hugepage_limits().as_ref().filter(|v| !v.is_empty()) {
-            self.preflight_hugetlb(limits)?;
-        }
-        if let Some(n) = r.network() {
-            if n.class_id().is_some() {
-                self.need(C::NetCls, "network.classID")?;
-            }
-            if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-                self.need(C::NetPrio, "network.priorities")?;
-            }
-        }
-        if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
-            self.need(C::Rdma, "rdma")?;
-        }
-        if let Some(rules) = r.devices().as_ref().filter(|_| !self.rootless) {
-            if let (_, true) = self.need(C::Devices, "devices")? {
-                devices::program(rules)?;
-            }
-        }
-        if let Some(u) = r.unified().as_ref().filter(|m| !m.is_empty()) {
-            self.preflight_unified(u)?;
-        }
-        Ok(())
-    }
-
-    fn preflight_cpu(&self, c: &LinuxCpu) -> Result<(), Error> {
-        self.apply_cpuset(c, true)?;
-        if !cpu_set(c) {
-            return Ok(());
-        }
-        let (d, v2) = self.need(C::Cpu, "cpu")?;
-        if v2 {
-            if c.realtime_period().unwrap_or(0) != 0 || c.realtime_runtime().unwrap_or(0) != 0 {
-                return Err(Error::unsupported(
-                    f("cpu.realtimeRuntime"),
-                    "cgroup v2 has no realtime scheduling limits",
-                ));
-            }
-            return Ok(());
-        }
-        require_files(
-            d,
-            &[
-                (c.burst().is_some(), "cpu.cfs_burst_us", "cpu.burst"),
-                (c.idle().is_some(), "cpu.idle", "cpu.idle"),
-                (
-                    c.realtime_runtime().unwrap_or(0) != 0,
-                    "cpu.rt_runtime_us",
-                    "cpu.realtimeRuntime",
-                ),
-            ],
-        )
-    }
-
-    fn preflight_memory(&self, m: &LinuxMemory) -> Result<(), Error> {
-        let (d, v2) = self.need(C::Memory, "memory")?;
-        if v2 {
-            let swap = swap_v2(m.swap().unwrap_or(0), m.limit().unwrap_or(0))
-                .map_err(|msg| Error::invalid(f("memory.swap"), msg))?;
-            if swap != 0 && swap != -1 && !exists(d, "memory.swap.max") {
-                return Err(Error::unsupported(
-                    f("memory.swap"),
-                    "swap accounting is off on this host (no memory.swap.max)",
-                ));
-            }
-            return Ok(());
-        }
-        require_files(
-            d,
-            &[
-                (
-                    m.swap().unwrap_or(0) != 0,
-                    "memory.memsw.limit_in_bytes",
-                    "memory.swap",
-                ),
-                (
-                    m.kernel().unwrap_or(0) != 0,
-                    "memory.kmem.limit_in_bytes",
-                    "memory.kernel",
-                ),
-                (
-                    m.kernel_tcp().unwrap_or(0) != 0,
-                    "memory.kmem.tcp.limit_in_bytes",
-                    "memory.kernelTCP",
-                ),
-            ],
-        )
-    }
-
-    fn preflight_blkio(&self, b: &LinuxBlockIo) -> Result<(), Error> {
-        let (d, v2) = self.need(C::Blkio, "blockIO")?;
-        let weights = b.weight().unwrap_or(0) != 0
-            || b.weight_device()
-                .iter()
-                .flatten()
-                .any(|w| w.weight().unwrap_or(0) != 0);
-        let have = if v2 {
-            exists(d, "io.weight") || exists(d, "io.bfq.weight")
-        } else {
-            exists(d, "blkio.weight") || exists(d, "blkio.bfq.weight")
-        };
-        if weights && !have {
-            let field = if b.weight().unwrap_or(0) != 0 {
-                "blockIO.weight"
-            } else {
-                "blockIO.weightDevice"
-            };
-            return Err(Error::unsupported(
-                f(field),
-                "this host has no blkio/io weight files: its I/O scheduler has no proportional weights",
-            ));
-        }
-        let leaf = b.leaf_weight().unwrap_or(0) != 0
-            || b.weight_device()
-                .iter()
-                .flatten()
-                .any(|w| w.leaf_weight().unwrap_or(0) != 0);
-        if leaf && !v2 && !exists(d, "blkio.leaf_weight") {
-            return Err(Error::unsupported(
-                f("blockIO.leafWeight"),
-                "this host has no blkio.leaf_weight file (CFQ only)",
-            ));
-        }
-        Ok(())
-    }
-
-    fn preflight_hugetlb(&self, limits: &[LinuxHugepageLimit]) -> Result<(), Error> {
-        let (d, v2) = self.need(C::Hugetlb, "hugepageLimits")?;
-        for h in limits {
-            let size = h.page_size();
-            let file = format!(
-                "hugetlb.{size}.{}",
-                if v2 { "max" } else { "limit_in_bytes" }
-            );
-            if !exists(d, &file) {
-                return Err(Error::unsupported(
-                    f("hugepageLimits.pageSize"),
-                    format!(
-                        "page size {size} is not supported by the kernel (no {file} in {})",
-                        d.display()
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn preflight_unified(&self, u: &HashMap<String, String>) -> Result<(), Error> {
-        let Some(ix) = self.v2 else {
-            return Err(Error::unsupported(
-                f("unified"),
-                "this host has no cgroup2 hierarchy (cgroup v1 only)",
-            ));
-        };
-        for k in u.keys() {
-            let ctrl = k.split('.').next().unwrap_or("");
-            if ctrl != "cgroup" && !self.v2_controllers.split(',').any(|c| c == ctrl) {
-                return Err(Error::unsupported(
-                    f(&format!("unified.{k}")),
-                    format!(
-                        "controller {ctrl:?} is not available on the cgroup2 hierarchy at {} (available: {:?})",
-                        self.hs[ix].mount_point.display(),
-                        self.v2_controllers
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes cpuset.cpus/mems, or with `check_only` checks them against the
-    /// parent's effective sets.
-    fn apply_cpuset(&self, cpu: &LinuxCpu, check_only: bool) -> Result<(), Error> {
-        let cpus = cpu.cpus().as_deref().filter(|s| !s.trim().is_empty());
-        let mems = cpu.mems().as_deref().filter(|s| !s.trim().is_empty());
-        if cpus.is_none() && mems.is_none() {
-            return Ok(());
-        }
-        let field = if cpus.is_some() {
-            "cpu.cpus"
-        } else {
-            "cpu.mems"
-        };
-        let (d, _) = self.need(C::Cpuset, field)?;
-        let parent = d.parent().unwrap_or(d);
-        for (field, list, file, eff) in [
-            ("cpu.cpus", cpus, "cpuset.cpus", "cpuset.effective_cpus"),
-            ("cpu.mems", mems, "cpuset.mems", "cpuset.effective_mems"),
-        ] {
-            let Some(list) = list else { continue };
-            if check_only {
-                if let Some(avail) = fsutil::read_opt(parent, eff)? {
-                    let what = format!("the parent cgroup's {eff} of {}", parent.display());
-                    subset_of(field, list, avail.trim(), &what)?;
-                }
-                continue;
-            }
-            fsutil::write(
-                d,
-                file,
-                list.as_bytes(),
-                &format!("linux.resources.{field}"),
-            )?;
-        }
-        Ok(())
-    }
 }
 
 /// Copies `cpuset.cpus`/`cpuset.mems` from the parent when empty (a new v1
@@ -613,38 +391,6 @@ fn own_cgroup(text: &str, m: &CgroupMount, v1: bool) -> Result<PathBuf, Error> {
     )))
 }
 
-fn memory_set(m: &LinuxMemory) -> bool {
-    m.limit().is_some()
-        || m.reservation().is_some()
-        || m.swap().is_some()
-        || m.kernel().is_some()
-        || m.kernel_tcp().is_some()
-        || m.swappiness().is_some()
-        || m.disable_oom_killer().is_some()
-        || m.use_hierarchy().is_some()
-}
-
-fn cpu_set(c: &LinuxCpu) -> bool {
-    c.shares().is_some()
-        || c.quota().is_some()
-        || c.period().is_some()
-        || c.burst().is_some()
-        || c.realtime_period().is_some()
-        || c.realtime_runtime().is_some()
-        || c.idle().is_some()
-}
-
-fn blkio_set(b: &LinuxBlockIo) -> bool {
-    let some = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
-    b.weight().is_some()
-        || b.leaf_weight().is_some()
-        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        || some(b.throttle_read_bps_device())
-        || some(b.throttle_write_bps_device())
-        || some(b.throttle_read_iops_device())
-        || some(b.throttle_write_iops_device())
-}
-
 impl Manager for FsManager {
     fn create(&self) -> Result<(), Error> {
         for h in &self.hs {
@@ -660,145 +406,7 @@ impl Manager for FsManager {
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<(), Error> {
-        validate_pure(r)?;
-        self.preflight(r)?;
-        if let Some(cpu) = r.cpu() {
-            self.apply_cpuset(cpu, false)?;
-        }
-        if let Some(m) = r.memory() {
-            if memory_set(m) {
-                match self.need(C::Memory, "memory")? {
-                    (d, false) => memory_v1(d, m)?,
-                    (d, true) => memory_v2(d, m)?,
-                }
-            }
-        }
-        if let Some(c) = r.cpu() {
-            if cpu_set(c) {
-                match self.need(C::Cpu, "cpu")? {
-                    (d, false) => cpu_v1(d, c)?,
-                    (d, true) => cpu_v2(d, c)?,
-                }
-            }
-        }
-        if let Some(p) = r.pids() {
-            let (d, _) = self.need(C::Pids, "pids.limit")?;
-            if p.limit() > 0 {
-                fsutil::write_i64(d, "pids.max", p.limit(), &f("pids.limit"))?;
-            } else {
-                fsutil::write(d, "pids.max", b"max", &f("pids.limit"))?;
-            }
-        }
-        if let Some(b) = r.block_io() {
-            if blkio_set(b) {
-                match self.need(C::Blkio, "blockIO")? {
-                    (d, false) => blkio_v1(d, b)?,
-                    (d, true) => io_v2(d, b)?,
-                }
-            }
-        }
-        if let Some(limits) = r.hugepage_limits().as_ref().filter(|v| !v.is_empty()) {
-            let (d, v2) = self.need(C::Hugetlb, "hugepageLimits")?;
-            let mut name = String::with_capacity(40);
-            for h in limits {
-                let size = h.page_size();
-                let (lim, rsvd) = if v2 {
-                    ("max", "rsvd.max")
-                } else {
-                    ("limit_in_bytes", "rsvd.limit_in_bytes")
-                };
-                name.clear();
-                name.push_str("hugetlb.");
-                name.push_str(size);
-                name.push('.');
-                let base = name.len();
-                name.push_str(lim);
-                if !exists(d, &name) {
-                    return Err(Error::unsupported(
-                        f("hugepageLimits.pageSize"),
-                        format!(
-                            "page size {size} is not supported by the kernel (no {name} in {})",
-                            d.display()
-                        ),
-                    ));
-                }
-                fsutil::write_i64(d, &name, h.limit(), &f("hugepageLimits.limit"))?;
-                name.truncate(base);
-                name.push_str(rsvd);
-                if exists(d, &name) {
-                    fsutil::write_i64(d, &name, h.limit(), &f("hugepageLimits.limit"))?;
-                }
-            }
-        }
-        if let Some(n) = r.network() {
-            if let Some(id) = n.class_id() {
-                let (d, _) = self.need(C::NetCls, "network.classID")?;
-                fsutil::write_u64(d, "net_cls.classid", id as u64, &f("network.classID"))?;
-            }
-            if let Some(prios) = n.priorities().as_ref().filter(|v| !v.is_empty()) {
-                let (d, _) = self.need(C::NetPrio, "network.priorities")?;
-                let mut line = String::with_capacity(32);
-                for p in prios {
-                    use std::fmt::Write;
-                    line.clear();
-                    let _ = write!(line, "{} {}", p.name(), p.priority());
-                    fsutil::write(
-                        d,
-                        "net_prio.ifpriomap",
-                        line.as_bytes(),
-                        &f("network.priorities"),
-                    )?;
-                }
-            }
-        }
-        if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
-            let (d, _) = self.need(C::Rdma, "rdma")?;
-            let mut line = String::with_capacity(64);
-            for (dev, l) in rdma {
-                use std::fmt::Write;
-                line.clear();
-                line.push_str(dev);
-                if let Some(h) = l.hca_handles() {
-                    let _ = write!(line, " hca_handle={h}");
-                }
-                if let Some(o) = l.hca_objects() {
-                    let _ = write!(line, " hca_object={o}");
-                }
-                if line.len() > dev.len() {
-                    fsutil::write(d, "rdma.max", line.as_bytes(), &f("rdma"))?;
-                }
-            }
-        }
-        if let Some(rules) = r.devices().as_ref().filter(|_| !self.rootless) {
-            match self.need(C::Devices, "devices")? {
-                (d, false) => devices::apply_v1(d, rules)?,
-                (d, true) => devices::apply_v2(d, rules)?,
-            }
-        }
-        if let Some(u) = r.unified().as_ref().filter(|m| !m.is_empty()) {
-            let Some(ix) = self.v2 else {
-                return Err(Error::unsupported(
-                    f("unified"),
-                    "this host has no cgroup2 hierarchy (cgroup v1 only)",
-                ));
-            };
-            let d = &self.hs[ix].path;
-            for (k, v) in u {
-                let ctrl = k.split('.').next().unwrap_or("");
-                if ctrl != "cgroup" && !self.v2_controllers.split(',').any(|c| c == ctrl) {
-                    return Err(Error::unsupported(
-                        f(&format!("unified.{k}")),
-                        format!(
-                            "controller {ctrl:?} is not available on the cgroup2 hierarchy at {} (available: {:?})",
-                            self.hs[ix].mount_point.display(),
-                            self.v2_controllers
-                        ),
-                    ));
-                }
-                fsutil::write(d, k, v.as_bytes(), &f(&format!("unified.{k}")))?;
-            }
-        }
-        Ok(())
+        self.apply_resources(r)
     }
 
     fn add_task(&self, pid: i32) -> Result<(), Error> {
@@ -1055,24 +663,10 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
     }
 }
 
-/// Refuses the first set field (`(set, file, field)`) whose file the
-/// kernel does not have in `dir`.
-fn require_files(dir: &Path, checks: &[(bool, &str, &str)]) -> Result<(), Error> {
-    for &(set, file, field) in checks {
-        if set && !exists(dir, file) {
-            return Err(Error::unsupported(
-                f(field),
-                format!("the kernel has no {file}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v2::{blkio_weight_to_io, shares_to_weight};
+    use crate::v2::{blkio_weight_to_io, shares_to_weight, swap_v2};
 
     #[test]
     fn conversions() {

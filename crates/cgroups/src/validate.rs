@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxNetwork, LinuxResources};
 
 use crate::Error;
 
@@ -115,106 +115,155 @@ pub fn parse_id_list(s: &str) -> Result<Vec<(u32, u32)>, String> {
 /// Validation with no I/O at all (also run by `apply`).
 pub(crate) fn validate_pure(r: &LinuxResources) -> Result<(), Error> {
     if let Some(m) = r.memory() {
-        limit("memory.limit", m.limit())?;
-        limit("memory.reservation", m.reservation())?;
-        limit("memory.swap", m.swap())?;
-        limit("memory.kernel", m.kernel())?;
-        limit("memory.kernelTCP", m.kernel_tcp())?;
-        if let (Some(swap), Some(lim)) = (m.swap(), m.limit()) {
-            if swap > 0 && lim > 0 && swap < lim {
-                return Err(bad(
-                    "memory.swap",
-                    format!("{swap} is below memory.limit {lim}: swap is memory+swap and must be >= the memory limit"),
-                ));
-            }
-        }
-        if let Some(s) = m.swappiness() {
-            if s > 100 {
-                return Err(bad("memory.swappiness", format!("{s} is not in 0..=100")));
-            }
-        }
+        check_memory(m)?;
     }
     if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares() {
-            if s != 0 && !(2..=262_144).contains(&s) {
-                return Err(bad("cpu.shares", format!("{s} is not in 2..=262144")));
-            }
-        }
-        if let Some(q) = c.quota() {
-            if q < -1 || (0..1000).contains(&q) && q != 0 {
-                return Err(bad(
-                    "cpu.quota",
-                    format!("{q} is not valid (-1 for no limit, or at least 1000 microseconds)"),
-                ));
-            }
-        }
-        if let Some(p) = c.period() {
-            if p != 0 && !(1000..=1_000_000).contains(&p) {
-                return Err(bad(
-                    "cpu.period",
-                    format!("{p} is not in 1000..=1000000 microseconds"),
-                ));
-            }
-        }
-        if let (Some(b), Some(q)) = (c.burst(), c.quota()) {
-            if q > 0 && b > q as u64 {
-                return Err(bad("cpu.burst", format!("{b} exceeds cpu.quota {q}")));
-            }
-        }
-        if let Some(i) = c.idle() {
-            if i != 0 && i != 1 {
-                return Err(bad("cpu.idle", format!("{i} is not 0 or 1")));
-            }
-        }
-        if let Some(rt) = c.realtime_runtime() {
-            if rt < -1 {
-                return Err(bad("cpu.realtimeRuntime", format!("{rt} is not valid")));
-            }
-        }
-        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.trim().is_empty()) {
-            parse_id_list(cpus).map_err(|m| bad("cpu.cpus", m))?;
-        }
-        if let Some(mems) = c.mems().as_deref().filter(|s| !s.trim().is_empty()) {
-            parse_id_list(mems).map_err(|m| bad("cpu.mems", m))?;
-        }
+        check_cpu(c)?;
     }
     if let Some(b) = r.block_io() {
-        let w = |field: &str, v: Option<u16>| match v {
-            Some(v) if v != 0 && !(10..=1000).contains(&v) => {
-                Err(bad(field, format!("{v} is not in 10..=1000")))
-            }
-            _ => Ok(()),
-        };
-        w("blockIO.weight", b.weight())?;
-        w("blockIO.leafWeight", b.leaf_weight())?;
-        for d in b.weight_device().iter().flatten() {
-            dev("blockIO.weightDevice", d.major(), d.minor())?;
-            w("blockIO.weightDevice.weight", d.weight())?;
-            w("blockIO.weightDevice.leafWeight", d.leaf_weight())?;
-        }
-        for (name, list) in [
-            (
-                "blockIO.throttleReadBpsDevice",
-                b.throttle_read_bps_device(),
-            ),
-            (
-                "blockIO.throttleWriteBpsDevice",
-                b.throttle_write_bps_device(),
-            ),
-            (
-                "blockIO.throttleReadIOPSDevice",
-                b.throttle_read_iops_device(),
-            ),
-            (
-                "blockIO.throttleWriteIOPSDevice",
-                b.throttle_write_iops_device(),
-            ),
-        ] {
-            for d in list.iter().flatten() {
-                dev(name, d.major(), d.minor())?;
-            }
+        check_blkio(b)?;
+    }
+    check_hugepages(r)?;
+    if let Some(n) = r.network() {
+        check_network(n)?;
+    }
+    for name in r.rdma().iter().flat_map(HashMap::keys) {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(bad("rdma", format!("{name:?} is not a device name")));
         }
     }
+    for (k, _) in r.unified().iter().flatten() {
+        unified_key(k)?;
+    }
+    check_devices(r)?;
+    Ok(())
+}
+
+/// `memory`: limits, swap against the limit, swappiness.
+fn check_memory(m: &LinuxMemory) -> Result<(), Error> {
+    limit("memory.limit", m.limit())?;
+    limit("memory.reservation", m.reservation())?;
+    limit("memory.swap", m.swap())?;
+    limit("memory.kernel", m.kernel())?;
+    limit("memory.kernelTCP", m.kernel_tcp())?;
+    if let (Some(swap), Some(lim)) = (m.swap(), m.limit()) {
+        if swap > 0 && lim > 0 && swap < lim {
+            return Err(bad(
+                "memory.swap",
+                format!("{swap} is below memory.limit {lim}: swap is memory+swap and must be >= the memory limit"),
+            ));
+        }
+    }
+    if let Some(s) = m.swappiness() {
+        if s > 100 {
+            return Err(bad("memory.swappiness", format!("{s} is not in 0..=100")));
+        }
+    }
+    Ok(())
+}
+
+/// `cpu`: shares, quota, period, burst, idle, realtime, cpuset lists.
+fn check_cpu(c: &LinuxCpu) -> Result<(), Error> {
+    if let Some(s) = c.shares() {
+        if s != 0 && !(2..=262_144).contains(&s) {
+            return Err(bad("cpu.shares", format!("{s} is not in 2..=262144")));
+        }
+    }
+    if let Some(q) = c.quota() {
+        if q < -1 || (0..1000).contains(&q) && q != 0 {
+            return Err(bad(
+                "cpu.quota",
+                format!("{q} is not valid (-1 for no limit, or at least 1000 microseconds)"),
+            ));
+        }
+    }
+    if let Some(p) = c.period() {
+        if p != 0 && !(1000..=1_000_000).contains(&p) {
+            return Err(bad(
+                "cpu.period",
+                format!("{p} is not in 1000..=1000000 microseconds"),
+            ));
+        }
+    }
+    if let (Some(b), Some(q)) = (c.burst(), c.quota()) {
+        if q > 0 && b > q as u64 {
+            return Err(bad("cpu.burst", format!("{b} exceeds cpu.quota {q}")));
+        }
+    }
+    if let Some(i) = c.idle() {
+        if i != 0 && i != 1 {
+            return Err(bad("cpu.idle", format!("{i} is not 0 or 1")));
+        }
+    }
+    if let Some(rt) = c.realtime_runtime() {
+        if rt < -1 {
+            return Err(bad("cpu.realtimeRuntime", format!("{rt} is not valid")));
+        }
+    }
+    if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.trim().is_empty()) {
+        parse_id_list(cpus).map_err(|m| bad("cpu.cpus", m))?;
+    }
+    if let Some(mems) = c.mems().as_deref().filter(|s| !s.trim().is_empty()) {
+        parse_id_list(mems).map_err(|m| bad("cpu.mems", m))?;
+    }
+    Ok(())
+}
+
+/// `blockIO`: weights and device numbers.
+fn check_blkio(b: &LinuxBlockIo) -> Result<(), Error> {
+    let w = |field: &str, v: Option<u16>| match v {
+        Some(v) if v != 0 && !(10..=1000).contains(&v) => {
+            Err(bad(field, format!("{v} is not in 10..=1000")))
+        }
+        _ => Ok(()),
+    };
+    w("blockIO.weight", b.weight())?;
+    w("blockIO.leafWeight", b.leaf_weight())?;
+    for d in b.weight_device().iter().flatten() {
+        dev("blockIO.weightDevice", d.major(), d.minor())?;
+        w("blockIO.weightDevice.weight", d.weight())?;
+        w("blockIO.weightDevice.leafWeight", d.leaf_weight())?;
+    }
+    for (name, list) in [
+        (
+            "blockIO.throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
+        ),
+        (
+            "blockIO.throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
+        ),
+        (
+            "blockIO.throttleReadIOPSDevice",
+            b.throttle_read_iops_device(),
+        ),
+        (
+            "blockIO.throttleWriteIOPSDevice",
+            b.throttle_write_iops_device(),
+        ),
+    ] {
+        for d in list.iter().flatten() {
+            dev(name, d.major(), d.minor())?;
+        }
+    }
+    Ok(())
+}
+
+/// `network`: interface names of the priorities.
+fn check_network(n: &LinuxNetwork) -> Result<(), Error> {
+    for p in n.priorities().iter().flatten() {
+        if p.name().is_empty() || p.name().contains(char::is_whitespace) {
+            return Err(bad(
+                "network.priorities.name",
+                format!("{:?} is not an interface name", p.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `hugepageLimits`: page sizes and limits.
+fn check_hugepages(r: &LinuxResources) -> Result<(), Error> {
     for h in r.hugepage_limits().iter().flatten() {
         hugepage_size(h.page_size())?;
         if h.limit() < 0 {
@@ -228,24 +277,11 @@ pub(crate) fn validate_pure(r: &LinuxResources) -> Result<(), Error> {
             ));
         }
     }
-    if let Some(n) = r.network() {
-        for p in n.priorities().iter().flatten() {
-            if p.name().is_empty() || p.name().contains(char::is_whitespace) {
-                return Err(bad(
-                    "network.priorities.name",
-                    format!("{:?} is not an interface name", p.name()),
-                ));
-            }
-        }
-    }
-    for name in r.rdma().iter().flat_map(HashMap::keys) {
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(bad("rdma", format!("{name:?} is not a device name")));
-        }
-    }
-    for (k, _) in r.unified().iter().flatten() {
-        unified_key(k)?;
-    }
+    Ok(())
+}
+
+/// `devices`: access strings and device numbers.
+fn check_devices(r: &LinuxResources) -> Result<(), Error> {
     for d in r.devices().iter().flatten() {
         if let Some(a) = d.access() {
             if a.is_empty() || !a.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {

@@ -3,6 +3,7 @@
 //! - [`reference`]: image references normalized like docker/containerd;
 //! - [`digest`], [`manifest`]: content addressing and the image-spec documents;
 //! - [`store`]: the on-disk content store (an OCI image layout);
+//! - [`snapshot`]: unpacked layers in the store, committed atomically;
 //! - [`unpack`]: safe, bounded layer extraction (openat2 `RESOLVE_IN_ROOT`);
 //!
 //! Arrows point downward only: this crate knows nothing of the runtime; it
@@ -18,5 +19,6 @@ pub mod digest;
 pub mod manifest;
 pub mod reference;
 pub mod security;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
