@@ -283,29 +283,41 @@ pub struct UpdateArgs {
     /// Read linux.resources JSON from a file ("-" for stdin).
     #[arg(short = 'r', long)]
     pub resources: Option<String>,
-    /// Block IO weight, 10-1000 (linux.resources.blockIO.weight).    #[arg(long)]
+    /// Block IO weight, 10-1000 (linux.resources.blockIO.weight).
+    #[arg(long)]
     pub blkio_weight: Option<u16>,
-    /// CPU CFS period in microseconds.    #[arg(long)]
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
     pub cpu_period: Option<u64>,
-    /// CPU CFS quota in microseconds per period (-1: no limit).    #[arg(long, allow_negative_numbers = true)]
+    /// CPU CFS quota in microseconds per period (-1: no limit).
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
-    /// CPU shares (relative weight against other cgroups).    #[arg(long)]
+    /// CPU shares (relative weight against other cgroups).
+    #[arg(long)]
     pub cpu_share: Option<u64>,
-    /// Real-time scheduling period in microseconds.    #[arg(long)]
+    /// Real-time scheduling period in microseconds.
+    #[arg(long)]
     pub cpu_rt_period: Option<u64>,
-    /// Real-time runtime in microseconds per period.    #[arg(long, allow_negative_numbers = true)]
+    /// Real-time runtime in microseconds per period.
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
-    /// CPUs the container may use ("0-3,6").    #[arg(long)]
+    /// CPUs the container may use ("0-3,6").
+    #[arg(long)]
     pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may use ("0-1").    #[arg(long)]
+    /// Memory nodes the container may use ("0-1").
+    #[arg(long)]
     pub cpuset_mems: Option<String>,
-    /// Memory limit in bytes, with an optional k/m/g suffix (-1: no limit).    #[arg(long, allow_hyphen_values = true)]
+    /// Memory limit in bytes, with an optional k/m/g suffix (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Memory soft limit in bytes, with an optional k/m/g suffix.    #[arg(long, allow_hyphen_values = true)]
+    /// Memory soft limit in bytes, with an optional k/m/g suffix.
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    /// Memory plus swap limit in bytes, with an optional k/m/g suffix (-1: unlimited swap).    #[arg(long, allow_hyphen_values = true)]
+    /// Memory plus swap limit in bytes, with an optional k/m/g suffix (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    /// Maximum number of processes (-1 or 0: no limit).    #[arg(long, allow_negative_numbers = true)]
+    /// Maximum number of processes (-1 or 0: no limit).
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     #[arg(long, hide = true)]
     pub l3_cache_schema: Option<String>,
