@@ -113,6 +113,7 @@ pub struct IdArg {
 /// `create`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct CreateCmd {
+    /// Options shared with `run`.
     #[command(flatten)]
     pub flags: CreateFlags,
     /// Container id.
@@ -122,6 +123,7 @@ pub struct CreateCmd {
 /// `run`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct RunCmd {
+    /// Options shared with `create`.
     #[command(flatten)]
     pub flags: CreateFlags,
     /// Detach from the container's process.
@@ -136,6 +138,7 @@ pub struct RunCmd {
     /// Run this image instead of a bundle (pulled when missing).
     #[arg(long)]
     pub image: Option<String>,
+    /// Options that only apply with `--image`.
     #[command(flatten)]
     pub image_args: ImageRunArgs,
     /// Container id (generated for --image when omitted).
@@ -215,6 +218,7 @@ pub struct EventsCmd {
 /// `checkpoint`'s arguments (refused).
 #[derive(clap::Args, Debug)]
 pub struct CheckpointCmd {
+    /// Ignored: checkpoint/restore is not supported, the command always fails.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
 }
@@ -319,8 +323,10 @@ pub struct UpdateArgs {
     /// Maximum number of processes (-1 or 0: no limit).
     #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Intel RDT/CAT L3 cache schema (accepted for runc compatibility).
     #[arg(long, hide = true)]
     pub l3_cache_schema: Option<String>,
+    /// Intel RDT/MBA memory bandwidth schema (accepted for runc compatibility).
     #[arg(long, hide = true)]
     pub mem_bw_schema: Option<String>,
     /// Container id.
@@ -372,8 +378,11 @@ pub struct ImageRunArgs {
     /// Pull policy: missing (default), always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pub pull: String,
+    /// Networking of the container: `--network`, `-p`, `--dns`, `--add-host`.
     #[command(flatten)]
     pub net: Box<crate::run_flags::NetFlags>,
+    /// Privileges of the container: `--privileged`, `--cap-add`, `--cap-drop`,
+    /// `--security-opt`.
     #[command(flatten)]
     pub security: Box<crate::run_flags::SecurityFlags>,
 }

@@ -20,6 +20,7 @@ use crate::Global;
 /// `skiff image <command>`.
 #[derive(clap::Args, Debug)]
 pub struct ImageArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: ImageCommand,
 }
@@ -43,6 +44,7 @@ pub struct RegistryFlags {
 pub enum ImageCommand {
     /// Pull an image from a registry into the store.
     Pull {
+        /// Registry options.
         #[command(flatten)]
         reg: RegistryFlags,
         /// Image reference (alpine, host:port/repo:tag@sha256:...).
@@ -50,6 +52,7 @@ pub enum ImageCommand {
     },
     /// Push a stored image to a registry.
     Push {
+        /// Registry options.
         #[command(flatten)]
         reg: RegistryFlags,
         /// Stored image.
@@ -103,6 +106,7 @@ pub enum ImageCommand {
     },
     /// Store credentials for a registry (after checking them).
     Login {
+        /// Registry options.
         #[command(flatten)]
         reg: RegistryFlags,
         /// User name.

@@ -20,6 +20,7 @@ use crate::Global;
 /// `skiff network <command>`.
 #[derive(clap::Args, Debug)]
 pub struct NetworkArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: NetworkCommand,
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// `skiff registry <command>`.
 #[derive(clap::Args, Debug)]
 pub struct RegistryArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: RegistryCommand,
 }

@@ -7,22 +7,7 @@ use crate::args::UpdateArgs;
 
 /// Parses sizes like 100, 64k, 100M, 1g (as runc's RAMInBytes); -1 = unlimited.
 fn parse_bytes(s: &str) -> anyhow::Result<i64> {
-    if s == "-1" {
-        return Ok(-1);
-    }
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size \"{s}\""))?;
-    Ok((n * mult as f64) as i64)
+    skiff_sys::size::parse_size(s).with_context(|| format!("invalid size \"{s}\""))
 }
 
 pub(super) fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<i32> {
@@ -86,4 +71,21 @@ pub(super) fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<i32> {
         serde_json::from_value(v).context("resources: invalid linux.resources")?;
     c.update(rt, &res)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_as_runc_parses_them() {
+        assert_eq!(parse_bytes("-1").unwrap(), -1);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_bytes("2mb").unwrap(), 2 << 20);
+        assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
+        let err = parse_bytes("12x").unwrap_err().to_string();
+        assert_eq!(err, "invalid size \"12x\"");
+    }
 }
