@@ -128,6 +128,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        // A second handle on the socket, for a lingering close (below).
+        let linger_fd = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned().ok();
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closing_svc = closing.clone();
         let app = app.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
@@ -138,6 +142,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
                     let conn = conn.clone();
+                    let closing = closing_svc.clone();
                     async move {
                         let in_flight = conn.begin();
                         let read_to_end = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -153,6 +158,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                         // and says so.
                         let unread = !read_to_end.load(std::sync::atomic::Ordering::Acquire);
                         if http1 && (unread || conn.doomed()) {
+                            closing.store(true, std::sync::atomic::Ordering::Release);
                             r.headers_mut().insert(
                                 hyper::header::CONNECTION,
                                 hyper::header::HeaderValue::from_static("close"),
@@ -170,6 +176,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
                 None => {
                     let conn = http.serve_connection(TokioIo::new(tcp), svc);
                     let _ = watcher.watch(conn).await;
+                    if closing.load(std::sync::atomic::Ordering::Acquire) {
+                        if let Some(fd) = linger_fd {
+                            linger(fd).await;
+                        }
+                    }
                 }
                 Some(acc) => {
                     let Ok(Ok(tls)) =
@@ -187,6 +198,34 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     eprintln!("{}", serde_json::json!({"msg":"shutting down"}));
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     Ok(())
+}
+
+/// A lingering close, as web servers do after `Connection: close` with a
+/// request body still on the wire: the response is sent and the write side
+/// shut down (FIN), then what the client still sends is read and dropped
+/// for a while (at most 5 s or 16 MiB) before the socket closes. Closing at
+/// once with unread data would make the kernel send a reset, which can
+/// destroy the response before the client has read it and makes the
+/// client's body write fail with EPIPE.
+async fn linger(fd: std::os::fd::OwnedFd) {
+    use tokio::io::AsyncReadExt as _;
+    let std = std::net::TcpStream::from(fd);
+    let _ = std.shutdown(std::net::Shutdown::Write);
+    if std.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut s) = tokio::net::TcpStream::from_std(std) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    while total < 16 << 20 {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => break,
+        }
+    }
 }
 
 /// Runs the server on a new multi-threaded runtime until SIGINT or SIGTERM.
