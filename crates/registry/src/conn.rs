@@ -217,6 +217,34 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     }
 }
 
+impl<T> TimedIo<T> {
+    /// Accounts a write's outcome: progress resets the idle deadline; a
+    /// write that waits past it fails ("client stopped reading").
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.state.write_progress();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let deadline = self.state.write_deadline();
+                if expired(&mut self.write_sleep, deadline, cx) {
+                    Poll::Ready(Err(timed_out("client stopped reading")))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -224,23 +252,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.state.write_progress();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let deadline = this.state.write_deadline();
-                if expired(&mut this.write_sleep, deadline, cx) {
-                    Poll::Ready(Err(timed_out("client stopped reading")))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.after_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -249,23 +262,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.state.write_progress();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let deadline = this.state.write_deadline();
-                if expired(&mut this.write_sleep, deadline, cx) {
-                    Poll::Ready(Err(timed_out("client stopped reading")))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.after_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

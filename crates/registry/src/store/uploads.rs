@@ -105,16 +105,8 @@ impl Store {
         let mut up = s.upload.lock().await;
         if let Some(start) = start {
             if start != up.offset {
-                return Err(ApiError::new(
-                    Code::BlobUploadInvalid,
-                    format!(
-                        "chunk starts at {start} but the upload has {} bytes",
-                        up.offset
-                    ),
-                )
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .with_header("Range", range_header(up.offset))
-                .with_header("Location", format!("/v2/{repo}/blobs/uploads/{uuid}")));
+                return Err(wrong_offset(start, up.offset)
+                    .with_header("Location", format!("/v2/{repo}/blobs/uploads/{uuid}")));
             }
         }
         self.append_locked(&s.stored, &mut up, uuid, body).await?;
@@ -208,15 +200,7 @@ impl Store {
         let mut up = s.upload.lock().await;
         if let Some(start) = start {
             if start != up.offset {
-                return Err(ApiError::new(
-                    Code::BlobUploadInvalid,
-                    format!(
-                        "chunk starts at {start} but the upload has {} bytes",
-                        up.offset
-                    ),
-                )
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .with_header("Range", range_header(up.offset)));
+                return Err(wrong_offset(start, up.offset));
             }
         }
         self.append_locked(&s.stored, &mut up, uuid, body).await?;
@@ -259,4 +243,15 @@ impl Store {
         self.uploads.lock().expect("uploads lock").remove(uuid);
         Ok(())
     }
+}
+
+/// A chunk that does not start where the upload ends: 416 with the
+/// upload's current `Range`.
+fn wrong_offset(start: u64, offset: u64) -> ApiError {
+    ApiError::new(
+        Code::BlobUploadInvalid,
+        format!("chunk starts at {start} but the upload has {offset} bytes"),
+    )
+    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+    .with_header("Range", range_header(offset))
 }
